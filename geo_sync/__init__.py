@@ -1,0 +1,1 @@
+"""geo-sync: geo-replication of CI data."""

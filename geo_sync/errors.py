@@ -1,0 +1,80 @@
+"""The one error hierarchy of geo-sync.
+
+Every error an operator can see says what happened (the message) and what to do
+(the hint), and knows whether retrying the same operation can succeed.
+"""
+
+from __future__ import annotations
+
+
+class GeoSyncError(Exception):
+    """Raised when geo-sync cannot do what it was asked; the root of all our errors."""
+
+    retryable: bool = False
+    default_hint: str = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+
+    def __str__(self) -> str:
+        return f"{self.message} (hint: {self.hint})" if self.hint else self.message
+
+
+class ConfigError(GeoSyncError):
+    """Raised when the configuration file or an override is missing, malformed or invalid."""
+
+    default_hint = "fix the named key in the config file, or run `geo-sync ... init` to write one"
+
+
+class InvalidInput(GeoSyncError):
+    """Raised when a caller hands us something malformed or hostile; nothing was written."""
+
+    default_hint = "correct the named field and try again; nothing was changed"
+
+
+class UnsafePath(InvalidInput):
+    """Raised when a path is absolute, not normalized, or would leave its storage root."""
+
+    default_hint = "paths must be relative to the storage root, normalized, without '..'"
+
+
+class InvalidCursor(InvalidInput):
+    """Raised when an event-feed cursor cannot be parsed or belongs to another database."""
+
+    default_hint = "use the cursor the feed returned, or fetch /events/head to start over"
+
+
+class NotFound(GeoSyncError):
+    """Raised when the named item does not exist."""
+
+
+class MissingOnPrimary(NotFound):
+    """Raised when the primary has no such item (deleted, or never existed)."""
+
+    default_hint = "the item was deleted on the primary or never existed; it will be retried later"
+
+
+class AuthError(GeoSyncError):
+    """Raised when a request's credentials are missing, invalid, expired or disabled."""
+
+    default_hint = "check the secondary's name and secret, and that both clocks are in sync"
+
+
+class BackfillRequired(GeoSyncError):
+    """Raised when the event log was pruned past a secondary's cursor."""
+
+    default_hint = "the secondary must backfill from the catalog and restart from the feed head"
+
+
+class SchemaOutOfDate(GeoSyncError):
+    """Raised when the database schema is not at the revision this code expects."""
+
+    default_hint = "run `geo-sync primary migrate` (or `secondary migrate`) to upgrade the schema"
+
+
+class TransientError(GeoSyncError):
+    """Raised when an operation failed for a reason that may go away (network, locks)."""
+
+    retryable = True

@@ -1,0 +1,64 @@
+"""Alembic, driven from code: each database kind has its own script directory and
+version table, so a primary and a tracking schema can even share one database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+from geo_sync.errors import SchemaOutOfDate
+
+
+@dataclass(frozen=True)
+class Schema:
+    """One migration history: where its scripts live and which table records its revision."""
+
+    name: str
+    script_location: Path
+    version_table: str
+
+    def config(self, engine: Engine) -> Config:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(self.script_location))
+        cfg.set_main_option("version_table", self.version_table)
+        cfg.attributes["engine"] = engine
+        return cfg
+
+    def head(self) -> str:
+        heads = ScriptDirectory(str(self.script_location)).get_heads()
+        assert len(heads) == 1, f"{self.name} migrations have {len(heads)} heads"
+        return heads[0]
+
+    def current(self, engine: Engine) -> str | None:
+        with engine.connect() as conn:
+            return MigrationContext.configure(
+                conn, opts={"version_table": self.version_table}
+            ).get_current_revision()
+
+    def upgrade(self, engine: Engine, revision: str = "head") -> None:
+        command.upgrade(self.config(engine), revision)
+
+    def downgrade(self, engine: Engine, revision: str) -> None:
+        command.downgrade(self.config(engine), revision)
+
+    def require_current(self, engine: Engine) -> None:
+        """Raise SchemaOutOfDate unless the database is at this code's head revision."""
+        current, head = self.current(engine), self.head()
+        if current != head:
+            raise SchemaOutOfDate(
+                f"{self.name} database schema is at {current or 'nothing'}, code expects {head}",
+                hint=f"run `geo-sync {self.name} migrate`",
+            )
+
+
+PRIMARY = Schema(
+    name="primary",
+    script_location=Path(__file__).parent / "primary" / "migrations",
+    version_table="geo_primary_alembic_version",
+)

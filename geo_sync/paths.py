@@ -1,0 +1,56 @@
+"""Relative storage paths: validation and safe resolution inside a storage root.
+
+Paths arrive from events, catalog rows and URLs, i.e. from the network. We refuse
+anything that is not already a normalized relative path instead of normalizing
+it, so that the primary and every secondary agree on exactly one spelling.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from geo_sync.errors import UnsafePath
+
+MAX_PATH_BYTES = 4096
+MAX_COMPONENT_BYTES = 255
+
+
+def validate_relpath(path: object, *, field: str = "path") -> str:
+    """Return ``path`` if it is a safe, normalized relative path; raise UnsafePath otherwise."""
+    if not isinstance(path, str):
+        raise UnsafePath(f"{field} must be a string, got {type(path).__name__}")
+    if not path:
+        raise UnsafePath(f"{field} is empty")
+    if "\x00" in path:
+        raise UnsafePath(f"{field} contains a NUL byte")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
+        raise UnsafePath(f"{field} contains a control character")
+    if "\\" in path:
+        raise UnsafePath(f"{field} contains a backslash: {path!r}")
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise UnsafePath(f"{field} is longer than {MAX_PATH_BYTES} bytes")
+    if path.startswith("/"):
+        raise UnsafePath(f"{field} is absolute: {path!r}")
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            raise UnsafePath(f"{field} is not a normalized relative path: {path!r}")
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
+            raise UnsafePath(f"{field} has a component longer than {MAX_COMPONENT_BYTES} bytes")
+    return path
+
+
+def resolve_inside(root: Path, relpath: str, *, field: str = "path") -> Path:
+    """Join ``relpath`` to ``root`` and prove the result, after symlinks, stays inside it.
+
+    The target itself need not exist; any existing prefix is resolved, so a
+    symlinked directory pointing outside the root is caught before we write
+    through it.
+    """
+    validate_relpath(relpath, field=field)
+    real_root = Path(os.path.realpath(root))
+    candidate = root / relpath
+    real = Path(os.path.realpath(candidate))
+    if real != real_root and real_root not in real.parents:
+        raise UnsafePath(f"{field} {relpath!r} resolves outside its storage root (symlink?)")
+    return candidate

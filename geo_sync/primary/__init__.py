@@ -1,0 +1,1 @@
+"""The primary site: event log, catalog, publishing and the Geo API."""

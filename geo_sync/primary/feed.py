@@ -1,0 +1,260 @@
+"""The event feed: every committed event exactly once, never skipping, never waiting.
+
+The problem. Event ids come from a sequence when a row is inserted, but a row
+becomes visible when its transaction commits. Transactions commit in any order,
+so a reader that asks for ``id > last`` can see id 7 before id 6 commits, move
+its cursor past 6, and never see it. GitLab Geo papers over this with a grace
+period (wait 10 minutes, give up after 60) and so delivers late events late and
+very late events never.
+
+PostgreSQL: the cursor is a snapshot (the PgQ approach). Every event row stores
+the id of the transaction that wrote it (``txid``, from ``pg_current_xact_id()``).
+A reader's position is a snapshot ``lo`` -- ``xmin:xmax:xip`` -- meaning "I have
+seen exactly the events whose transactions are visible in ``lo``". To read on, it
+takes the current snapshot ``hi`` and returns the events visible in ``hi`` but not
+in ``lo``. Visibility in a snapshot is a property of committed transactions only,
+so an event appears in the first batch whose ``hi`` sees its transaction commit:
+late commits are picked up by the next read instead of being passed over, an
+uncommitted or rolled-back event is never returned, and no event can be in two
+batches because ``lo`` of one batch is ``hi`` of the previous. Nothing waits for
+anything, and writers are never serialized. The filter needs no server-side
+functions: ``visible(x, s) = x < s.xmin or (x < s.xmax and x not in s.xip)``, and
+``txid >= lo.xmin`` bounds the index scan. When a batch holds more than ``limit``
+events, the cursor pins ``hi`` and remembers the last id returned, so pages of
+one batch are a deterministic walk over a fixed set.
+
+SQLite (embedded mode) allows a single writer: the write lock is held from the
+first write to commit, so ids are assigned in commit order and ``id > last`` is
+already exact.
+
+Cursors are opaque strings for clients: ``pg1;<lo>;<hi or empty>;<after id>`` and
+``sq1;<last id>``.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, and_, func, not_, or_, select, text
+from sqlalchemy.engine import Dialect
+
+from geo_sync.db import is_postgres
+from geo_sync.errors import InvalidCursor
+from geo_sync.primary.models import Event
+
+_SNAPSHOT = re.compile(r"^(\d+):(\d+):((?:\d+(?:,\d+)*)?)$")
+
+
+@dataclass(frozen=True)
+class FeedEvent:
+    """One event as the feed serves it."""
+
+    id: int
+    replicable_type: str
+    event: str
+    record_id: str
+    path: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.replicable_type,
+            "event": self.event,
+            "record_id": self.record_id,
+            "path": self.path,
+            "payload": self.payload,
+            "created_at": self.created_at.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FeedEvent:
+        return cls(
+            id=int(data["id"]),
+            replicable_type=str(data["type"]),
+            event=str(data["event"]),
+            record_id=str(data["record_id"]),
+            path=str(data["path"]),
+            payload=dict(data.get("payload") or {}),
+            created_at=datetime.fromisoformat(data["created_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class Page:
+    """Events after a cursor, the cursor to continue from, and whether more are ready."""
+
+    events: list[FeedEvent]
+    cursor: str
+    more: bool
+
+
+class Feed(ABC):
+    """Reading the event log by cursor; one implementation per database backend."""
+
+    @abstractmethod
+    def start(self) -> str:
+        """The cursor before every event ever written."""
+
+    @abstractmethod
+    def head(self, conn: Connection) -> str:
+        """The cursor after every event committed so far."""
+
+    @abstractmethod
+    def read(self, conn: Connection, cursor: str, limit: int) -> Page:
+        """Up to ``limit`` events after ``cursor``, in delivery order."""
+
+    @abstractmethod
+    def delivered(self, cursor: str) -> ColumnElement[bool]:
+        """SQL condition on geo_events: true for events a reader at ``cursor`` has seen."""
+
+    def validate(self, cursor: str) -> str:
+        """Return ``cursor`` if this feed can read from it; raise InvalidCursor otherwise."""
+        self.delivered(cursor)
+        return cursor
+
+
+def _rows_to_events(rows: Any) -> list[FeedEvent]:
+    return [
+        FeedEvent(
+            id=row.id,
+            replicable_type=row.replicable_type,
+            event=row.event,
+            record_id=row.record_id,
+            path=row.path,
+            payload=row.payload or {},
+            created_at=row.created_at,
+        )
+        for row in rows
+    ]
+
+
+_EVENT_COLUMNS = (
+    Event.id,
+    Event.replicable_type,
+    Event.event,
+    Event.record_id,
+    Event.path,
+    Event.payload,
+    Event.created_at,
+)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A PostgreSQL ``pg_snapshot``: which transactions had committed when it was taken."""
+
+    xmin: int
+    xmax: int
+    xip: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, raw: str) -> Snapshot:
+        match = _SNAPSHOT.match(raw)
+        if not match:
+            raise InvalidCursor(f"malformed snapshot in cursor: {raw!r}")
+        xmin, xmax = int(match[1]), int(match[2])
+        xip = tuple(int(x) for x in match[3].split(",")) if match[3] else ()
+        if not xmin <= xmax or any(not xmin <= x < xmax for x in xip):
+            raise InvalidCursor(f"inconsistent snapshot in cursor: {raw!r}")
+        return cls(xmin, xmax, xip)
+
+    def __str__(self) -> str:
+        return f"{self.xmin}:{self.xmax}:{','.join(map(str, self.xip))}"
+
+    def visible(self, txid: ColumnElement[int] | Any) -> ColumnElement[bool]:
+        """SQL: was the transaction ``txid`` committed as of this snapshot?"""
+        in_progress = txid.in_(self.xip) if self.xip else None
+        recent = txid < self.xmax if in_progress is None else and_(txid < self.xmax,
+                                                                    not_(in_progress))
+        return or_(txid < self.xmin, recent)
+
+
+class PostgresFeed(Feed):
+    """Snapshot cursors over ``txid`` (see the module docstring)."""
+
+    _PREFIX = "pg1"
+
+    def start(self) -> str:
+        return self._format(Snapshot(1, 1, ()), None, 0)
+
+    def head(self, conn: Connection) -> str:
+        return self._format(self._current(conn), None, 0)
+
+    def read(self, conn: Connection, cursor: str, limit: int) -> Page:
+        lo, hi, after = self._parse(cursor)
+        if hi is None:
+            hi, after = self._current(conn), 0
+        txid = Event.txid
+        rows = conn.execute(
+            select(*_EVENT_COLUMNS)
+            .where(txid >= lo.xmin, txid < hi.xmax)
+            .where(hi.visible(txid), not_(lo.visible(txid)))
+            .where(Event.id > after)
+            .order_by(Event.id)
+            .limit(limit + 1)
+        ).all()
+        events = _rows_to_events(rows[:limit])
+        if len(rows) > limit:
+            return Page(events, self._format(lo, hi, events[-1].id), more=True)
+        return Page(events, self._format(hi, None, 0), more=False)
+
+    def delivered(self, cursor: str) -> ColumnElement[bool]:
+        lo, _, _ = self._parse(cursor)
+        return lo.visible(Event.txid)
+
+    @staticmethod
+    def _current(conn: Connection) -> Snapshot:
+        return Snapshot.parse(conn.execute(text("SELECT pg_current_snapshot()::text")).scalar_one())
+
+    def _format(self, lo: Snapshot, hi: Snapshot | None, after: int) -> str:
+        return f"{self._PREFIX};{lo};{hi if hi is not None else ''};{after}"
+
+    def _parse(self, cursor: str) -> tuple[Snapshot, Snapshot | None, int]:
+        parts = cursor.split(";")
+        if len(parts) != 4 or parts[0] != self._PREFIX or not parts[3].isdigit():
+            raise InvalidCursor(f"not a PostgreSQL feed cursor: {cursor[:80]!r}")
+        lo = Snapshot.parse(parts[1])
+        hi = Snapshot.parse(parts[2]) if parts[2] else None
+        return lo, hi, int(parts[3])
+
+
+class SqliteFeed(Feed):
+    """Plain id cursors: SQLite's single writer commits ids in order."""
+
+    _PREFIX = "sq1"
+
+    def start(self) -> str:
+        return f"{self._PREFIX};0"
+
+    def head(self, conn: Connection) -> str:
+        last = conn.execute(select(func.coalesce(func.max(Event.id), 0))).scalar_one()
+        return f"{self._PREFIX};{last}"
+
+    def read(self, conn: Connection, cursor: str, limit: int) -> Page:
+        after = self._parse(cursor)
+        rows = conn.execute(
+            select(*_EVENT_COLUMNS).where(Event.id > after).order_by(Event.id).limit(limit + 1)
+        ).all()
+        events = _rows_to_events(rows[:limit])
+        last = events[-1].id if events else after
+        return Page(events, f"{self._PREFIX};{last}", more=len(rows) > limit)
+
+    def delivered(self, cursor: str) -> ColumnElement[bool]:
+        return Event.id <= self._parse(cursor)
+
+    def _parse(self, cursor: str) -> int:
+        prefix, _, last = cursor.partition(";")
+        if prefix != self._PREFIX or not last.isdigit():
+            raise InvalidCursor(f"not an embedded (SQLite) feed cursor: {cursor[:80]!r}")
+        return int(last)
+
+
+def feed_for(dialect: Dialect) -> Feed:
+    """The feed implementation for a database dialect."""
+    return PostgresFeed() if is_postgres(dialect) else SqliteFeed()

@@ -1,0 +1,69 @@
+"""Primary database schema: the event log, the catalog and registered secondaries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from geo_sync.db import UTCDateTime
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the primary database."""
+
+
+class Event(Base):
+    """One change on the primary. ``txid`` is the writing transaction (PostgreSQL only)."""
+
+    __tablename__ = "geo_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    txid: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    replicable_type: Mapped[str] = mapped_column(String(32))
+    event: Mapped[str] = mapped_column(String(32))
+    record_id: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class CatalogItem(Base):
+    """One replicable item that exists on the primary right now."""
+
+    __tablename__ = "geo_catalog"
+    __table_args__ = (
+        UniqueConstraint("replicable_type", "record_id", name="uq_geo_catalog_record"),
+        UniqueConstraint("replicable_type", "path", name="uq_geo_catalog_path"),
+        Index("ix_geo_catalog_type_id", "replicable_type", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    replicable_type: Mapped[str] = mapped_column(String(32))
+    record_id: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str] = mapped_column(Text)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    checksum: Mapped[str | None] = mapped_column(String(64))
+    checksum_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Secondary(Base):
+    """A registered secondary site: its credentials and how far it has read the log."""
+
+    __tablename__ = "geo_secondaries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    secret: Mapped[str] = mapped_column(String(128))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    acked_cursor: Mapped[str | None] = mapped_column(Text)
+    acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    backfill_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,206 @@
+"""Publishing a change: one event row plus the matching catalog change, in the
+caller's own transaction, so the event exists if and only if the change committed.
+
+On PostgreSQL the write is the ``geo_publish()`` SQL function (migration 0001), the
+same one CI systems in other languages call; on SQLite it is done here. Both apply
+these rules:
+
+* ``created``/``updated``/``appended``/``archived`` upsert the catalog row, found by
+  ``record_id`` when given, else by path (a new row's record id defaults to its
+  path). Size and checksum are replaced by what the caller sends: an unknown
+  checksum is stored as unknown, never left stale.
+* ``renamed`` moves the row found by ``record_id`` or ``old_path`` to ``path``.
+* ``deleted`` removes the row; the event is written even if the catalog had none.
+
+Every argument is validated before anything is written.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
+
+from geo_sync.db import is_postgres, utcnow
+from geo_sync.errors import InvalidInput, NotFound
+from geo_sync.primary.models import CatalogItem, Event
+from replicators.registry import replicator_for
+
+NOTIFY_CHANNEL = "geo_sync_events"
+_CHECKSUM = re.compile(r"^[0-9a-f]{64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change to publish. ``old_path`` is only for ``renamed``."""
+
+    replicable_type: str
+    event: str
+    path: str
+    record_id: str | None = None
+    size: int | None = None
+    checksum: str | None = None
+    old_path: str | None = None
+
+
+def validate_change(change: Change) -> Change:
+    """Return ``change`` if every field is acceptable; raise InvalidInput naming the bad one."""
+    replicator = replicator_for(change.replicable_type)
+    replicator.validate_event(change.event)
+    replicator.validate_path(change.path)
+    if change.record_id is not None and (
+        not isinstance(change.record_id, str)
+        or not 0 < len(change.record_id.encode("utf-8", "surrogatepass")) <= 255
+        or _CONTROL.search(change.record_id)
+    ):
+        raise InvalidInput("record_id must be 1 to 255 bytes without control characters")
+    if change.size is not None and (
+        not isinstance(change.size, int) or isinstance(change.size, bool) or change.size < 0
+    ):
+        raise InvalidInput(f"size must be a non-negative integer, got {change.size!r}")
+    if change.checksum is not None and (
+        not isinstance(change.checksum, str) or not _CHECKSUM.match(change.checksum)
+    ):
+        raise InvalidInput("checksum must be 64 lowercase hex digits (sha256)")
+    if change.old_path is not None:
+        if change.event != "renamed":
+            raise InvalidInput("old_path is only valid for renamed events")
+        replicator.validate_path(change.old_path, field="old_path")
+    if change.event == "renamed" and change.record_id is None and change.old_path is None:
+        raise InvalidInput("renamed needs record_id or old_path to find the item")
+    return change
+
+
+def publish(conn: Connection, change: Change) -> int:
+    """Validate and record ``change`` in the caller's transaction; return the event id.
+
+    On SQLite, run this in a transaction started with ``BEGIN IMMEDIATE``
+    (``geo_sync.db.write_transaction``) so concurrent publishers queue for the
+    write lock instead of failing.
+    """
+    validate_change(change)
+    if is_postgres(conn.dialect):
+        return _publish_postgres(conn, change)
+    return _publish_portable(conn, change)
+
+
+def _publish_postgres(conn: Connection, change: Change) -> int:
+    try:
+        with conn.begin_nested():
+            event_id = conn.execute(
+                text(
+                    "SELECT geo_publish(:type, :event, :path, :record_id, :size, "
+                    ":checksum, :old_path)"
+                ),
+                {
+                    "type": change.replicable_type,
+                    "event": change.event,
+                    "path": change.path,
+                    "record_id": change.record_id,
+                    "size": change.size,
+                    "checksum": change.checksum,
+                    "old_path": change.old_path,
+                },
+            ).scalar_one()
+    except DBAPIError as exc:
+        raise _translate(exc) from None
+    return int(event_id)
+
+
+def _translate(exc: DBAPIError) -> Exception:
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    message = str(getattr(getattr(exc.orig, "diag", None), "message_primary", "") or exc.orig)
+    message = message.removeprefix("geo_publish: ")
+    if sqlstate == "22023":
+        return InvalidInput(message)
+    if sqlstate == "P0002":
+        return NotFound(message, hint="check the record id or old path; nothing was changed")
+    return exc
+
+
+def _find(conn: Connection, change: Change, by_path: str) -> Any:
+    key = (
+        CatalogItem.record_id == change.record_id
+        if change.record_id is not None
+        else CatalogItem.path == by_path
+    )
+    return conn.execute(
+        select(CatalogItem.id, CatalogItem.record_id, CatalogItem.path).where(
+            CatalogItem.replicable_type == change.replicable_type, key
+        )
+    ).first()
+
+
+def _publish_portable(conn: Connection, change: Change) -> int:
+    now = utcnow()
+    old_path: str | None = None
+    if change.event == "deleted":
+        row = _find(conn, change, change.path)
+        if row is not None:
+            conn.execute(delete(CatalogItem).where(CatalogItem.id == row.id))
+        record_id = row.record_id if row is not None else (change.record_id or change.path)
+    elif change.event == "renamed":
+        row = _find(conn, change, change.old_path or "")
+        if row is None:
+            raise NotFound(
+                f"cannot rename: no {change.replicable_type} "
+                f"{change.record_id or change.old_path}",
+                hint="check the record id or old path; nothing was changed",
+            )
+        old_path, record_id = row.path, row.record_id
+        conn.execute(
+            update(CatalogItem)
+            .where(CatalogItem.id == row.id)
+            .values(path=change.path, updated_at=now)
+        )
+    else:
+        row = _find(conn, change, change.path)
+        values = {
+            "size": change.size,
+            "checksum": change.checksum,
+            "checksum_at": now if change.checksum else None,
+            "updated_at": now,
+        }
+        if row is None:
+            record_id = change.record_id or change.path
+            conn.execute(
+                insert(CatalogItem).values(
+                    replicable_type=change.replicable_type,
+                    record_id=record_id,
+                    path=change.path,
+                    **values,
+                )
+            )
+        else:
+            if row.path != change.path:
+                raise InvalidInput(
+                    f"{change.replicable_type} {row.record_id} is at {row.path}, not "
+                    f"{change.path}; publish renamed to move it"
+                )
+            record_id = row.record_id
+            conn.execute(update(CatalogItem).where(CatalogItem.id == row.id).values(**values))
+    payload = {
+        key: value
+        for key, value in (("size", change.size), ("checksum", change.checksum),
+                           ("old_path", old_path))
+        if value is not None
+    }
+    return int(
+        conn.execute(
+            insert(Event)
+            .values(
+                replicable_type=change.replicable_type,
+                event=change.event,
+                record_id=record_id,
+                path=change.path,
+                payload=payload,
+                created_at=now,
+            )
+            .returning(Event.id)
+        ).scalar_one()
+    )
+

@@ -1,0 +1,138 @@
+"""Typed, frozen settings: loaded once at the edge (the CLI) and passed explicitly.
+
+Source order, lowest to highest priority: the TOML file, then environment
+variables ``GEO_SYNC_<SECTION>__<KEY>`` (e.g. ``GEO_SYNC_PRIMARY__LISTEN_PORT``).
+Relative paths in the file are taken relative to the file's directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from geo_sync.errors import ConfigError
+
+CONFIG_ENV = "GEO_SYNC_CONFIG"
+DEFAULT_PORT = 8650
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LogSettings(_Section):
+    """How geo-sync writes its structured logs (always to stderr)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+class PrimarySettings(_Section):
+    """The primary site: its database, its storage and its Geo API."""
+
+    database_url: str = Field(min_length=1)
+    storage_root: Path
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
+    event_retention_seconds: int = Field(default=7 * 86400, gt=0)
+    prune_interval_seconds: float = Field(default=60.0, gt=0)
+    token_leeway_seconds: int = Field(default=10, ge=0, le=300)
+    max_token_ttl_seconds: int = Field(default=300, gt=0, le=3600)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql+psycopg://")):
+            raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+        return value
+
+
+class Settings(BaseSettings):
+    """Everything one geo-sync process needs; ``role`` says which site it runs."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix="GEO_SYNC_",
+        env_nested_delimiter="__",
+    )
+
+    role: Literal["primary", "secondary"]
+    log: LogSettings = LogSettings()
+    primary: PrimarySettings | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's contents arrive as init kwargs; the environment must win over them.
+        return (env_settings, init_settings)
+
+    def require_primary(self) -> PrimarySettings:
+        """Return the primary section, or explain that this config is not a primary's."""
+        if self.primary is None:
+            raise ConfigError(
+                f"this config is for a {self.role} site and has no [primary] section",
+                hint="pass the primary's config with --config, or run `geo-sync primary init`",
+            )
+        return self.primary
+
+
+_PATH_KEYS = {"storage_root", "mirror_root"}
+
+
+def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
+    for value in data.values():
+        if isinstance(value, dict):
+            for key in _PATH_KEYS & value.keys():
+                if isinstance(value[key], str) and not Path(value[key]).is_absolute():
+                    value[key] = str(base / value[key])
+
+
+def _describe(error: ValidationError, source: Path) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"{key}: {message}")
+    return f"invalid config {source}: " + "; ".join(lines)
+
+
+def config_path_from(option: str | None) -> Path:
+    """The config file named by ``--config`` or ``GEO_SYNC_CONFIG``; one of them is required."""
+    raw = option or os.environ.get(CONFIG_ENV)
+    if not raw:
+        raise ConfigError(
+            "no config file given",
+            hint=f"pass --config FILE or set {CONFIG_ENV}; `geo-sync primary init` writes one",
+        )
+    return Path(raw)
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate the TOML file at ``path`` with environment overrides applied."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    _resolve_relative_paths(data, path.resolve().parent)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None

@@ -1,0 +1,1 @@
+"""One replicator per data type."""

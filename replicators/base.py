@@ -1,0 +1,87 @@
+"""What every replicable data type declares: its name, events, storage and checksum.
+
+A new data type is one subclass registered in ``replicators.registry``; nothing
+else in geo-sync switches on type names.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from geo_sync.errors import InvalidInput
+from geo_sync.paths import validate_relpath
+
+TEMP_PREFIX = ".geo-sync-tmp-"
+
+
+@dataclass(frozen=True)
+class FoundItem:
+    """An item as it exists on disk right now."""
+
+    path: str
+    size: int
+    checksum: str
+
+
+@dataclass(frozen=True)
+class KnownItem:
+    """An item as the catalog last recorded it."""
+
+    path: str
+    size: int | None
+    checksum: str | None
+
+
+class Replicator(ABC):
+    """One replicable data type."""
+
+    name: ClassVar[str]
+    events: ClassVar[tuple[str, ...]]
+    storage_dir: ClassVar[str]
+    #: The event that brings an item into existence or replaces it wholesale.
+    created_event: ClassVar[str] = "created"
+
+    @classmethod
+    def validate_path(cls, path: object, *, field: str = "path") -> str:
+        """Refuse a path this type cannot store; return it unchanged if valid."""
+        return validate_relpath(path, field=field)
+
+    @classmethod
+    def validate_event(cls, event: object) -> str:
+        if event not in cls.events:
+            raise InvalidInput(
+                f"unknown event {event!r} for {cls.name}; expected one of {', '.join(cls.events)}"
+            )
+        assert isinstance(event, str)
+        return event
+
+    @classmethod
+    @abstractmethod
+    def discover(cls, root: Path) -> Iterator[str]:
+        """Yield the relative path of every item stored under ``root``."""
+
+    @classmethod
+    @abstractmethod
+    def describe(cls, path: Path, relpath: str) -> FoundItem:
+        """Size and checksum of the item stored at ``path``."""
+
+    @classmethod
+    @abstractmethod
+    def change_event(cls, known: KnownItem, found: FoundItem) -> str | None:
+        """The event that tells a secondary how ``known`` became ``found``; None if equal."""
+
+
+def walk_files(root: Path) -> Iterator[str]:
+    """Relative paths of regular files under ``root``, skipping symlinks and our temp files."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not (Path(dirpath) / d).is_symlink())
+        for filename in sorted(filenames):
+            full = Path(dirpath) / filename
+            if filename.startswith(TEMP_PREFIX) or full.is_symlink() or not full.is_file():
+                continue
+            yield full.relative_to(root).as_posix()

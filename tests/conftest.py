@@ -1,0 +1,39 @@
+"""Shared fixtures: primary databases on both backends, storage roots."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from geo_sync.db import make_engine
+from geo_sync.migrate import PRIMARY
+from tests.services import temporary_database
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def primary_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated primary database, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'primary.db'}")
+        PRIMARY.upgrade(engine)
+        yield engine
+        engine.dispose()
+        return
+    with temporary_database() as url:
+        engine = make_engine(url)
+        PRIMARY.upgrade(engine)
+        yield engine
+        engine.dispose()
+
+
+@pytest.fixture
+def pg_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated primary database on PostgreSQL only."""
+    with temporary_database() as url:
+        engine = make_engine(url)
+        PRIMARY.upgrade(engine)
+        yield engine
+        engine.dispose()
