@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from geo_sync.db import make_engine
 from geo_sync.migrate import PRIMARY
 from tests.services import temporary_database
+from tests.sites import PrimarySite, primary_site
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -37,3 +38,14 @@ def pg_engine(tmp_path: Path) -> Iterator[Engine]:
         PRIMARY.upgrade(engine)
         yield engine
         engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def primary(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PrimarySite]:
+    """A running primary (`geo-sync primary serve`), on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        with primary_site(tmp_path / "primary", None) as site:
+            yield site
+        return
+    with temporary_database() as url, primary_site(tmp_path / "primary", url) as site:
+        yield site

@@ -1,0 +1,1 @@
+"""The `geo-sync` command line."""

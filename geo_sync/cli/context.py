@@ -1,0 +1,51 @@
+"""What every command gets: the config, loaded once on first use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import sqlalchemy.exc
+
+from geo_sync.errors import GeoSyncError
+from geo_sync.logging import configure_logging
+from geo_sync.settings import Settings, config_path_from, load_settings
+
+
+@dataclass
+class CliContext:
+    """Lazily loaded settings: `init` commands run before any config exists."""
+
+    config_option: str | None
+    _settings: Settings | None = field(default=None, init=False)
+
+    @property
+    def config_path(self) -> Path:
+        return config_path_from(self.config_option).resolve()
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+            configure_logging(self._settings.log.level, self._settings.log.format)
+        return self._settings
+
+
+pass_cli = click.make_pass_decorator(CliContext)
+
+
+class GeoGroup(click.Group):
+    """A click group that turns our errors into one-line messages and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except GeoSyncError as exc:
+            raise click.ClickException(str(exc)) from None
+        except sqlalchemy.exc.OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise click.ClickException(
+                f"database unreachable: {reason} (hint: check that the database server is "
+                "running and database_url in the config is right)"
+            ) from None

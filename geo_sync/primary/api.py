@@ -1,0 +1,292 @@
+"""The Geo API (``/api/geo/v1``): events feed, catalog, blobs, git, status.
+
+Every endpoint requires ``Authorization: Bearer <JWT>`` signed with the calling
+secondary's secret. Database work runs in the thread pool; long-polls wait on
+the ChangeSignal without holding a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from geo_sync.auth import verify_token
+from geo_sync.db import write_transaction
+from geo_sync.errors import (
+    AuthError,
+    BackfillRequired,
+    GeoSyncError,
+    InvalidInput,
+    MissingOnPrimary,
+    NotFound,
+)
+from geo_sync.logging import get_logger
+from geo_sync.primary import blobs, git_http, secondaries
+from geo_sync.primary.feed import feed_for
+from geo_sync.primary.models import CatalogItem, Event
+from geo_sync.primary.notify import ChangeSignal, Watcher
+from geo_sync.primary.retention import prune
+from geo_sync.settings import PrimarySettings
+from replicators.registry import REPLICATORS, replicator_for
+
+log = get_logger("api")
+PREFIX = "/api/geo/v1"
+MAX_LIMIT = 1000
+MAX_WAIT = 60.0
+SAFETY_REREAD = 1.0
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _error_response(exc: GeoSyncError) -> JSONResponse:
+    status, code, headers = 500, "internal", {}
+    if isinstance(exc, MissingOnPrimary):
+        status, code, headers = 404, "missing_on_primary", {blobs.MISSING_HEADER: "true"}
+    elif isinstance(exc, NotFound):
+        status, code = 404, "not_found"
+    elif isinstance(exc, AuthError):
+        status, code = 401, "unauthorized"
+    elif isinstance(exc, BackfillRequired):
+        status, code = 410, "backfill_required"
+    elif isinstance(exc, InvalidInput):
+        status, code = 400, "invalid_request"
+    return JSONResponse(
+        {"error": code, "message": exc.message, "hint": exc.hint},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"query parameter {name} must be an integer, got {raw[:40]!r}") from None
+    if not low <= value <= high:
+        raise InvalidInput(f"query parameter {name} must be between {low} and {high}")
+    return value
+
+
+class GeoApi:
+    """The state behind the routes: settings, engine, change signal."""
+
+    def __init__(self, settings: PrimarySettings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.feed = feed_for(engine.dialect)
+        self.signal: ChangeSignal | None = None
+
+    # -- plumbing -------------------------------------------------------------
+
+    def _authenticate_sync(self, token: str) -> str:
+        with self.engine.connect() as conn:
+            name = verify_token(
+                token,
+                lambda n: secondaries.credential(conn, n),
+                leeway=self.settings.token_leeway_seconds,
+                max_ttl=self.settings.max_token_ttl_seconds,
+            )
+            secondaries.touch(conn, name)
+            conn.commit()
+        return name
+
+    def guarded(self, handler: Callable[[Request, str], Awaitable[Response]]) -> Handler:
+        """Wrap a route: authenticate the caller, map our errors to JSON responses."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                scheme, _, token = request.headers.get("authorization", "").partition(" ")
+                if scheme.lower() != "bearer" or not token:
+                    raise AuthError("missing Authorization: Bearer <JWT> header")
+                caller = await run_in_threadpool(self._authenticate_sync, token.strip())
+                return await handler(request, caller)
+            except GeoSyncError as exc:
+                if isinstance(exc, AuthError):
+                    log.warning("request_refused", path=request.url.path, reason=exc.message)
+                return _error_response(exc)
+
+        return endpoint
+
+    # -- routes ---------------------------------------------------------------
+
+    async def events(self, request: Request, caller: str) -> Response:
+        cursor = request.query_params.get("cursor")
+        if cursor is None:
+            raise InvalidInput("query parameter cursor is required (GET /events/head gives one)")
+        self.feed.validate(cursor)
+        limit = _int_param(request, "limit", 100, 1, MAX_LIMIT)
+        wait = _int_param(request, "wait", 0, 0, int(MAX_WAIT))
+        deadline = time.monotonic() + wait
+        assert self.signal is not None
+        while True:
+            generation = self.signal.generation
+            page = await run_in_threadpool(self._read_events, caller, cursor, limit)
+            remaining = deadline - time.monotonic()
+            if page["events"] or remaining <= 0:
+                return JSONResponse(page)
+            await self.signal.wait_for_change(generation, min(remaining, SAFETY_REREAD))
+
+    def _read_events(self, caller: str, cursor: str, limit: int) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            if secondaries.is_backfill_required(conn, caller):
+                raise BackfillRequired(
+                    f"events after secondary {caller!r}'s cursor were pruned",
+                )
+            page = self.feed.read(conn, cursor, limit)
+        return {
+            "events": [event.to_json() for event in page.events],
+            "cursor": page.cursor,
+            "more": page.more,
+        }
+
+    async def head(self, request: Request, caller: str) -> Response:
+        reset = request.query_params.get("reset") in ("1", "true")
+
+        def run() -> str:
+            if reset:
+                with write_transaction(self.engine) as conn:
+                    return secondaries.restart_at_head(conn, caller)
+            with self.engine.connect() as conn:
+                return self.feed.head(conn)
+
+        return JSONResponse({"cursor": await run_in_threadpool(run)})
+
+    async def ack(self, request: Request, caller: str) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise InvalidInput("body must be JSON: {\"cursor\": \"...\"}") from None
+        cursor = body.get("cursor") if isinstance(body, dict) else None
+        if not isinstance(cursor, str):
+            raise InvalidInput("body must be JSON: {\"cursor\": \"...\"}")
+
+        def run() -> None:
+            with write_transaction(self.engine) as conn:
+                secondaries.acknowledge(conn, caller, cursor)
+
+        await run_in_threadpool(run)
+        return JSONResponse({"acknowledged": cursor})
+
+    async def catalog(self, request: Request, caller: str) -> Response:
+        replicator = replicator_for(request.path_params["type"])
+        after = _int_param(request, "after", 0, 0, 2**62)
+        limit = _int_param(request, "limit", 500, 1, MAX_LIMIT)
+
+        def run() -> dict[str, Any]:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(CatalogItem.__table__)
+                    .where(CatalogItem.replicable_type == replicator.name, CatalogItem.id > after)
+                    .order_by(CatalogItem.id)
+                    .limit(limit)
+                ).all()
+                total = conn.execute(
+                    select(func.count()).where(CatalogItem.replicable_type == replicator.name)
+                ).scalar_one()
+            items = [
+                {
+                    "id": row.id,
+                    "record_id": row.record_id,
+                    "path": row.path,
+                    "size": row.size,
+                    "checksum": row.checksum,
+                    "checksum_at": row.checksum_at.isoformat() if row.checksum_at else None,
+                    "updated_at": row.updated_at.isoformat(),
+                }
+                for row in rows
+            ]
+            next_after = items[-1]["id"] if len(items) == limit else None
+            return {"type": replicator.name, "items": items, "next_after": next_after,
+                    "total": total}
+
+        return JSONResponse(await run_in_threadpool(run))
+
+    async def blob(self, request: Request, caller: str) -> Response:
+        return await blobs.download(request, self.engine, self.settings.storage_root)
+
+    async def git(self, request: Request, caller: str) -> Response:
+        return await git_http.serve_git(
+            request, self.settings.storage_root / "repositories", caller
+        )
+
+    async def status(self, request: Request, caller: str) -> Response:
+        return JSONResponse(await run_in_threadpool(self.status_report))
+
+    def status_report(self) -> dict[str, Any]:
+        """What `geo-sync status` shows for a primary, also served at /status."""
+        with self.engine.connect() as conn:
+            counts = dict(
+                conn.execute(
+                    select(CatalogItem.replicable_type, func.count()).group_by(
+                        CatalogItem.replicable_type
+                    )
+                ).all()
+            )
+            events = conn.execute(select(func.count(), func.max(Event.id))).one()
+            peers = secondaries.statuses(conn, self.settings.event_retention_seconds)
+        return {
+            "role": "primary",
+            "catalog": {name: counts.get(name, 0) for name in REPLICATORS},
+            "events_retained": events[0],
+            "last_event_id": events[1],
+            "event_retention_seconds": self.settings.event_retention_seconds,
+            "secondaries": [peer.to_json() for peer in peers],
+        }
+
+    # -- background work ------------------------------------------------------
+
+    def prune_once(self) -> None:
+        with write_transaction(self.engine) as conn:
+            prune(conn, self.settings.event_retention_seconds)
+
+    async def _prune_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.prune_interval_seconds)
+            try:
+                await run_in_threadpool(self.prune_once)
+            except Exception as exc:  # keep serving; the next pass retries
+                log.warning("prune_failed", error=str(exc))
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        self.signal = ChangeSignal(asyncio.get_running_loop())
+        watcher = Watcher(self.engine, self.signal)
+        watcher.start()
+        pruner = asyncio.create_task(self._prune_forever())
+        log.info("geo_api_started")
+        try:
+            yield
+        finally:
+            pruner.cancel()
+            watcher.stop()
+
+
+def create_app(settings: PrimarySettings, engine: Engine) -> Starlette:
+    """The Starlette application serving the Geo API."""
+    api = GeoApi(settings, engine)
+    routes = [
+        Route(f"{PREFIX}/events", api.guarded(api.events)),
+        Route(f"{PREFIX}/events/head", api.guarded(api.head)),
+        Route(f"{PREFIX}/ack", api.guarded(api.ack), methods=["POST"]),
+        Route(f"{PREFIX}/catalog/{{type}}", api.guarded(api.catalog)),
+        Route(f"{PREFIX}/blobs/{{type}}/{{path:path}}", api.guarded(api.blob),
+              methods=["GET", "HEAD"]),
+        Route(f"{PREFIX}/git/{{rest:path}}", api.guarded(api.git), methods=["GET", "POST"]),
+        Route(f"{PREFIX}/status", api.guarded(api.status)),
+    ]
+    app = Starlette(routes=routes, lifespan=api.lifespan)
+    app.state.api = api
+    return app

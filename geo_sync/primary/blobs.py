@@ -1,0 +1,65 @@
+"""Blob download for artifacts and job logs: large chunks, Range, size and sha256 headers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from stat import S_ISREG
+
+from sqlalchemy import Engine, select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+
+from geo_sync.errors import InvalidInput, MissingOnPrimary
+from geo_sync.paths import resolve_inside
+from geo_sync.primary.models import CatalogItem
+from replicators.registry import replicator_for
+from replicators.repository import RepositoryReplicator
+
+CHUNK = 1024 * 1024
+
+SIZE_HEADER = "x-geo-size"
+CHECKSUM_HEADER = "x-geo-checksum-sha256"
+MISSING_HEADER = "x-geo-missing-on-primary"
+
+
+class LargeChunkFileResponse(FileResponse):
+    """FileResponse with 1 MiB chunks: 64 KiB caps loopback transfers near 0.85 GB/s."""
+
+    chunk_size = CHUNK
+
+
+def _catalog_entry(engine: Engine, type_name: str, path: str) -> tuple[int | None, str | None]:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(CatalogItem.size, CatalogItem.checksum).where(
+                CatalogItem.replicable_type == type_name, CatalogItem.path == path
+            )
+        ).first()
+    return (row.size, row.checksum) if row else (None, None)
+
+
+async def download(request: Request, engine: Engine, storage_root: Path) -> Response:
+    """GET/HEAD ``/blobs/{type}/{path}``: the file as it is now, or 404 missing on primary."""
+    replicator = replicator_for(request.path_params["type"])
+    if replicator is RepositoryReplicator:
+        raise InvalidInput("repositories are fetched over git, not downloaded as blobs")
+    relpath = replicator.validate_path(request.path_params["path"])
+    full = resolve_inside(storage_root / replicator.storage_dir, relpath)
+    try:
+        stat = full.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        stat = None
+    if stat is None or not S_ISREG(stat.st_mode):
+        raise MissingOnPrimary(f"{replicator.name} {relpath} is missing on primary")
+    size, checksum = await run_in_threadpool(_catalog_entry, engine, replicator.name, relpath)
+    headers = {SIZE_HEADER: str(stat.st_size)}
+    # The catalog checksum describes the file only if the file is still that size.
+    if checksum and size == stat.st_size:
+        headers[CHECKSUM_HEADER] = checksum
+    return LargeChunkFileResponse(
+        full,
+        stat_result=stat,
+        headers=headers,
+        media_type="application/octet-stream",
+    )

@@ -1,0 +1,154 @@
+"""Registered secondaries: credentials, acknowledged cursors, health."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, or_, select, update
+
+from geo_sync.auth import Credential, new_secret
+from geo_sync.db import utcnow
+from geo_sync.errors import InvalidInput, NotFound
+from geo_sync.primary.feed import feed_for
+from geo_sync.primary.models import Event, Secondary
+
+_SEEN_RESOLUTION = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class SecondaryStatus:
+    """How a secondary looks from the primary."""
+
+    name: str
+    enabled: bool
+    healthy: bool
+    backfill_required: bool
+    acked_at: datetime | None
+    last_seen_at: datetime | None
+    pending_events: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "enabled": self.enabled,
+            "healthy": self.healthy,
+            "backfill_required": self.backfill_required,
+            "acked_at": self.acked_at.isoformat() if self.acked_at else None,
+            "last_seen_at": self.last_seen_at.isoformat() if self.last_seen_at else None,
+            "pending_events": self.pending_events,
+        }
+
+
+def add_secondary(conn: Connection, name: str) -> str:
+    """Register ``name`` with its cursor at the log's head; return its new secret."""
+    if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
+        raise InvalidInput(
+            f"secondary name {name!r} must be 1-64 letters, digits, '-' or '_'"
+        )
+    if conn.execute(select(Secondary.id).where(Secondary.name == name)).first():
+        raise InvalidInput(
+            f"secondary {name!r} is already registered",
+            hint="pick another name, or `geo-sync primary remove-secondary` the old one",
+        )
+    secret = new_secret()
+    now = utcnow()
+    conn.execute(
+        insert(Secondary).values(
+            name=name,
+            secret=secret,
+            enabled=True,
+            acked_cursor=feed_for(conn.dialect).head(conn),
+            acked_at=now,
+            backfill_required=False,
+            created_at=now,
+        )
+    )
+    return secret
+
+
+def set_enabled(conn: Connection, name: str, enabled: bool) -> None:
+    """Enable or disable a secondary; a disabled one is refused by the API at once."""
+    result = conn.execute(update(Secondary).where(Secondary.name == name).values(enabled=enabled))
+    if result.rowcount == 0:
+        raise NotFound(f"no secondary named {name!r}", hint="list them with `geo-sync status`")
+
+
+def credential(conn: Connection, name: str) -> Credential | None:
+    """The credential of ``name``, or None if unknown."""
+    row = conn.execute(
+        select(Secondary.secret, Secondary.enabled).where(Secondary.name == name)
+    ).first()
+    return Credential(name, row.secret, row.enabled) if row else None
+
+
+def touch(conn: Connection, name: str) -> None:
+    """Record that ``name`` was seen now (at most one write every few seconds)."""
+    now = utcnow()
+    conn.execute(
+        update(Secondary)
+        .where(Secondary.name == name)
+        .where(or_(Secondary.last_seen_at.is_(None),
+                   Secondary.last_seen_at < now - _SEEN_RESOLUTION))
+        .values(last_seen_at=now)
+    )
+
+
+def acknowledge(conn: Connection, name: str, cursor: str) -> None:
+    """Store the cursor ``name`` has durably applied; events before it may be pruned."""
+    feed_for(conn.dialect).validate(cursor)
+    now = utcnow()
+    conn.execute(
+        update(Secondary)
+        .where(Secondary.name == name)
+        .values(acked_cursor=cursor, acked_at=now, last_seen_at=now)
+    )
+
+
+def is_backfill_required(conn: Connection, name: str) -> bool:
+    return bool(
+        conn.execute(select(Secondary.backfill_required).where(Secondary.name == name)).scalar()
+    )
+
+
+def restart_at_head(conn: Connection, name: str) -> str:
+    """The secondary is about to backfill: clear its flag and move its cursor to the head."""
+    head = feed_for(conn.dialect).head(conn)
+    conn.execute(
+        update(Secondary)
+        .where(Secondary.name == name)
+        .values(backfill_required=False, acked_cursor=head, acked_at=utcnow())
+    )
+    return head
+
+
+def healthy_since(retention_seconds: int, now: datetime | None = None) -> datetime:
+    """Secondaries seen after this moment still hold back pruning."""
+    return (now or utcnow()) - timedelta(seconds=retention_seconds)
+
+
+def statuses(conn: Connection, retention_seconds: int) -> list[SecondaryStatus]:
+    """Every registered secondary with its health and how many events it has not acked."""
+    feed = feed_for(conn.dialect)
+    cutoff = healthy_since(retention_seconds)
+    result = []
+    for row in conn.execute(select(Secondary.__table__).order_by(Secondary.name)):
+        seen = row.last_seen_at or row.created_at
+        pending = 0
+        if row.acked_cursor:
+            pending = conn.execute(
+                select(func.count()).select_from(Event).where(~feed.delivered(row.acked_cursor))
+            ).scalar_one()
+        result.append(
+            SecondaryStatus(
+                name=row.name,
+                enabled=row.enabled,
+                healthy=row.enabled and seen >= cutoff and not row.backfill_required,
+                backfill_required=row.backfill_required,
+                acked_at=row.acked_at,
+                last_seen_at=row.last_seen_at,
+                pending_events=pending,
+            )
+        )
+    return result

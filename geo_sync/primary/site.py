@@ -1,0 +1,68 @@
+"""Setting up a primary site: config file, storage layout, schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from geo_sync.db import make_engine
+from geo_sync.errors import ConfigError
+from geo_sync.migrate import PRIMARY
+from geo_sync.settings import DEFAULT_PORT, PrimarySettings, Settings, load_settings
+from geo_sync.toml_out import dumps, write_atomically
+from replicators.registry import REPLICATORS
+
+CONFIG_NAME = "config.toml"
+
+
+def init_primary(
+    directory: Path,
+    *,
+    database_url: str | None = None,
+    listen_host: str = "127.0.0.1",
+    listen_port: int = DEFAULT_PORT,
+    force: bool = False,
+) -> Path:
+    """Write a working primary config under ``directory``, create storage, migrate the DB."""
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / CONFIG_NAME
+    if config.exists() and not force:
+        raise ConfigError(
+            f"{config} already exists",
+            hint="pass --force to overwrite it, or use another --dir",
+        )
+    storage = directory / "storage"
+    for replicator in REPLICATORS.values():
+        (storage / replicator.storage_dir).mkdir(parents=True, exist_ok=True)
+    url = database_url or f"sqlite:///{directory / 'primary.db'}"
+    text = dumps(
+        {
+            "role": "primary",
+            "primary": {
+                "database_url": url,
+                "storage_root": str(storage),
+                "listen_host": listen_host,
+                "listen_port": listen_port,
+                "event_retention_seconds": 7 * 86400,
+            },
+            "log": {"level": "info", "format": "json"},
+        }
+    )
+    write_atomically(config, text)
+    settings = load_settings(config).require_primary()
+    engine = make_engine(settings.database_url)
+    try:
+        PRIMARY.upgrade(engine)
+    finally:
+        engine.dispose()
+    return config
+
+
+def open_primary(settings: Settings) -> tuple[PrimarySettings, Engine]:
+    """The primary section and an engine on a database at the current schema."""
+    primary = settings.require_primary()
+    engine = make_engine(primary.database_url)
+    PRIMARY.require_current(engine)
+    return primary, engine

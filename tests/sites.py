@@ -1,0 +1,117 @@
+"""Real sites for the tests: a primary set up with `primary init` and served by
+`geo-sync primary serve` in its own process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from sqlalchemy import Engine
+
+from geo_sync.auth import issue_token
+from geo_sync.db import make_engine, write_transaction
+from geo_sync.primary.secondaries import add_secondary
+from geo_sync.primary.site import init_primary
+from geo_sync.settings import PrimarySettings, load_settings
+
+GEO_SYNC = str(Path(sys.executable).parent / "geo-sync")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], deadline: float = 30.0) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {deadline}s")
+
+
+@dataclass
+class PrimarySite:
+    """A running primary: its config, engine, URL, and one registered secondary."""
+
+    config: Path
+    settings: PrimarySettings
+    engine: Engine
+    url: str
+    secondary: str
+    secret: str
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api(self) -> str:
+        return f"{self.url}/api/geo/v1"
+
+    def token(self, ttl: int = 60) -> str:
+        return issue_token(self.secondary, self.secret, ttl=ttl)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token()}"}
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.api, timeout=90)
+
+    def storage(self, type_dir: str) -> Path:
+        return self.settings.storage_root / type_dir
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [GEO_SYNC, "--config", str(self.config), *args],
+            capture_output=True, text=True, check=check, timeout=120,
+        )
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def start(self) -> None:
+        port = int(self.url.rsplit(":", 1)[1])
+        env = dict(os.environ, GEO_SYNC_PRIMARY__LISTEN_PORT=str(port))
+        self.process = subprocess.Popen(
+            [GEO_SYNC, "--config", str(self.config), "primary", "serve"], env=env
+        )
+        wait_for_port(port, self.process)
+
+
+@contextmanager
+def primary_site(directory: Path, database_url: str | None, serve: bool = True
+                 ) -> Iterator[PrimarySite]:
+    """Init a primary in ``directory``, register secondary ``s1``, optionally serve it."""
+    port = free_port()
+    config = init_primary(directory, database_url=database_url, listen_port=port)
+    settings = load_settings(config).require_primary()
+    engine = make_engine(settings.database_url)
+    with write_transaction(engine) as conn:
+        secret = add_secondary(conn, "s1")
+    site = PrimarySite(config, settings, engine, f"http://127.0.0.1:{port}", "s1", secret)
+    try:
+        if serve:
+            site.start()
+        yield site
+    finally:
+        site.stop()
+        engine.dispose()
