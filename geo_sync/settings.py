@@ -126,7 +126,7 @@ def load_settings(path: Path) -> Settings:
     except FileNotFoundError:
         raise ConfigError(
             f"config file {path} does not exist",
-            hint="pass the right --config FILE, or write one with `geo-sync primary init --dir DIR`",
+            hint="pass the right --config FILE, or write one with `geo-sync primary init`",
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None

@@ -14,7 +14,9 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 
-PG_ADMIN_DSN = os.environ.get("GEO_SYNC_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+PG_ADMIN_DSN = os.environ.get(
+    "GEO_SYNC_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+)
 PG_HOSTPORT = os.environ.get("GEO_SYNC_TEST_PG_URL_BASE", "postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("GEO_SYNC_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
