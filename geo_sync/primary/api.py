@@ -44,6 +44,7 @@ PREFIX = "/api/geo/v1"
 MAX_LIMIT = 1000
 MAX_WAIT = 60.0
 SAFETY_REREAD = 1.0
+TOUCH_INTERVAL = 5.0
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -88,6 +89,7 @@ class GeoApi:
         self.engine = engine
         self.feed = feed_for(engine.dialect)
         self.signal: ChangeSignal | None = None
+        self._last_touch: dict[str, float] = {}
 
     # -- plumbing -------------------------------------------------------------
 
@@ -99,8 +101,13 @@ class GeoApi:
                 leeway=self.settings.token_leeway_seconds,
                 max_ttl=self.settings.max_token_ttl_seconds,
             )
-            secondaries.touch(conn, name)
-            conn.commit()
+        # Record "last seen" at most every few seconds per secondary, in a write
+        # transaction of its own (a read transaction upgraded to a write can fail on SQLite).
+        now = time.monotonic()
+        if now - self._last_touch.get(name, -TOUCH_INTERVAL) >= TOUCH_INTERVAL:
+            self._last_touch[name] = now
+            with write_transaction(self.engine) as conn:
+                secondaries.touch(conn, name)
         return name
 
     def guarded(self, handler: Callable[[Request, str], Awaitable[Response]]) -> Handler:
