@@ -62,3 +62,9 @@ PRIMARY = Schema(
     script_location=Path(__file__).parent / "primary" / "migrations",
     version_table="geo_primary_alembic_version",
 )
+
+TRACKING = Schema(
+    name="secondary",
+    script_location=Path(__file__).parent / "secondary" / "migrations",
+    version_table="geo_tracking_alembic_version",
+)

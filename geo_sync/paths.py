@@ -13,6 +13,8 @@ from pathlib import Path
 from geo_sync.errors import UnsafePath
 
 MAX_PATH_BYTES = 4096
+#: Names of temporary files and directories geo-sync writes before renaming into place.
+TEMP_PREFIX = ".geo-sync-tmp-"
 MAX_COMPONENT_BYTES = 255
 
 

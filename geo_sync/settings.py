@@ -52,6 +52,57 @@ class PrimarySettings(_Section):
         return value
 
 
+class ConcurrencySettings(_Section):
+    """Items in flight per data type (queued or being transferred), to spare the primary."""
+
+    repository: int = Field(default=8, gt=0)
+    artifact: int = Field(default=200, gt=0)
+    job_log: int = Field(default=100, gt=0)
+
+
+class SecondarySettings(_Section):
+    """A secondary site: who it is, where its primary is, where it keeps its copies."""
+
+    name: str = Field(min_length=1, max_length=64)
+    secret: str = Field(min_length=16, repr=False)
+    primary_url: str = Field(min_length=1)
+    database_url: str = Field(min_length=1)
+    mirror_root: Path
+    broker_url: str = "embedded"
+    # Queue and Redis key namespace: lets several secondaries share one Redis.
+    queue_name: str = Field(default="geo_sync", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    worker_threads: int = Field(default=4, gt=0, le=256)
+    batch_size: int = Field(default=25, gt=0, le=1000)
+    lease_seconds: float = Field(default=30.0, ge=1)
+    cursor_lease_seconds: float = Field(default=10.0, ge=1)
+    poll_wait_seconds: int = Field(default=30, ge=0, le=60)
+    scheduler_interval_seconds: float = Field(default=1.0, gt=0)
+    requeue_after_seconds: float = Field(default=60.0, gt=0)
+    retry_cap_seconds: float = Field(default=3600.0, gt=0)
+    missing_retry_cap_seconds: float = Field(default=4 * 3600.0, gt=0)
+    http_timeout_seconds: float = Field(default=30.0, gt=0)
+    concurrency: ConcurrencySettings = ConcurrencySettings()
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        return PrimarySettings._known_driver(value)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, value: str) -> str:
+        if value != "embedded" and not value.startswith(("redis://", "rediss://")):
+            raise ValueError("must be 'embedded' or a redis:// URL")
+        return value
+
+    @field_validator("primary_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL of the primary")
+        return value.rstrip("/")
+
+
 class Settings(BaseSettings):
     """Everything one geo-sync process needs; ``role`` says which site it runs."""
 
@@ -65,6 +116,7 @@ class Settings(BaseSettings):
     role: Literal["primary", "secondary"]
     log: LogSettings = LogSettings()
     primary: PrimarySettings | None = None
+    secondary: SecondarySettings | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -86,6 +138,17 @@ class Settings(BaseSettings):
                 hint="pass the primary's config with --config, or run `geo-sync primary init`",
             )
         return self.primary
+
+
+    def require_secondary(self) -> SecondarySettings:
+        """Return the secondary section, or explain that this config is not a secondary's."""
+        if self.secondary is None:
+            raise ConfigError(
+                f"this config is for a {self.role} site and has no [secondary] section",
+                hint="pass the secondary's config with --config, or run "
+                "`geo-sync secondary init`",
+            )
+        return self.secondary
 
 
 _PATH_KEYS = {"storage_root", "mirror_root"}

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from geo_sync.paths import TEMP_PREFIX
+
 
 def _value(value: Any) -> str:
     if isinstance(value, bool):
@@ -29,7 +31,7 @@ def dumps(sections: dict[str, Any]) -> str:
 
 def write_atomically(path: Path, text: str, mode: int = 0o600) -> None:
     """Write ``text`` to ``path`` via a temp file and rename; never a half-written file."""
-    fd, tmp = tempfile.mkstemp(prefix=".geo-sync-tmp-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
         handle.flush()

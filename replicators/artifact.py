@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from replicators.base import FoundItem, KnownItem, Replicator, walk_files
+from geo_sync.secondary.models import ArtifactRegistry, Registry
+from geo_sync.secondary.registry import Claimed
+from replicators.base import FoundItem, KnownItem, Replicator, SyncContext, walk_files
+from replicators.transfer import atomic_file, check_integrity, stream_into
 from verification.checksums import sha256_file
 
 
@@ -16,6 +20,7 @@ class ArtifactReplicator(Replicator):
     name: ClassVar[str] = "artifact"
     events: ClassVar[tuple[str, ...]] = ("created", "deleted")
     storage_dir: ClassVar[str] = "artifacts"
+    registry: ClassVar[Registry] = ArtifactRegistry
 
     @classmethod
     def discover(cls, root: Path) -> Iterator[str]:
@@ -30,3 +35,13 @@ class ArtifactReplicator(Replicator):
         if known.size == found.size and known.checksum in (None, found.checksum):
             return None
         return "created"
+
+    @classmethod
+    def sync(cls, ctx: SyncContext, item: Claimed) -> None:
+        """Download the whole blob, hashing while it streams, and rename it into place."""
+        dest = cls.destination(ctx, item)
+        digest = hashlib.sha256()
+        with ctx.client.blob(cls.name, item.path) as response, atomic_file(dest) as handle:
+            size = stream_into(response, handle, digest)
+            check_integrity(f"{cls.name} {item.path}", size, digest.hexdigest(), response,
+                            item.expected_size, item.expected_checksum)

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from geo_sync.errors import InvalidInput
-from geo_sync.paths import validate_relpath
-
-TEMP_PREFIX = ".geo-sync-tmp-"
+from geo_sync.paths import TEMP_PREFIX, resolve_inside, validate_relpath
+from geo_sync.secondary.client import PrimaryClient
+from geo_sync.secondary.models import Registry
+from geo_sync.secondary.registry import Claimed
+from replicators.transfer import remove_path
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,24 @@ class KnownItem:
     checksum: str | None
 
 
+@dataclass(frozen=True)
+class SyncContext:
+    """What a replicator needs on the secondary: the primary, and where copies live."""
+
+    client: PrimaryClient
+    mirror_root: Path
+
+    def root(self, replicator: type[Replicator]) -> Path:
+        return self.mirror_root / replicator.storage_dir
+
+
 class Replicator(ABC):
     """One replicable data type."""
 
     name: ClassVar[str]
     events: ClassVar[tuple[str, ...]]
     storage_dir: ClassVar[str]
+    registry: ClassVar[Registry]
     #: The event that brings an item into existence or replaces it wholesale.
     created_event: ClassVar[str] = "created"
 
@@ -74,6 +88,33 @@ class Replicator(ABC):
     @abstractmethod
     def change_event(cls, known: KnownItem, found: FoundItem) -> str | None:
         """The event that tells a secondary how ``known`` became ``found``; None if equal."""
+
+
+    # -- secondary side ---------------------------------------------------------
+
+    @classmethod
+    @abstractmethod
+    def sync(cls, ctx: SyncContext, item: Claimed) -> None:
+        """Make the mirror's copy of ``item`` equal to the primary's; raise GeoSyncError."""
+
+    @classmethod
+    def remove(cls, ctx: SyncContext, item: Claimed) -> None:
+        """Delete the mirror's copy of ``item`` (after a delete event)."""
+        root = ctx.root(cls)
+        for relpath in {item.path, item.mirror_path or item.path}:
+            remove_path(resolve_inside(root, relpath))
+
+    @classmethod
+    def destination(cls, ctx: SyncContext, item: Claimed) -> Path:
+        """Where ``item`` belongs on the mirror; moves an earlier copy there after a rename."""
+        root = ctx.root(cls)
+        dest = resolve_inside(root, cls.validate_path(item.path))
+        if item.mirror_path and item.mirror_path != item.path:
+            previous = resolve_inside(root, cls.validate_path(item.mirror_path, field="old path"))
+            if previous.exists() and not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                previous.rename(dest)
+        return dest
 
 
 def walk_files(root: Path) -> Iterator[str]:

@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from replicators.base import FoundItem, KnownItem, Replicator, walk_files
+from geo_sync.secondary.models import JobLogRegistry, Registry
+from geo_sync.secondary.registry import Claimed
+from replicators.base import FoundItem, KnownItem, Replicator, SyncContext, walk_files
+from replicators.transfer import (
+    CHUNK,
+    IntegrityError,
+    atomic_file,
+    check_integrity,
+    stream_into,
+)
 from verification.checksums import sha256_file
+
+#: Bytes of the mirror's tail compared with the primary before appending.
+OVERLAP = 4096
 
 
 class JobLogReplicator(Replicator):
-    """``job_logs/<relative path>``; appends transfer only the new bytes."""
+    """``job_logs/<relative path>``; appends transfer only the new bytes.
+
+    An append asks the primary for the bytes from ``size - OVERLAP``: the first
+    OVERLAP bytes must equal the mirror's tail, else the mirror's prefix no
+    longer matches (the log was rewritten) and the whole log is downloaded again.
+    The append is written as a new file (copy of the old one plus the new bytes)
+    renamed into place, so readers never see a half-appended tail. Once the log
+    is archived its sha256 is checked over the whole file.
+    """
 
     name: ClassVar[str] = "job_log"
     events: ClassVar[tuple[str, ...]] = ("created", "appended", "archived", "deleted")
     storage_dir: ClassVar[str] = "job_logs"
+    registry: ClassVar[Registry] = JobLogRegistry
 
     @classmethod
     def discover(cls, root: Path) -> Iterator[str]:
@@ -32,3 +55,58 @@ class JobLogReplicator(Replicator):
         if known.size is not None and found.size > known.size:
             return "appended"
         return "created"
+
+    @classmethod
+    def sync(cls, ctx: SyncContext, item: Claimed) -> None:
+        dest = cls.destination(ctx, item)
+        if not (dest.is_file() and dest.stat().st_size > 0 and cls._append(ctx, item, dest)):
+            cls._download_whole(ctx, item, dest)
+        if item.expected_checksum and dest.stat().st_size == item.expected_size:
+            actual = sha256_file(dest)
+            if actual != item.expected_checksum:
+                cls._download_whole(ctx, item, dest)
+                if sha256_file(dest) != item.expected_checksum:
+                    raise IntegrityError(
+                        f"job log {item.path}: sha256 {actual} differs from the archived "
+                        f"checksum {item.expected_checksum} even after a full download"
+                    )
+
+    @classmethod
+    def _download_whole(cls, ctx: SyncContext, item: Claimed, dest: Path) -> None:
+        digest = hashlib.sha256()
+        with ctx.client.blob(cls.name, item.path) as response, atomic_file(dest) as handle:
+            size = stream_into(response, handle, digest)
+            check_integrity(f"{cls.name} {item.path}", size, digest.hexdigest(), response,
+                            item.expected_size, item.expected_checksum)
+
+    @classmethod
+    def _append(cls, ctx: SyncContext, item: Claimed, dest: Path) -> bool:
+        """Fetch only the new bytes; False if the mirror's prefix no longer matches."""
+        size = dest.stat().st_size
+        overlap = min(OVERLAP, size)
+        with dest.open("rb") as existing:
+            existing.seek(size - overlap)
+            tail = existing.read(overlap)
+        with ctx.client.blob(cls.name, item.path, start=size - overlap) as response:
+            if response.status_code == 416:
+                return False  # the primary's log is now shorter than our tail
+            stated = response.headers.get("x-geo-size")
+            if stated is not None and int(stated) < size:
+                return False
+            iterator = response.iter_raw(CHUNK)
+            head = b""
+            for chunk in iterator:
+                head += chunk
+                if len(head) >= overlap:
+                    break
+            if head[:overlap] != tail:
+                return False
+            new_bytes = head[overlap:]
+            if not new_bytes and stated is not None and int(stated) == size:
+                return True  # nothing appended since our copy
+            with atomic_file(dest) as handle, dest.open("rb") as old:
+                shutil.copyfileobj(old, handle, CHUNK)
+                handle.write(new_bytes)
+                for chunk in iterator:
+                    handle.write(chunk)
+        return True

@@ -3,18 +3,49 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from geo_sync.errors import UnsafePath
-from replicators.base import FoundItem, KnownItem, Replicator
+import pygit2
+from pygit2.enums import FetchPrune
+
+from geo_sync.errors import AuthError, GeoSyncError, MissingOnPrimary, TransientError, UnsafePath
+from geo_sync.paths import TEMP_PREFIX
+from geo_sync.secondary.models import Registry, RepositoryRegistry
+from geo_sync.secondary.registry import Claimed
+from replicators.base import FoundItem, KnownItem, Replicator, SyncContext
+from replicators.transfer import remove_path
 from verification.checksums import repository_checksum
+
+REMOTE = "geo-primary"
+REFSPEC = "+refs/*:refs/*"
 
 
 def is_bare_repository(path: Path) -> bool:
     """Cheap structural test for a bare repository directory."""
     return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
+
+
+class _BearerAuth(pygit2.RemoteCallbacks):
+    """libgit2 ignores http.extraHeader; custom_headers is how a JWT gets on the wire."""
+
+    def __init__(self, header: str) -> None:
+        super().__init__()
+        self._header = header
+
+    def custom_headers(self) -> list[str]:
+        return [self._header]
+
+
+def _classify(error: pygit2.GitError, path: str) -> GeoSyncError:
+    message = str(error)
+    if "404" in message:
+        return MissingOnPrimary(f"repository {path} is missing on primary")
+    if "401" in message or "authentication" in message:
+        return AuthError(f"primary refused our credentials fetching {path}: {message}")
+    return TransientError(f"fetching repository {path} failed: {message}")
 
 
 class RepositoryReplicator(Replicator):
@@ -23,6 +54,7 @@ class RepositoryReplicator(Replicator):
     name: ClassVar[str] = "repository"
     events: ClassVar[tuple[str, ...]] = ("created", "updated", "renamed", "deleted")
     storage_dir: ClassVar[str] = "repositories"
+    registry: ClassVar[Registry] = RepositoryRegistry
 
     @classmethod
     def validate_path(cls, path: object, *, field: str = "path") -> str:
@@ -54,3 +86,42 @@ class RepositoryReplicator(Replicator):
     @classmethod
     def change_event(cls, known: KnownItem, found: FoundItem) -> str | None:
         return None if known.checksum == found.checksum else "updated"
+
+    @classmethod
+    def sync(cls, ctx: SyncContext, item: Claimed) -> None:
+        """Mirror-fetch every ref with prune; a first clone lands whole or not at all."""
+        dest = cls.destination(ctx, item)
+        if is_bare_repository(dest):
+            cls._fetch(ctx, item, pygit2.Repository(str(dest)))
+            return
+        staging = dest.parent / f"{TEMP_PREFIX}{dest.name}-{uuid.uuid4().hex}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            cls._fetch(ctx, item, pygit2.init_repository(str(staging), bare=True))
+            if dest.exists():  # a broken leftover, not a repository: replace it
+                remove_path(dest)
+            staging.rename(dest)
+        finally:
+            if staging.exists():
+                remove_path(staging)
+
+    @classmethod
+    def _fetch(cls, ctx: SyncContext, item: Claimed, repo: pygit2.Repository) -> None:
+        url = ctx.client.git_url(item.path)
+        if REMOTE in repo.remotes.names():
+            repo.remotes.set_url(REMOTE, url)
+        else:
+            repo.remotes.create(REMOTE, url, REFSPEC)
+            repo.config[f"remote.{REMOTE}.mirror"] = True
+        remote = repo.remotes[REMOTE]
+        callbacks = _BearerAuth(ctx.client.auth_header())
+        try:
+            heads = remote.list_heads(callbacks=callbacks)
+            remote.fetch([REFSPEC], callbacks=_BearerAuth(ctx.client.auth_header()),
+                         prune=FetchPrune.PRUNE)
+        except pygit2.GitError as exc:
+            raise _classify(exc, item.path) from None
+        for head in heads:
+            if head.name == "HEAD" and head.symref_target:
+                # HEAD follows the primary's default branch.
+                repo.references.create("HEAD", head.symref_target, force=True)

@@ -9,6 +9,12 @@ import click
 from geo_sync.cli.context import CliContext, GeoGroup, pass_cli
 from geo_sync.cli.demo import demo
 from geo_sync.cli.primary import primary, primary_status_report, render_primary_status
+from geo_sync.cli.secondary import (
+    render_secondary_status,
+    secondary,
+    secondary_status_report,
+    worker,
+)
 from geo_sync.logging import configure_logging
 
 
@@ -32,15 +38,21 @@ def cli(ctx: click.Context, config_option: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_cli
 def status(cli_ctx: CliContext, as_json: bool) -> None:
-    """Show the state of this site (primary: catalog, event log, secondaries)."""
-    report = primary_status_report(cli_ctx)
+    """Show the state of this site: replication per type, cursor lag, last errors
+    (secondary); catalog, event log and secondaries (primary)."""
+    if cli_ctx.settings.role == "primary":
+        report, render = primary_status_report(cli_ctx), render_primary_status
+    else:
+        report, render = secondary_status_report(cli_ctx), render_secondary_status
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
-        render_primary_status(report)
+        render(report)
 
 
 cli.add_command(primary)
+cli.add_command(secondary)
+cli.add_command(worker)
 cli.add_command(demo)
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select
 
 from geo_sync.db import write_transaction
 from geo_sync.errors import InvalidInput
-from geo_sync.paths import resolve_inside
+from geo_sync.paths import TEMP_PREFIX, resolve_inside
 from geo_sync.primary.models import CatalogItem
 from geo_sync.primary.publish import Change, publish
 from replicators.repository import RepositoryReplicator, is_bare_repository
@@ -46,7 +46,7 @@ class HookReport:
 
 def _write_executable(path: Path, content: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".geo-sync-tmp-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
     with os.fdopen(fd, "w") as handle:
         handle.write(content)
     Path(tmp).chmod(0o755)

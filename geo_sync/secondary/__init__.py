@@ -1,0 +1,1 @@
+"""The secondary site: log cursor, tracking database, scheduler and replication workers."""

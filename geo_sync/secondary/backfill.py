@@ -1,0 +1,117 @@
+"""Backfill: make the registries cover everything in the primary's catalog.
+
+Runs on a secondary's first start and after the primary pruned events it never
+received. The order makes it exact: first move our feed cursor to the primary's
+head (so every later change arrives as an event), then page through the
+catalog creating missing rows, making changed ones pending and tombstoning rows
+of items that no longer exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import Connection, select, update
+
+from geo_sync.db import utcnow, write_transaction
+from geo_sync.errors import InvalidInput
+from geo_sync.logging import get_logger
+from geo_sync.secondary import registry
+from geo_sync.secondary.client import PrimaryClient
+from geo_sync.secondary.models import CursorRow, Registry
+from geo_sync.secondary.runtime import Runtime
+from replicators.base import Replicator
+from replicators.registry import REPLICATORS
+
+log = get_logger("backfill")
+PAGE = 1000
+
+Progress = Callable[[str, int, int], None]
+
+
+def _apply_page(conn: Connection, replicator: type[Replicator], items: list[dict[str, object]]
+                ) -> list[str]:
+    model = replicator.registry
+    rows, ids = [], []
+    for item in items:
+        try:
+            path = replicator.validate_path(item["path"])
+        except InvalidInput as exc:
+            log.error("backfill_skipped_unsafe_item", replicable=replicator.name,
+                      record_id=str(item["record_id"]), error=exc.message)
+            continue
+        record_id = str(item["record_id"])
+        size = item["size"] if isinstance(item["size"], int) else None
+        checksum = str(item["checksum"]) if item["checksum"] else None
+        rows.append(registry.new_row(record_id, path, size=size, checksum=checksum))
+        ids.append(record_id)
+    inserted = registry.insert_ignore(conn, model, rows)
+    if inserted < len(rows):  # some existed: resync those the catalog says changed
+        existing = {
+            row.record_id: row
+            for row in conn.execute(
+                select(model.record_id, model.path, model.expected_checksum, model.tombstone)
+                .where(model.record_id.in_(ids))
+            )
+        }
+        for row in rows:
+            known = existing.get(row["record_id"])
+            if known is not None and (known.path != row["path"] or known.tombstone
+                                      or known.expected_checksum != row["expected_checksum"]):
+                registry.note_change(conn, model, row["record_id"], row["path"],
+                                     tombstone=False, size=row["expected_size"],
+                                     checksum=row["expected_checksum"])
+    return ids
+
+
+def _tombstone_vanished(runtime: Runtime, model: Registry, seen: set[str],
+                        started: datetime) -> int:
+    with runtime.engine.connect() as conn:
+        known = conn.execute(select(model.record_id).where(
+            model.tombstone.is_(False), model.created_at < started)).scalars().all()
+    vanished = [record_id for record_id in known if record_id not in seen]
+    for start in range(0, len(vanished), PAGE):
+        with write_transaction(runtime.engine) as conn:
+            for record_id in vanished[start:start + PAGE]:
+                path = conn.execute(select(model.path).where(model.record_id == record_id)
+                                    ).scalar_one()
+                registry.note_change(conn, model, record_id, path, tombstone=True,
+                                     size=None, checksum=None)
+    return len(vanished)
+
+
+def _set_progress(runtime: Runtime, text: str) -> None:
+    with write_transaction(runtime.engine) as conn:
+        conn.execute(update(CursorRow).where(CursorRow.id == 1)
+                     .values(backfill_progress=text, updated_at=utcnow()))
+
+
+def backfill(runtime: Runtime, client: PrimaryClient, progress: Progress | None = None) -> int:
+    """Run a full backfill; return the number of catalog items seen."""
+    started = utcnow()
+    head = client.head(reset=True)
+    total_seen = 0
+    for replicator in REPLICATORS.values():
+        after: int | None = 0
+        seen: set[str] = set()
+        while after is not None:
+            page = client.catalog_page(replicator.name, after, PAGE)
+            with write_transaction(runtime.engine) as conn:
+                seen.update(_apply_page(conn, replicator, page["items"]))
+            after = page["next_after"]
+            text = f"{replicator.name}: {len(seen)}/{page['total']}"
+            _set_progress(runtime, text)
+            log.info("backfill_progress", replicable=replicator.name, done=len(seen),
+                     total=page["total"])
+            if progress:
+                progress(replicator.name, len(seen), int(page["total"]))
+        vanished = _tombstone_vanished(runtime, replicator.registry, seen, started)
+        if vanished:
+            log.info("backfill_tombstoned_vanished", replicable=replicator.name, count=vanished)
+        total_seen += len(seen)
+    with write_transaction(runtime.engine) as conn:
+        conn.execute(update(CursorRow).where(CursorRow.id == 1).values(
+            cursor=head, backfill_required=False, backfill_progress=f"done: {total_seen} items",
+            last_error=None, updated_at=utcnow()))
+    return total_seen

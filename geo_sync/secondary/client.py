@@ -1,0 +1,131 @@
+"""Talking to the primary's Geo API, with a fresh short-lived JWT on every request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from geo_sync.auth import issue_token
+from geo_sync.errors import (
+    AuthError,
+    BackfillRequired,
+    GeoSyncError,
+    MissingOnPrimary,
+    TransientError,
+)
+from geo_sync.primary.feed import FeedEvent
+from geo_sync.settings import SecondarySettings
+
+API = "/api/geo/v1"
+TOKEN_TTL = 60
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[FeedEvent]
+    cursor: str
+    more: bool
+
+
+class PrimaryClient:
+    """One secondary's view of its primary."""
+
+    def __init__(self, settings: SecondarySettings) -> None:
+        self.settings = settings
+        self.base = f"{settings.primary_url}{API}"
+        self._http = httpx.Client(
+            base_url=self.base,
+            timeout=httpx.Timeout(settings.http_timeout_seconds, connect=10.0),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def token(self) -> str:
+        return issue_token(self.settings.name, self.settings.secret, ttl=TOKEN_TTL)
+
+    def auth_header(self) -> str:
+        """``Authorization: Bearer ...`` for libgit2's custom headers."""
+        return f"Authorization: Bearer {self.token()}"
+
+    def git_url(self, path: str) -> str:
+        return f"{self.base}/git/{path}"
+
+    def _request(self, method: str, url: str, *, timeout: float | None = None,
+                 **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token()}", **kwargs.pop("headers", {})}
+        try:
+            response = self._http.request(method, url, headers=headers,
+                                          timeout=timeout or httpx.USE_CLIENT_DEFAULT,
+                                          **kwargs)
+        except httpx.HTTPError as exc:
+            raise TransientError(f"primary unreachable: {type(exc).__name__}: {exc}",
+                                 hint="check that the primary is up and reachable") from None
+        check(response)
+        return response
+
+    def head(self, *, reset: bool = False) -> str:
+        params = {"reset": "1"} if reset else {}
+        return str(self._request("GET", "/events/head", params=params).json()["cursor"])
+
+    def events(self, cursor: str, *, limit: int, wait: int) -> EventPage:
+        body = self._request(
+            "GET", "/events", params={"cursor": cursor, "limit": limit, "wait": wait},
+            timeout=self.settings.http_timeout_seconds + wait,
+        ).json()
+        return EventPage([FeedEvent.from_json(e) for e in body["events"]], body["cursor"],
+                         bool(body["more"]))
+
+    def ack(self, cursor: str) -> None:
+        self._request("POST", "/ack", json={"cursor": cursor})
+
+    def catalog_page(self, type_name: str, after: int, limit: int = 1000) -> dict[str, Any]:
+        response = self._request("GET", f"/catalog/{type_name}",
+                                 params={"after": after, "limit": limit})
+        return dict(response.json())
+
+    def status(self) -> dict[str, Any]:
+        return dict(self._request("GET", "/status").json())
+
+    @contextmanager
+    def blob(self, type_name: str, path: str, *, start: int = 0) -> Iterator[httpx.Response]:
+        """Stream a blob from byte ``start``; a 416 (nothing past ``start``) is returned as is."""
+        headers = {"Authorization": f"Bearer {self.token()}"}
+        if start:
+            headers["Range"] = f"bytes={start}-"
+        try:
+            with self._http.stream("GET", f"/blobs/{type_name}/{path}",
+                                   headers=headers) as response:
+                if response.status_code != 416:
+                    if response.status_code >= 400:
+                        response.read()
+                    check(response)
+                yield response
+        except httpx.HTTPError as exc:
+            raise TransientError(f"transfer from primary failed: {type(exc).__name__}: {exc}",
+                                 hint="it will be retried") from None
+
+
+def check(response: httpx.Response) -> None:
+    """Turn an error response of the Geo API into the matching GeoSyncError."""
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+        message, hint = str(body.get("message")), str(body.get("hint") or "")
+    except ValueError:
+        message, hint = response.text[:200], ""
+    if response.status_code == 401:
+        raise AuthError(f"primary refused our credentials: {message}", hint=hint or None)
+    if response.status_code == 410:
+        raise BackfillRequired(message)
+    if response.status_code == 404 and response.headers.get("x-geo-missing-on-primary"):
+        raise MissingOnPrimary(message)
+    if response.status_code >= 500 or response.status_code == 429:
+        raise TransientError(f"primary answered {response.status_code}: {message}")
+    raise GeoSyncError(f"primary answered {response.status_code}: {message}", hint=hint or None)

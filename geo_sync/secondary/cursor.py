@@ -1,0 +1,131 @@
+"""The log cursor: follows the primary's event feed into the registries.
+
+Each batch of events is applied and the new position stored in one tracking-DB
+transaction, with a compare-and-set on the old position: a crash anywhere
+loses nothing (the batch is read again) and applies nothing twice. Work is
+announced after commit by waking the scheduler; if that is lost, the scheduler
+finds pending rows on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlalchemy import select, update
+
+from geo_sync.db import utcnow, write_transaction
+from geo_sync.errors import BackfillRequired, InvalidInput
+from geo_sync.logging import get_logger
+from geo_sync.secondary import registry
+from geo_sync.secondary.backfill import backfill
+from geo_sync.secondary.client import EventPage
+from geo_sync.secondary.models import CursorRow
+from geo_sync.secondary.runtime import Runtime
+from replicators.registry import REPLICATORS
+
+log = get_logger("cursor")
+PAGE_LIMIT = 500
+ACK_INTERVAL = 1.0
+
+
+class CursorMoved(Exception):
+    """Raised when another process advanced the cursor under us; the batch is dropped."""
+
+
+class LogCursor:
+    """``run_once`` reads one page of events and applies it."""
+
+    def __init__(self, runtime: Runtime, on_applied: Callable[[], None] = lambda: None) -> None:
+        self.runtime = runtime
+        self.on_applied = on_applied
+        self._last_ack = 0.0
+        self._acked: str | None = None
+
+    def position(self) -> tuple[str | None, bool]:
+        with self.runtime.engine.connect() as conn:
+            row = conn.execute(select(CursorRow.cursor, CursorRow.backfill_required)
+                               .where(CursorRow.id == 1)).one()
+        return row.cursor, bool(row.backfill_required)
+
+    def run_once(self, wait: int | None = None) -> int:
+        """Apply the next page of events (backfilling first if needed); return how many."""
+        cursor, needs_backfill = self.position()
+        if needs_backfill or cursor is None:
+            backfill(self.runtime, self.runtime.client)
+            self.on_applied()
+            return 0
+        wait = self.runtime.settings.poll_wait_seconds if wait is None else wait
+        try:
+            page = self.runtime.client.events(cursor, limit=PAGE_LIMIT, wait=wait)
+        except BackfillRequired as exc:
+            log.warning("backfill_required", reason=exc.message)
+            self._record(backfill_required=True, last_error=f"{exc.message}; backfilling")
+            return 0
+        applied = self.apply(cursor, page)
+        if applied:
+            self.on_applied()
+        self._acknowledge(page.cursor)
+        return applied
+
+    def apply(self, old: str, page: EventPage) -> int:
+        """Apply ``page`` and move the cursor from ``old`` to ``page.cursor`` atomically."""
+        skipped = []
+        with write_transaction(self.runtime.engine) as conn:
+            for event in page.events:
+                replicator = REPLICATORS.get(event.replicable_type)
+                try:
+                    if replicator is None:
+                        raise InvalidInput(f"unknown type {event.replicable_type!r}")
+                    path = replicator.validate_path(event.path)
+                    replicator.validate_event(event.event)
+                    if not 0 < len(event.record_id) <= 255:
+                        raise InvalidInput("record_id must be 1 to 255 characters")
+                except InvalidInput as exc:
+                    # A hostile or newer-than-us event must not wedge the feed.
+                    skipped.append(f"event {event.id}: {exc.message}")
+                    log.error("event_refused", event_id=event.id, error=exc.message)
+                    continue
+                payload = event.payload
+                size = payload.get("size")
+                checksum = payload.get("checksum")
+                registry.note_change(
+                    conn, replicator.registry, event.record_id, path,
+                    tombstone=event.event == "deleted",
+                    size=size if isinstance(size, int) else None,
+                    checksum=checksum if isinstance(checksum, str) else None,
+                )
+            values: dict[str, object] = {"cursor": page.cursor, "updated_at": utcnow(),
+                                         "events_applied": CursorRow.events_applied
+                                         + len(page.events)}
+            if page.events:
+                values["last_event_id"] = page.events[-1].id
+                values["last_event_at"] = page.events[-1].created_at
+            if skipped:
+                values["last_error"] = "; ".join(skipped)[-2000:]
+            moved = conn.execute(update(CursorRow).where(CursorRow.id == 1,
+                                                         CursorRow.cursor == old).values(values))
+            if moved.rowcount != 1:
+                raise CursorMoved("another log cursor advanced the position; dropping batch")
+        if page.events:
+            log.info("events_applied", count=len(page.events), last_event_id=page.events[-1].id)
+        return len(page.events)
+
+    def _acknowledge(self, cursor: str) -> None:
+        now = time.monotonic()
+        if cursor == self._acked or now - self._last_ack < ACK_INTERVAL:
+            return
+        try:
+            self.runtime.client.ack(cursor)
+            self._acked, self._last_ack = cursor, now
+        except Exception as exc:  # acks only allow pruning; the next one catches up
+            log.warning("ack_failed", error=str(exc))
+
+    def _record(self, **values: object) -> None:
+        with write_transaction(self.runtime.engine) as conn:
+            conn.execute(update(CursorRow).where(CursorRow.id == 1)
+                         .values(updated_at=utcnow(), **values))
+
+    def record_error(self, message: str | None) -> None:
+        """Show ``message`` in status (None clears it once the problem is gone)."""
+        self._record(last_error=message[:2000] if message else None)

@@ -1,0 +1,102 @@
+"""Tracking database schema: the cursor, leases, and one registry table per data type."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+
+from geo_sync.db import UTCDateTime
+from geo_sync.secondary.states import SyncState, VerificationState
+
+
+class TrackingBase(DeclarativeBase):
+    """Declarative base of the tracking database."""
+
+
+class CursorRow(TrackingBase):
+    """Where this secondary is in the primary's event log (a single row, id 1)."""
+
+    __tablename__ = "geo_cursor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(Text)
+    last_event_id: Mapped[int | None] = mapped_column(BigInteger)
+    last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    events_applied: Mapped[int] = mapped_column(BigInteger, default=0)
+    backfill_required: Mapped[bool] = mapped_column(Boolean, default=True)
+    backfill_progress: Mapped[str | None] = mapped_column(Text)
+    primary_pending_events: Mapped[int | None] = mapped_column(BigInteger)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Lease(TrackingBase):
+    """A named lease: which process is the active log cursor, until when."""
+
+    __tablename__ = "geo_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RegistryMixin:
+    """The columns every registry has: sync state, lease, retries, verification."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    record_id: Mapped[str] = mapped_column(String(255), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    # Where the mirror's copy is now; differs from path while a rename is pending.
+    mirror_path: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default=SyncState.PENDING)
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    tombstone: Mapped[bool] = mapped_column(Boolean, default=False)
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retry_count: Mapped[int] = mapped_column(Integer, default=0)
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    missing_on_primary: Mapped[bool] = mapped_column(Boolean, default=False)
+    expected_size: Mapped[int | None] = mapped_column(BigInteger)
+    expected_checksum: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Verification (used by verification/): the mirror's checksum against the primary's.
+    verification_state: Mapped[str] = mapped_column(String(16),
+                                                    default=VerificationState.PENDING)
+    verification_checksum: Mapped[str | None] = mapped_column(String(64))
+    verification_expected: Mapped[str | None] = mapped_column(String(64))
+    verification_error: Mapped[str | None] = mapped_column(Text)
+    verification_retry_count: Mapped[int] = mapped_column(Integer, default=0)
+    verification_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    mismatch_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Index, ...]:
+        name = cls.__tablename__  # type: ignore[attr-defined]
+        return (
+            Index(f"ix_{name}_state_id", "state", "id"),
+            Index(f"ix_{name}_state_retry", "state", "retry_at"),
+            Index(f"ix_{name}_state_lease", "state", "lease_until"),
+            Index(f"ix_{name}_verification", "verification_state", "verification_retry_at"),
+        )
+
+
+class RepositoryRegistry(RegistryMixin, TrackingBase):
+    __tablename__ = "geo_repository_registry"
+
+
+class ArtifactRegistry(RegistryMixin, TrackingBase):
+    __tablename__ = "geo_artifact_registry"
+
+
+class JobLogRegistry(RegistryMixin, TrackingBase):
+    __tablename__ = "geo_job_log_registry"
+
+
+Registry = type[RegistryMixin]

@@ -1,0 +1,283 @@
+"""Registry operations: events, claims with leases, finishing, retries, reaping.
+
+Every change of sync state goes through ``_transition``: one conditional UPDATE
+whose WHERE names the allowed source states (see ``states.SYNC_TRANSITIONS``),
+so two processes racing for the same row cannot both win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from geo_sync.db import is_postgres, utcnow
+from geo_sync.errors import GeoSyncError, MissingOnPrimary
+from geo_sync.logging import get_logger
+from geo_sync.secondary.backoff import retry_delay
+from geo_sync.secondary.models import Registry
+from geo_sync.secondary.states import SYNC_TRANSITIONS, SyncState, VerificationState
+
+log = get_logger("registry")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row a worker holds: what to do, and the generation it was claimed at."""
+
+    id: int
+    record_id: str
+    path: str
+    mirror_path: str | None
+    generation: int
+    tombstone: bool
+    expected_size: int | None
+    expected_checksum: str | None
+
+
+def _transition(conn: Connection, model: Registry, name: str, where: Any,
+                **values: Any) -> list[int]:
+    sources, target = SYNC_TRANSITIONS[name]
+    ids = conn.execute(
+        update(model)
+        .where(where, model.state.in_([s.value for s in sources]))
+        .values(state=target.value, updated_at=utcnow(), **values)
+        .returning(model.id)
+    ).scalars().all()
+    if ids:
+        log.debug("registry_transition", table=model.__tablename__, transition=name,  # type: ignore[attr-defined]
+                  to=target.value, count=len(ids))
+    return list(ids)
+
+
+def insert_ignore(conn: Connection, model: Registry, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert registry rows whose record id is new; existing ones are left alone."""
+    if not rows:
+        return 0
+    dialect = postgresql if is_postgres(conn.dialect) else sqlite
+    stmt = dialect.insert(model).values(list(rows)).on_conflict_do_nothing(
+        index_elements=["record_id"]
+    )
+    return int(conn.execute(stmt).rowcount or 0)
+
+
+def new_row(record_id: str, path: str, *, size: int | None = None,
+            checksum: str | None = None, tombstone: bool = False) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "record_id": record_id, "path": path, "state": SyncState.PENDING.value,
+        "generation": 1, "tombstone": tombstone, "retry_count": 0,
+        "missing_on_primary": False, "expected_size": size, "expected_checksum": checksum,
+        "created_at": now, "updated_at": now,
+        "verification_state": VerificationState.PENDING.value,
+        "verification_retry_count": 0, "mismatch_count": 0,
+    }
+
+
+def note_change(conn: Connection, model: Registry, record_id: str, path: str, *,
+                tombstone: bool, size: int | None, checksum: str | None) -> None:
+    """Apply one event: create the row, or bump its generation and make it pending.
+
+    A row a worker holds stays ``started``; the generation bump makes that
+    worker's finish send it back to pending instead of marking it synced.
+    """
+    if insert_ignore(conn, model, [new_row(record_id, path, size=size, checksum=checksum,
+                                           tombstone=tombstone)]):
+        return
+    pending_unless_started = case(
+        (model.state == SyncState.STARTED.value, model.state),
+        else_=SyncState.PENDING.value,
+    )
+    conn.execute(
+        update(model)
+        .where(model.record_id == record_id)
+        .values(
+            state=pending_unless_started,
+            generation=model.generation + 1,
+            path=path,
+            tombstone=tombstone,
+            expected_size=size,
+            expected_checksum=checksum,
+            missing_on_primary=False,
+            retry_count=0,
+            retry_at=None,
+            enqueued_at=None,
+            verification_state=VerificationState.PENDING.value,
+            updated_at=utcnow(),
+        )
+    )
+
+
+def claim(conn: Connection, model: Registry, ids: Sequence[int], worker: str,
+          lease_seconds: float) -> list[Claimed]:
+    """Take the still-pending rows among ``ids`` for ``worker`` with a lease."""
+    if not ids:
+        return []
+    target = model.id.in_(list(ids))
+    if is_postgres(conn.dialect):
+        # Rows another worker is claiming right now are skipped, not waited for.
+        target = model.id.in_(
+            select(model.id).where(model.id.in_(list(ids)),
+                                   model.state == SyncState.PENDING.value)
+            .with_for_update(skip_locked=True).scalar_subquery()
+        )
+    claimed = _transition(conn, model, "claim", target, claimed_by=worker,
+                          lease_until=utcnow() + timedelta(seconds=lease_seconds))
+    if not claimed:
+        return []
+    rows = conn.execute(
+        select(model.id, model.record_id, model.path, model.mirror_path, model.generation,
+               model.tombstone, model.expected_size, model.expected_checksum)
+        .where(model.id.in_(claimed)).order_by(model.id)
+    ).all()
+    return [Claimed(*row) for row in rows]
+
+
+def heartbeat(conn: Connection, model: Registry, ids: Sequence[int], worker: str,
+              lease_seconds: float) -> int:
+    """Extend the lease of rows ``worker`` still holds."""
+    if not ids:
+        return 0
+    return int(conn.execute(
+        update(model)
+        .where(model.id.in_(list(ids)), model.claimed_by == worker,
+               model.state == SyncState.STARTED.value)
+        .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+    ).rowcount or 0)
+
+
+def _held(model: Registry, item: Claimed, worker: str) -> Any:
+    return and_(model.id == item.id, model.claimed_by == worker)
+
+
+def finish_synced(conn: Connection, model: Registry, item: Claimed, worker: str) -> bool:
+    """Mark synced if no event arrived since the claim; else back to pending. True if synced."""
+    now = utcnow()
+    done = _transition(
+        conn, model, "succeed",
+        and_(_held(model, item, worker), model.generation == item.generation),
+        claimed_by=None, lease_until=None, enqueued_at=None, retry_count=0, retry_at=None,
+        last_error=None, last_synced_at=now, missing_on_primary=False, mirror_path=item.path,
+        verification_state=VerificationState.PENDING.value,
+    )
+    if done:
+        return True
+    _transition(conn, model, "outdated", _held(model, item, worker),
+                claimed_by=None, lease_until=None, enqueued_at=None, mirror_path=item.path)
+    return False
+
+
+def finish_deleted(conn: Connection, model: Registry, item: Claimed, worker: str) -> bool:
+    """The mirror's copy of a tombstoned row is gone: forget the row (if nothing changed)."""
+    removed = conn.execute(
+        delete(model).where(_held(model, item, worker), model.generation == item.generation,
+                            model.tombstone.is_(True))
+    ).rowcount
+    if removed:
+        return True
+    _transition(conn, model, "outdated", _held(model, item, worker),
+                claimed_by=None, lease_until=None, enqueued_at=None, mirror_path=None)
+    return False
+
+
+def finish_failed(conn: Connection, model: Registry, item: Claimed, worker: str,
+                  error: BaseException, *, retry_cap: float, missing_cap: float) -> None:
+    """Record the error and when to retry; an event meanwhile means retry at once."""
+    missing = isinstance(error, MissingOnPrimary)
+    message = str(error) if isinstance(error, GeoSyncError) else f"{type(error).__name__}: {error}"
+    count = conn.execute(select(model.retry_count).where(model.id == item.id)).scalar() or 0
+    delay = retry_delay(count + 1, cap_seconds=missing_cap if missing else retry_cap)
+    outdated = _transition(
+        conn, model, "outdated",
+        and_(_held(model, item, worker), model.generation != item.generation),
+        claimed_by=None, lease_until=None, enqueued_at=None,
+    )
+    if outdated:
+        return
+    _transition(
+        conn, model, "fail", _held(model, item, worker),
+        claimed_by=None, lease_until=None, enqueued_at=None,
+        retry_count=model.retry_count + 1, retry_at=utcnow() + delay,
+        last_error=message[:2000], missing_on_primary=missing,
+    )
+    log.warning("sync_failed", table=model.__tablename__, record_id=item.record_id,  # type: ignore[attr-defined]
+                path=item.path, error=message[:500], retry_in=delay.total_seconds(),
+                missing_on_primary=missing)
+
+
+def release(conn: Connection, model: Registry, ids: Sequence[int], worker: str) -> list[int]:
+    """Give rows back untouched (the worker is stopping before it reached them)."""
+    return _transition(conn, model, "release",
+                       and_(model.id.in_(list(ids)), model.claimed_by == worker),
+                       claimed_by=None, lease_until=None, enqueued_at=None)
+
+
+def release_expired(conn: Connection, model: Registry, now: datetime | None = None) -> list[int]:
+    """Rows whose lease ran out (their worker died) go back to pending."""
+    return _transition(
+        conn, model, "expire",
+        model.lease_until < (now or utcnow()),
+        claimed_by=None, lease_until=None, enqueued_at=None,
+        last_error="worker lease expired (worker died or hung); retrying",
+    )
+
+
+def retry_due(conn: Connection, model: Registry, now: datetime | None = None) -> list[int]:
+    """Failed rows whose retry time has come go back to pending."""
+    return _transition(conn, model, "retry", model.retry_at <= (now or utcnow()),
+                       enqueued_at=None)
+
+
+def resync(conn: Connection, model: Registry, where: Any) -> list[int]:
+    """Operator-requested resync: pending now, with a new generation."""
+    return _transition(conn, model, "resync", where, generation=model.generation + 1,
+                       retry_count=0, retry_at=None, enqueued_at=None)
+
+
+def take_for_enqueue(conn: Connection, model: Registry, limit: int,
+                     requeue_after: float) -> list[int]:
+    """Pending rows to hand to workers, at most ``limit``, marked as enqueued now.
+
+    A row enqueued longer than ``requeue_after`` ago whose message never led to a
+    claim (lost with a Redis restart) is handed out again.
+    """
+    now = utcnow()
+    in_flight = conn.execute(
+        select(func.count()).select_from(model).where(or_(
+            model.state == SyncState.STARTED.value,
+            and_(model.state == SyncState.PENDING.value,
+                 model.enqueued_at >= now - timedelta(seconds=requeue_after)),
+        ))
+    ).scalar_one()
+    room = limit - in_flight
+    if room <= 0:
+        return []
+    ids = conn.execute(
+        select(model.id)
+        .where(model.state == SyncState.PENDING.value,
+               or_(model.enqueued_at.is_(None),
+                   model.enqueued_at < now - timedelta(seconds=requeue_after)))
+        .order_by(model.id).limit(room)
+    ).scalars().all()
+    if ids:
+        conn.execute(update(model).where(model.id.in_(ids), model.state ==
+                                         SyncState.PENDING.value).values(enqueued_at=now))
+    return list(ids)
+
+
+def counts(conn: Connection, model: Registry) -> dict[str, int]:
+    """Rows per sync state, plus missing-on-primary and tombstones."""
+    result = {state.value: 0 for state in SyncState}
+    for state, number in conn.execute(
+        select(model.state, func.count()).group_by(model.state)
+    ).all():
+        result[state] = number
+    result["missing_on_primary"] = conn.execute(
+        select(func.count()).where(model.missing_on_primary.is_(True))
+    ).scalar_one()
+    result["total"] = sum(result[state.value] for state in SyncState)
+    return result

@@ -1,0 +1,48 @@
+"""What a secondary process holds while it runs: settings, tracking DB, primary client."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+import pygit2
+from sqlalchemy import Engine
+
+from geo_sync.db import make_engine
+from geo_sync.migrate import TRACKING
+from geo_sync.secondary.client import PrimaryClient
+from geo_sync.settings import SecondarySettings
+from replicators.base import SyncContext
+
+
+@dataclass
+class Runtime:
+    """Shared by the cursor, the scheduler and the worker threads of one process."""
+
+    settings: SecondarySettings
+    engine: Engine
+    client: PrimaryClient
+    worker_id: str
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def sync_context(self) -> SyncContext:
+        return SyncContext(client=self.client, mirror_root=self.settings.mirror_root)
+
+    def close(self) -> None:
+        self.client.close()
+        self.engine.dispose()
+
+
+def open_runtime(settings: SecondarySettings) -> Runtime:
+    """Connect to the tracking DB (at the current schema) and prepare the primary client."""
+    engine = make_engine(settings.database_url, pool_size=settings.worker_threads + 4)
+    TRACKING.require_current(engine)
+    # libgit2 has no timeouts by default: a stalled primary would hang a worker forever.
+    pygit2.settings.server_connect_timeout = 10_000
+    pygit2.settings.server_timeout = int(settings.http_timeout_seconds * 1000)
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    return Runtime(settings, engine, PrimaryClient(settings), worker_id)

@@ -1,0 +1,68 @@
+"""`geo-sync worker`: dramatiq worker processes replicating from a Redis broker."""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import threading
+from pathlib import Path
+
+import dramatiq
+
+from geo_sync.errors import ConfigError
+from geo_sync.logging import configure_logging, get_logger
+from geo_sync.secondary import bootstrap
+from geo_sync.secondary.runtime import open_runtime
+from geo_sync.settings import load_settings
+
+log = get_logger("worker")
+
+
+def worker_process(config: Path, threads: int) -> None:
+    """One worker process: consume until SIGTERM, finish the current item, exit."""
+    settings_all = load_settings(config)
+    configure_logging(settings_all.log.level, settings_all.log.format)
+    settings = settings_all.require_secondary()
+    runtime = open_runtime(settings)
+    messaging = bootstrap.setup(settings)
+    bootstrap.install_runtime(runtime)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    worker = dramatiq.Worker(messaging.broker, worker_threads=threads)
+    worker.start()
+    log.info("worker_started", worker=runtime.worker_id, threads=threads)
+    stop.wait()
+    runtime.stopping.set()
+    worker.stop(timeout=60_000)
+    runtime.close()
+    log.info("worker_stopped", worker=runtime.worker_id)
+
+
+def run_workers(config: Path, processes: int, threads: int) -> None:
+    """Start ``processes`` worker processes and wait for them; signals are passed on."""
+    settings = load_settings(config).require_secondary()
+    if settings.broker_url == "embedded":
+        raise ConfigError(
+            "broker_url is 'embedded': its workers run inside `geo-sync secondary run`",
+            hint="set secondary.broker_url to a redis:// URL to run separate workers",
+        )
+    if processes == 1:
+        worker_process(config, threads)
+        return
+    context = multiprocessing.get_context("spawn")
+    children = [context.Process(target=worker_process, args=(config, threads), daemon=False)
+                for _ in range(processes)]
+    for child in children:
+        child.start()
+
+    def forward(_signum: int, _frame: object) -> None:
+        # Both SIGTERM and Ctrl-C mean "finish the current item and stop" for a child.
+        for child in children:
+            if child.is_alive():
+                child.terminate()
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for child in children:
+        child.join()
