@@ -23,6 +23,12 @@ REMOTE = "geo-primary"
 REFSPEC = "+refs/*:refs/*"
 
 
+def configure_git_timeouts(seconds: float) -> None:
+    """libgit2 has no timeouts by default: a stalled primary would hang a worker forever."""
+    pygit2.settings.server_connect_timeout = 10_000
+    pygit2.settings.server_timeout = int(seconds * 1000)
+
+
 def is_bare_repository(path: Path) -> bool:
     """Cheap structural test for a bare repository directory."""
     return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 
 from geo_sync.db import make_engine
-from geo_sync.migrate import PRIMARY
+from geo_sync.migrate import PRIMARY, TRACKING
 from tests.services import temporary_database
 from tests.sites import PrimarySite, primary_site
 
@@ -49,3 +49,19 @@ def primary(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PrimaryS
         return
     with temporary_database() as url, primary_site(tmp_path / "primary", url) as site:
         yield site
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def tracking_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated tracking database, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'tracking.db'}")
+        TRACKING.upgrade(engine)
+        yield engine
+        engine.dispose()
+        return
+    with temporary_database("geo_tracking") as url:
+        engine = make_engine(url)
+        TRACKING.upgrade(engine)
+        yield engine
+        engine.dispose()

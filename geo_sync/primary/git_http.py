@@ -14,7 +14,8 @@ from contextlib import suppress
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from geo_sync.errors import InvalidInput, MissingOnPrimary
 from geo_sync.logging import get_logger
@@ -27,6 +28,31 @@ _INFO_REFS = "/info/refs"
 _UPLOAD_PACK = "/git-upload-pack"
 _RECEIVE_PACK = "/git-receive-pack"
 _READ_CHUNK = 1024 * 1024
+
+
+class CgiOutputResponse(Response):
+    """Streams a CGI's output without ever calling ``receive``.
+
+    Starlette's StreamingResponse listens for disconnects by calling ``receive``
+    itself (for ASGI servers below spec 2.4, uvicorn among them). The request
+    body belongs to the task feeding it to the CGI; when the listener won the
+    race for the one ``http.request`` message, the feeder waited forever and the
+    fetch stalled until the client timed out.
+    """
+
+    def __init__(self, status_code: int, headers: dict[str, str],
+                 body: AsyncIterator[bytes]) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.init_headers(headers)
+        self._body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code,
+                    "headers": self.raw_headers})
+        async for chunk in self._body:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _refuse_push() -> Response:
@@ -97,11 +123,7 @@ async def serve_git(request: Request, repositories_root: Path, caller: str) -> R
     feeder = asyncio.create_task(_feed_body(request, proc.stdin))
     errors = asyncio.create_task(proc.stderr.read())
     status, headers = await _read_cgi_headers(proc.stdout)
-    return StreamingResponse(
-        _stream(proc, feeder, errors, repo),
-        status_code=status,
-        headers=headers,
-    )
+    return CgiOutputResponse(status, headers, _stream(proc, feeder, errors, repo))
 
 
 async def _feed_body(request: Request, stdin: asyncio.StreamWriter) -> None:

@@ -61,8 +61,9 @@ def insert_ignore(conn: Connection, model: Registry, rows: Sequence[dict[str, An
     dialect = postgresql if is_postgres(conn.dialect) else sqlite
     stmt = dialect.insert(model).values(list(rows)).on_conflict_do_nothing(
         index_elements=["record_id"]
-    )
-    return int(conn.execute(stmt).rowcount or 0)
+    ).returning(model.id)
+    # rowcount is -1 for batched multi-row inserts on psycopg; count what came back.
+    return len(conn.execute(stmt).all())
 
 
 def new_row(record_id: str, path: str, *, size: int | None = None,

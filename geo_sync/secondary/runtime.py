@@ -8,7 +8,6 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 
-import pygit2
 from sqlalchemy import Engine
 
 from geo_sync.db import make_engine
@@ -16,6 +15,7 @@ from geo_sync.migrate import TRACKING
 from geo_sync.secondary.client import PrimaryClient
 from geo_sync.settings import SecondarySettings
 from replicators.base import SyncContext
+from replicators.repository import configure_git_timeouts
 
 
 @dataclass
@@ -41,8 +41,6 @@ def open_runtime(settings: SecondarySettings) -> Runtime:
     """Connect to the tracking DB (at the current schema) and prepare the primary client."""
     engine = make_engine(settings.database_url, pool_size=settings.worker_threads + 4)
     TRACKING.require_current(engine)
-    # libgit2 has no timeouts by default: a stalled primary would hang a worker forever.
-    pygit2.settings.server_connect_timeout = 10_000
-    pygit2.settings.server_timeout = int(settings.http_timeout_seconds * 1000)
+    configure_git_timeouts(settings.http_timeout_seconds)
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     return Runtime(settings, engine, PrimaryClient(settings), worker_id)
