@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from geo_sync.db import make_engine
 from geo_sync.migrate import PRIMARY, TRACKING
 from tests.services import temporary_database
-from tests.sites import PrimarySite, primary_site
+from tests.sites import PrimarySite, SecondarySite, primary_site, secondary_site
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -65,3 +65,19 @@ def tracking_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
         TRACKING.upgrade(engine)
         yield engine
         engine.dispose()
+
+
+@pytest.fixture
+def secondary(primary: PrimarySite, request: pytest.FixtureRequest, tmp_path: Path
+              ) -> Iterator[SecondarySite]:
+    """A secondary of ``primary`` whose tracking DB uses the same backend."""
+    postgres = primary.settings.database_url.startswith("postgresql")
+    if not postgres:
+        site = secondary_site(tmp_path / "secondary", primary, None)
+        yield site
+        site.engine.dispose()
+        return
+    with temporary_database("geo_tracking") as url:
+        site = secondary_site(tmp_path / "secondary", primary, url)
+        yield site
+        site.engine.dispose()

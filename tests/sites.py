@@ -21,7 +21,8 @@ from geo_sync.auth import issue_token
 from geo_sync.db import make_engine, write_transaction
 from geo_sync.primary.secondaries import add_secondary
 from geo_sync.primary.site import init_primary
-from geo_sync.settings import PrimarySettings, load_settings
+from geo_sync.secondary.site import init_secondary
+from geo_sync.settings import PrimarySettings, SecondarySettings, load_settings
 
 GEO_SYNC = str(Path(sys.executable).parent / "geo-sync")
 
@@ -115,3 +116,29 @@ def primary_site(directory: Path, database_url: str | None, serve: bool = True
     finally:
         site.stop()
         engine.dispose()
+
+
+@dataclass
+class SecondarySite:
+    """A secondary set up with `secondary init` against a PrimarySite."""
+
+    config: Path
+    settings: SecondarySettings
+    engine: Engine
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([GEO_SYNC, "--config", str(self.config), *args],
+                              capture_output=True, text=True, check=check, timeout=120)
+
+    def mirror(self, type_dir: str) -> Path:
+        return self.settings.mirror_root / type_dir
+
+
+def secondary_site(directory: Path, primary: PrimarySite, database_url: str | None,
+                   broker_url: str = "embedded", **extra: object) -> SecondarySite:
+    """`secondary init` for primary's registered secondary ``s1``."""
+    config = init_secondary(directory, primary_url=primary.url, name=primary.secondary,
+                            secret=primary.secret, database_url=database_url,
+                            broker_url=broker_url, extra=dict(extra))
+    settings = load_settings(config).require_secondary()
+    return SecondarySite(config, settings, make_engine(settings.database_url))

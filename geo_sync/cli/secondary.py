@@ -95,11 +95,13 @@ def render_secondary_status(report: dict[str, Any]) -> None:
         table.add_row(name, *(str(counts.get(column, 0)) for column in columns))
     console.print(table)
     cursor, lag, primary = report["cursor"], report["lag"], report["primary"]
-    console.print(f"cursor: last event processed {cursor['last_event_id_processed']}, "
-                  f"{cursor['events_applied']} applied; primary last event "
-                  f"{primary.get('last_event_id', '?')}; lag {lag['events']} events, "
-                  f"{lag['seconds']} s")
-    if not primary["reachable"]:
+    line = (f"cursor: last event processed {cursor['last_event_id_processed']}, "
+            f"{cursor['events_applied']} applied")
+    if primary["reachable"]:
+        line += (f"; primary's last event {primary['last_event_id']}; lag {lag['events']} "
+                 f"events, {lag['seconds']} s")
+    console.print(line)
+    if primary["queried"] and not primary["reachable"]:
         console.print(f"[red]primary unreachable:[/] {primary.get('error', '')}")
     if cursor["backfill_required"] or (cursor["backfill_progress"] or "").startswith(
             tuple(f"{n}:" for n in report["types"])):

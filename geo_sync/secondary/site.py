@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from geo_sync.db import make_engine
@@ -23,7 +24,7 @@ def init_secondary(
     database_url: str | None = None,
     broker_url: str = "embedded",
     force: bool = False,
-    extra: dict[str, object] | None = None,
+    extra: Mapping[str, object] | None = None,
 ) -> Path:
     """Write a working secondary config under ``directory`` and create its tracking schema."""
     directory = directory.resolve()

@@ -39,17 +39,18 @@ def secondary_status(engine: Engine, client: PrimaryClient | None, name: str) ->
                         "retry_at": _iso(r.retry_at),
                         "missing_on_primary": r.missing_on_primary} for r in rows]
     errors.sort(key=lambda e: e["at"] or "", reverse=True)
-    primary: dict[str, Any] = {"reachable": False}
+    primary: dict[str, Any] = {"queried": client is not None, "reachable": False}
     if client is not None:
         try:
             report = client.status()
             mine: dict[str, Any] = next(
                 (s for s in report["secondaries"] if s["name"] == name), {})
-            primary = {"reachable": True, "last_event_id": report["last_event_id"],
+            primary = {"queried": True, "reachable": True,
+                       "last_event_id": report["last_event_id"],
                        "pending_events": mine.get("pending_events"),
                        "backfill_required": mine.get("backfill_required")}
         except Exception as exc:
-            primary = {"reachable": False, "error": str(exc)}
+            primary = {"queried": True, "reachable": False, "error": str(exc)}
     pending = primary.get("pending_events") or 0
     lag_seconds = 0.0
     if pending and cursor.last_event_at:

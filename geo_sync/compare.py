@@ -1,0 +1,41 @@
+"""Comparing a mirror with its primary: same repositories with the same refs and
+HEAD, same files with the same bytes. Returns the differences as data."""
+
+from __future__ import annotations
+
+import filecmp
+from pathlib import Path
+
+import pygit2
+
+from geo_sync.paths import TEMP_PREFIX
+from replicators.registry import REPLICATORS
+from replicators.repository import RepositoryReplicator
+from verification.checksums import repository_ref_lines
+
+
+def _refs(path: Path) -> set[str]:
+    return set(repository_ref_lines(pygit2.Repository(str(path))))
+
+
+def compare_storage(primary_root: Path, mirror_root: Path) -> list[str]:
+    """Every way ``mirror_root`` differs from ``primary_root``; empty when equal."""
+    differences: list[str] = []
+    for replicator in REPLICATORS.values():
+        ours, theirs = primary_root / replicator.storage_dir, mirror_root / replicator.storage_dir
+        primary = set(replicator.discover(ours)) if ours.is_dir() else set()
+        mirror = set(replicator.discover(theirs)) if theirs.is_dir() else set()
+        differences += [f"{replicator.name} {p}: missing on the mirror"
+                        for p in sorted(primary - mirror)]
+        differences += [f"{replicator.name} {p}: on the mirror but not the primary"
+                        for p in sorted(mirror - primary)]
+        for path in sorted(primary & mirror):
+            if replicator is RepositoryReplicator:
+                if _refs(ours / path) != _refs(theirs / path):
+                    differences.append(f"repository {path}: refs or HEAD differ")
+            elif not filecmp.cmp(ours / path, theirs / path, shallow=False):
+                differences.append(f"{replicator.name} {path}: content differs")
+        if theirs.is_dir():
+            differences += [f"{replicator.name} {p.relative_to(theirs)}: temporary file left"
+                            for p in theirs.rglob(f"{TEMP_PREFIX}*")]
+    return differences

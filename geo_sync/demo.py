@@ -1,0 +1,136 @@
+"""`geo-sync demo`: an embedded primary and secondary, a CI workload driven through
+them, and a strict comparison at the end. No services needed."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from sqlalchemy import Engine
+
+from geo_sync.compare import compare_storage
+from geo_sync.db import make_engine, write_transaction
+from geo_sync.primary.api import create_app
+from geo_sync.primary.publish import Change, publish
+from geo_sync.primary.secondaries import add_secondary
+from geo_sync.primary.site import init_primary
+from geo_sync.secondary.daemon import SecondaryDaemon
+from geo_sync.secondary.site import init_secondary
+from geo_sync.secondary.status import secondary_status
+from geo_sync.settings import PrimarySettings, SecondarySettings, load_settings
+from geo_sync.workload import Workload
+
+ROUNDS = 3
+CONVERGE_TIMEOUT = 45.0
+SECONDARY_TUNING = {"lease_seconds": 5.0, "poll_wait_seconds": 5, "worker_threads": 4,
+                    "retry_cap_seconds": 2.0, "requeue_after_seconds": 5.0}
+
+Report = Callable[[str, dict[str, Any]], None]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class DemoSites:
+    primary: PrimarySettings
+    primary_engine: Engine
+    secondary: SecondarySettings
+    secondary_engine: Engine
+
+
+@contextmanager
+def _serve(settings: PrimarySettings, engine: Engine) -> Iterator[None]:
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, engine), host="127.0.0.1",
+                                           port=settings.listen_port, log_config=None,
+                                           access_log=False))
+    thread = threading.Thread(target=server.run, name="geo-api", daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"the Geo API could not listen on port {settings.listen_port}")
+        time.sleep(0.02)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextmanager
+def _run(daemon: SecondaryDaemon) -> Iterator[None]:
+    thread = threading.Thread(target=daemon.run, name="geo-secondary", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        daemon.stop()
+        thread.join(timeout=30)
+
+
+def _converged(sites: DemoSites) -> tuple[bool, dict[str, Any], list[str]]:
+    status = secondary_status(sites.secondary_engine, None, sites.secondary.name)
+    busy = any(counts[state] for counts in status["types"].values()
+               for state in ("pending", "started", "failed"))
+    if busy:
+        return False, status, []
+    differences = compare_storage(sites.primary.storage_root, sites.secondary.mirror_root)
+    return not differences, status, differences
+
+
+def wait_converged(sites: DemoSites, report: Report, stage: str) -> list[str]:
+    """Poll until the mirror equals the primary; return the differences left at timeout."""
+    deadline = time.monotonic() + CONVERGE_TIMEOUT
+    differences: list[str] = ["not compared yet"]
+    while time.monotonic() < deadline:
+        done, status, differences = _converged(sites)
+        report(stage, status)
+        if done:
+            return []
+        time.sleep(0.2)
+    return differences or ["registry still has pending, started or failed items"]
+
+
+def run_demo(root: Path, report: Report) -> tuple[list[str], dict[str, Any], int]:
+    """Build both sites under ``root``, drive the workload, return (differences, status,
+    number of changes published)."""
+    config = init_primary(root / "primary", listen_port=free_port())
+    primary = load_settings(config).require_primary()
+    primary_engine = make_engine(primary.database_url)
+    with write_transaction(primary_engine) as conn:
+        secret = add_secondary(conn, "demo-secondary")
+
+    def publish_change(change: Change) -> None:
+        with write_transaction(primary_engine) as conn:
+            publish(conn, change)
+
+    workload = Workload(primary.storage_root, root / "scratch", publish_change)
+    workload.initial()
+    secondary_config = init_secondary(
+        root / "secondary", primary_url=f"http://127.0.0.1:{primary.listen_port}",
+        name="demo-secondary", secret=secret, extra=SECONDARY_TUNING)
+    secondary = load_settings(secondary_config).require_secondary()
+    sites = DemoSites(primary, primary_engine, secondary, make_engine(secondary.database_url))
+    try:
+        with _serve(primary, primary_engine), _run(SecondaryDaemon(secondary)):
+            differences = wait_converged(sites, report, "initial sync (backfill)")
+            if not differences:
+                for number in range(1, ROUNDS + 1):
+                    workload.round(number)
+                    report(f"workload round {number}", {})
+                differences = wait_converged(sites, report, "replicating the workload")
+            final = secondary_status(sites.secondary_engine, None, secondary.name)
+    finally:
+        sites.secondary_engine.dispose()
+        primary_engine.dispose()
+    return differences, final, workload.changes

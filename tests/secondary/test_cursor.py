@@ -1,0 +1,119 @@
+"""The log cursor against a real primary: exactly once, hostile events, backfill, 410."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, insert, select, update
+
+from geo_sync.db import utcnow, write_transaction
+from geo_sync.primary.models import Event, Secondary
+from geo_sync.primary.publish import Change, publish
+from geo_sync.primary.retention import prune
+from geo_sync.secondary.cursor import CursorMoved, LogCursor
+from geo_sync.secondary.models import ArtifactRegistry, CursorRow, JobLogRegistry
+from geo_sync.secondary.runtime import Runtime, open_runtime
+from tests.sites import PrimarySite, SecondarySite
+
+
+@pytest.fixture
+def runtime(secondary: SecondarySite) -> Iterator[Runtime]:
+    rt = open_runtime(secondary.settings)
+    yield rt
+    rt.close()
+
+
+def _publish(primary: PrimarySite, *changes: Change) -> None:
+    with write_transaction(primary.engine) as conn:
+        for change in changes:
+            publish(conn, change)
+
+
+def _rows(runtime: Runtime, model: type[ArtifactRegistry] = ArtifactRegistry
+          ) -> dict[str, tuple[int, bool]]:
+    with runtime.engine.connect() as conn:
+        return {r.record_id: (r.generation, r.tombstone) for r in conn.execute(
+            select(model.record_id, model.generation, model.tombstone))}
+
+
+def test_a_first_start_backfills_existing_items_then_follows_events(
+    primary: PrimarySite, runtime: Runtime
+) -> None:
+    _publish(primary, Change("artifact", "created", "before.bin", size=1))
+    cursor = LogCursor(runtime)
+    cursor.run_once(wait=0)  # backfill
+    assert _rows(runtime) == {"before.bin": (1, False)}
+    _publish(primary, Change("artifact", "created", "after.bin", size=1),
+             Change("artifact", "deleted", "before.bin"))
+    assert cursor.run_once(wait=0) == 2
+    assert _rows(runtime) == {"before.bin": (2, True), "after.bin": (1, False)}
+
+
+def test_a_page_is_applied_exactly_once_even_if_delivered_twice(
+    primary: PrimarySite, runtime: Runtime
+) -> None:
+    cursor = LogCursor(runtime)
+    cursor.run_once(wait=0)
+    _publish(primary, Change("artifact", "created", "a.bin", size=1))
+    old, _ = cursor.position()
+    assert old is not None
+    page = runtime.client.events(old, limit=100, wait=0)
+    cursor.apply(old, page)
+    with pytest.raises(CursorMoved):
+        cursor.apply(old, page)  # e.g. a second cursor process, or a retry after a crash
+    assert _rows(runtime) == {"a.bin": (1, False)}
+    with runtime.engine.connect() as conn:
+        assert conn.execute(select(CursorRow.events_applied)).scalar_one() == 1
+
+
+def test_hostile_events_are_refused_and_the_feed_keeps_moving(
+    primary: PrimarySite, runtime: Runtime
+) -> None:
+    cursor = LogCursor(runtime)
+    cursor.run_once(wait=0)
+    with write_transaction(primary.engine) as conn:  # bypass the primary's own validation
+        for path in ("../../etc/passwd", "/abs/x", "a/../../b"):
+            values = {"replicable_type": "artifact", "event": "created", "record_id": path,
+                      "path": path, "payload": {}, "created_at": utcnow()}
+            if primary.settings.database_url.startswith("postgresql"):
+                values["txid"] = conn.exec_driver_sql(
+                    "SELECT pg_current_xact_id()::text::bigint").scalar_one()
+            conn.execute(insert(Event).values(values))
+        publish(conn, Change("artifact", "created", "fine.bin", size=1))
+    cursor.run_once(wait=0)
+    assert _rows(runtime) == {"fine.bin": (1, False)}
+    with runtime.engine.connect() as conn:
+        error = conn.execute(select(CursorRow.last_error)).scalar_one()
+    assert "not a normalized relative path" in error and "absolute" in error
+
+
+def test_after_pruning_past_its_cursor_the_secondary_backfills_and_loses_nothing(
+    primary: PrimarySite, runtime: Runtime
+) -> None:
+    _publish(primary, Change("job_log", "created", "stays.log", size=1),
+             Change("job_log", "created", "goes.log", size=1))
+    cursor = LogCursor(runtime)
+    cursor.run_once(wait=0)
+    assert set(_rows(runtime, JobLogRegistry)) == {"stays.log", "goes.log"}
+    # While the secondary is silent past retention, things change and the log is pruned.
+    _publish(primary, Change("job_log", "deleted", "goes.log"),
+             Change("job_log", "created", "new.log", size=1))
+    with write_transaction(primary.engine) as conn:
+        conn.execute(update(Secondary).values(last_seen_at=utcnow() - timedelta(days=30),
+                                              created_at=utcnow() - timedelta(days=30)))
+        result = prune(conn, 3600)
+    assert result.cut_off == ["s1"]
+    assert cursor.run_once(wait=0) == 0  # the feed answered 410
+    with runtime.engine.connect() as conn:
+        assert conn.execute(select(CursorRow.backfill_required)).scalar_one()
+    cursor.run_once(wait=0)  # backfill
+    rows = _rows(runtime, JobLogRegistry)
+    assert rows["goes.log"][1] is True, "the deletion we never heard of was found"
+    assert rows["new.log"] == (1, False)
+    assert rows["stays.log"][1] is False
+    with primary.engine.connect() as conn:
+        flagged = conn.execute(select(func.count()).where(Secondary.backfill_required)
+                               ).scalar_one()
+    assert flagged == 0
