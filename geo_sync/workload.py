@@ -26,6 +26,7 @@ GIT_IDENTITY = {
 }
 
 Publisher = Callable[[Change], None]
+CHUNK = 1024 * 1024
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
@@ -118,11 +119,14 @@ class Workload:
     def upload_artifact(self, path: str, size: int) -> None:
         target = self.storage / "artifacts" / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        data = self.rng.randbytes(size)
-        target.write_bytes(data)
+        digest = hashlib.sha256()
+        with target.open("wb") as handle:
+            for start in range(0, size, CHUNK):
+                block = self.rng.randbytes(min(CHUNK, size - start))
+                digest.update(block)
+                handle.write(block)
         self.artifacts.append(path)
-        self._emit(Change("artifact", "created", path, size=size,
-                          checksum=hashlib.sha256(data).hexdigest()))
+        self._emit(Change("artifact", "created", path, size=size, checksum=digest.hexdigest()))
 
     def delete_artifact(self, path: str) -> None:
         (self.storage / "artifacts" / path).unlink()

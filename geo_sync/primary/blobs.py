@@ -9,6 +9,7 @@ from sqlalchemy import Engine, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
+from starlette.types import Send
 
 from geo_sync.errors import InvalidInput, MissingOnPrimary
 from geo_sync.paths import resolve_inside
@@ -24,9 +25,33 @@ MISSING_HEADER = "x-geo-missing-on-primary"
 
 
 class LargeChunkFileResponse(FileResponse):
-    """FileResponse with 1 MiB chunks: 64 KiB caps loopback transfers near 0.85 GB/s."""
+    """FileResponse with 1 MiB chunks (64 KiB caps loopback near 0.85 GB/s), sending
+    exactly the size it declared.
+
+    Starlette reads a whole-file response until EOF; a job log appended while it
+    is being served then overruns its Content-Length and the connection breaks.
+    Range responses are already bounded.
+    """
 
     chunk_size = CHUNK
+
+    async def _handle_simple(self, send: Send, send_header_only: bool,
+                             send_pathsend: bool) -> None:
+        assert self.stat_result is not None
+        await send({"type": "http.response.start", "status": self.status_code,
+                    "headers": self.raw_headers})
+        if send_header_only:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        remaining = self.stat_result.st_size
+        async with self._open_file() as file:
+            while True:
+                chunk = await file.read(min(self.chunk_size, remaining))
+                remaining -= len(chunk)
+                more = remaining > 0 and bool(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+                if not more:
+                    return
 
 
 def _catalog_entry(engine: Engine, type_name: str, path: str) -> tuple[int | None, str | None]:

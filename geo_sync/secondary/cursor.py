@@ -65,7 +65,9 @@ class LogCursor:
         applied = self.apply(cursor, page)
         if applied:
             self.on_applied()
-        self._acknowledge(page.cursor)
+        # While draining a backlog, ack at most once a second; once caught up, ack at
+        # once so the primary's view (pruning, lag in status) is current while we idle.
+        self._acknowledge(page.cursor, throttle=page.more)
         return applied
 
     def apply(self, old: str, page: EventPage) -> int:
@@ -111,9 +113,9 @@ class LogCursor:
             log.info("events_applied", count=len(page.events), last_event_id=page.events[-1].id)
         return len(page.events)
 
-    def _acknowledge(self, cursor: str) -> None:
+    def _acknowledge(self, cursor: str, *, throttle: bool) -> None:
         now = time.monotonic()
-        if cursor == self._acked or now - self._last_ack < ACK_INTERVAL:
+        if cursor == self._acked or (throttle and now - self._last_ack < ACK_INTERVAL):
             return
         try:
             self.runtime.client.ack(cursor)

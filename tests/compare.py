@@ -1,0 +1,44 @@
+"""The tests' own comparison of a mirror with its primary, with the git CLI and bytes
+(independent of geo_sync.compare, which the demo uses)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.gitutil import git
+
+TEMP = ".geo-sync-tmp-"
+
+
+def _repositories(root: Path) -> dict[str, str]:
+    found = {}
+    for head in sorted(root.rglob("HEAD")):
+        repo = head.parent
+        if repo.name.endswith(".git") and (repo / "objects").is_dir() and TEMP not in str(repo):
+            refs = git("for-each-ref", "--format=%(objectname) %(refname)", cwd=repo).stdout
+            symbolic = git("symbolic-ref", "-q", "HEAD", cwd=repo, check=False).stdout
+            found[repo.relative_to(root).as_posix()] = symbolic + refs
+    return found
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(TEMP)}
+
+
+def differences(primary_storage: Path, mirror_root: Path) -> list[str]:
+    """What differs; empty when the mirror equals the primary."""
+    found = []
+    ours = _repositories(primary_storage / "repositories")
+    theirs = _repositories(mirror_root / "repositories")
+    if ours != theirs:
+        found += [f"repository {r}" for r in sorted(set(ours) | set(theirs))
+                  if ours.get(r) != theirs.get(r)]
+    for kind in ("artifacts", "job_logs"):
+        a, b = _files(primary_storage / kind), _files(mirror_root / kind)
+        found += [f"{kind} {p}" for p in sorted(set(a) | set(b)) if a.get(p) != b.get(p)]
+    return found
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob(f"{TEMP}*")]
