@@ -10,7 +10,6 @@ item, gives the lease up and exits.
 from __future__ import annotations
 
 import random
-import signal
 import threading
 from collections.abc import Callable
 
@@ -23,6 +22,7 @@ from geo_sync.secondary.cursor import LogCursor
 from geo_sync.secondary.runtime import Runtime, open_runtime
 from geo_sync.secondary.scheduler import Scheduler
 from geo_sync.settings import SecondarySettings
+from geo_sync.signals import block_stop_signals, wait_for_stop_signal
 
 log = get_logger("daemon")
 ERROR_BACKOFF_CAP = 30.0
@@ -48,7 +48,7 @@ class SecondaryDaemon:
 
     # -- lifecycle ------------------------------------------------------------
 
-    def stop(self, *_: object) -> None:
+    def stop(self) -> None:
         self.stop_event.set()
         self.wake.set()
 
@@ -60,9 +60,7 @@ class SecondaryDaemon:
             self.worker.start()
 
     def run(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self.stop)
-            signal.signal(signal.SIGINT, self.stop)
+        """Lead or stand by until ``stop()``; see ``run_secondary`` for signals."""
         self.start_embedded_workers()
         holder = self.runtime.worker_id
         ttl = self.settings.cursor_lease_seconds
@@ -139,5 +137,12 @@ class SecondaryDaemon:
 
 
 def run_secondary(settings: SecondarySettings) -> None:
-    """The body of `geo-sync secondary run`."""
-    SecondaryDaemon(settings).run()
+    """The body of `geo-sync secondary run`: run until SIGTERM or SIGINT."""
+    block_stop_signals()
+    daemon = SecondaryDaemon(settings)
+    thread = threading.Thread(target=daemon.run, name="geo-sync-daemon")
+    thread.start()
+    received = wait_for_stop_signal()
+    log.info("stopping", signal=received.name)
+    daemon.stop()
+    thread.join()

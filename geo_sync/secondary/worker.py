@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
-import signal
-import threading
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 import dramatiq
@@ -14,25 +13,25 @@ from geo_sync.logging import configure_logging, get_logger
 from geo_sync.secondary import bootstrap
 from geo_sync.secondary.runtime import open_runtime
 from geo_sync.settings import load_settings
+from geo_sync.signals import block_stop_signals, wait_for_stop_signal
 
 log = get_logger("worker")
 
 
 def worker_process(config: Path, threads: int) -> None:
     """One worker process: consume until SIGTERM, finish the current item, exit."""
+    block_stop_signals()
     settings_all = load_settings(config)
     configure_logging(settings_all.log.level, settings_all.log.format)
     settings = settings_all.require_secondary()
     runtime = open_runtime(settings)
     messaging = bootstrap.setup(settings)
     bootstrap.install_runtime(runtime)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     worker = dramatiq.Worker(messaging.broker, worker_threads=threads)
     worker.start()
     log.info("worker_started", worker=runtime.worker_id, threads=threads)
-    stop.wait()
+    received = wait_for_stop_signal()
+    log.info("worker_stopping", signal=received.name)
     runtime.stopping.set()
     worker.stop(timeout=60_000)
     runtime.close()
@@ -50,19 +49,19 @@ def run_workers(config: Path, processes: int, threads: int) -> None:
     if processes == 1:
         worker_process(config, threads)
         return
+    # The resource tracker unblocks SIGTERM and SIGINT in this process when spawn
+    # first starts it; start it before blocking them.
+    resource_tracker.ensure_running()
+    block_stop_signals()
     context = multiprocessing.get_context("spawn")
     children = [context.Process(target=worker_process, args=(config, threads), daemon=False)
                 for _ in range(processes)]
     for child in children:
         child.start()
-
-    def forward(_signum: int, _frame: object) -> None:
-        # Both SIGTERM and Ctrl-C mean "finish the current item and stop" for a child.
-        for child in children:
-            if child.is_alive():
-                child.terminate()
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    wait_for_stop_signal()
+    # Both SIGTERM and Ctrl-C mean "finish the current item and stop" for a child.
+    for child in children:
+        if child.is_alive():
+            child.terminate()
     for child in children:
         child.join()

@@ -1,0 +1,25 @@
+"""Shutdown signals, taken synchronously.
+
+A Python signal handler runs in the main thread between bytecodes, possibly
+inside the code it interrupts. A handler that sets a threading.Event can
+interrupt that very Event's set() (a second SIGTERM, say, from both `kill -TERM
+-PGID` and a parent forwarding it) and deadlock on its non-reentrant lock.
+So no handlers: the stop signals are blocked in every thread and the main
+thread waits for them with sigwait, in ordinary code.
+"""
+
+from __future__ import annotations
+
+import signal
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def block_stop_signals() -> None:
+    """Block SIGTERM and SIGINT; call before starting threads, which inherit the mask."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def wait_for_stop_signal() -> signal.Signals:
+    """Sleep until SIGTERM or SIGINT arrives; return which."""
+    return signal.Signals(signal.sigwait(STOP_SIGNALS))
