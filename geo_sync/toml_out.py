@@ -20,13 +20,18 @@ def _value(value: Any) -> str:
     return json.dumps(str(value))
 
 
+def _table(prefix: str, table: dict[str, Any]) -> list[str]:
+    lines = [f"{key} = {_value(v)}" for key, v in table.items() if not isinstance(v, dict)]
+    for name, sub in table.items():
+        if isinstance(sub, dict):
+            header = f"{prefix}.{name}" if prefix else name
+            lines += ["", f"[{header}]", *_table(header, sub)]
+    return lines
+
+
 def dumps(sections: dict[str, Any]) -> str:
-    """Render top-level scalars, then one table per dict value."""
-    lines = [f"{key} = {_value(v)}" for key, v in sections.items() if not isinstance(v, dict)]
-    for name, table in sections.items():
-        if isinstance(table, dict):
-            lines += ["", f"[{name}]"] + [f"{k} = {_value(v)}" for k, v in table.items()]
-    return "\n".join(lines) + "\n"
+    """Render scalars, then a ``[table]`` (``[table.sub]``, ...) for each dict value."""
+    return "\n".join(_table("", sections)) + "\n"
 
 
 def write_atomically(path: Path, text: str, mode: int = 0o600) -> None:
