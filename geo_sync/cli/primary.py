@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -156,12 +157,23 @@ def hook_post_receive(cli_ctx: CliContext, repository: Path) -> None:
 
 @primary.command("add-secondary")
 @click.argument("name")
+@click.option("--secret-env", metavar="VAR",
+              help="Use the secret in environment variable VAR (e.g. from a vault) "
+              "instead of generating one.")
 @pass_cli
-def add_secondary(cli_ctx: CliContext, name: str) -> None:
+def add_secondary(cli_ctx: CliContext, name: str, secret_env: str | None) -> None:
     """Register a secondary and print its secret (shown only this once)."""
+    given = None
+    if secret_env:
+        given = os.environ.get(secret_env)
+        if not given:
+            raise InvalidInput(f"environment variable {secret_env} is not set or empty")
     _, engine = open_primary(cli_ctx.settings)
     with write_transaction(engine) as conn:
-        secret = secondaries.add_secondary(conn, name)
+        secret = secondaries.add_secondary(conn, name, given)
+    if given:
+        click.echo(f"registered {name} with the secret from ${secret_env}")
+        return
     click.echo(secret)
     click.echo(f"registered {name}; the secret above is shown only once: give it to "
                f"`geo-sync secondary init --secret`", err=True)

@@ -41,8 +41,11 @@ class SecondaryStatus:
         }
 
 
-def add_secondary(conn: Connection, name: str) -> str:
-    """Register ``name`` with its cursor at the log's head; return its new secret."""
+MIN_SECRET_LENGTH = 32
+
+
+def add_secondary(conn: Connection, name: str, secret: str | None = None) -> str:
+    """Register ``name`` with its cursor at the log's head; return its (new) secret."""
     if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
         raise InvalidInput(
             f"secondary name {name!r} must be 1-64 letters, digits, '-' or '_'"
@@ -52,7 +55,10 @@ def add_secondary(conn: Connection, name: str) -> str:
             f"secondary {name!r} is already registered",
             hint="pick another name, or `geo-sync primary remove-secondary` the old one",
         )
-    secret = new_secret()
+    if secret is not None and len(secret) < MIN_SECRET_LENGTH:
+        raise InvalidInput(f"a secondary's secret must be at least {MIN_SECRET_LENGTH} "
+                           "characters", hint="omit it and geo-sync generates one")
+    secret = secret or new_secret()
     now = utcnow()
     conn.execute(
         insert(Secondary).values(

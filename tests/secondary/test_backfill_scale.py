@@ -1,0 +1,51 @@
+"""A secondary added to a primary that already has 100,000 items registers them all,
+with progress visible, and without any event for them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import delete, func, insert, select
+
+from geo_sync.db import utcnow, write_transaction
+from geo_sync.primary.models import CatalogItem, Event
+from geo_sync.secondary.cursor import LogCursor
+from geo_sync.secondary.models import ArtifactRegistry, CursorRow, JobLogRegistry
+from geo_sync.secondary.runtime import open_runtime
+from tests.services import temporary_database
+from tests.sites import primary_site, secondary_site
+
+ITEMS = 100_000
+
+
+def test_backfill_registers_a_hundred_thousand_existing_items(tmp_path: Path) -> None:
+    with temporary_database() as purl, temporary_database("geo_tracking") as turl, \
+            primary_site(tmp_path / "primary", purl) as primary:
+        now = utcnow()
+        rows = [{"replicable_type": "artifact" if n % 4 else "job_log",
+                 "record_id": str(n), "path": f"p/{n // 1000}/{n}.bin", "size": n,
+                 "checksum": None, "updated_at": now} for n in range(ITEMS)]
+        with write_transaction(primary.engine) as conn:
+            conn.execute(insert(CatalogItem), rows)
+            conn.execute(delete(Event))  # no event exists for any of them
+        secondary = secondary_site(tmp_path / "secondary", primary, turl)
+        runtime = open_runtime(secondary.settings)
+        try:
+            LogCursor(runtime).run_once(wait=0)
+            with runtime.engine.connect() as conn:
+                artifacts = conn.execute(select(func.count()).select_from(ArtifactRegistry)
+                                         ).scalar_one()
+                logs = conn.execute(select(func.count()).select_from(JobLogRegistry)
+                                    ).scalar_one()
+                pending = conn.execute(select(func.count()).where(
+                    ArtifactRegistry.state == "pending")).scalar_one()
+                progress = conn.execute(select(CursorRow.backfill_progress)).scalar_one()
+                needs = conn.execute(select(CursorRow.backfill_required)).scalar_one()
+        finally:
+            runtime.close()
+            secondary.engine.dispose()
+    assert artifacts + logs == ITEMS
+    assert logs == ITEMS // 4
+    assert pending == artifacts, "every backfilled item waits for a worker"
+    assert progress == f"done: {ITEMS} items"
+    assert needs is False
