@@ -189,9 +189,16 @@ def finish_failed(conn: Connection, model: Registry, item: Claimed, worker: str,
                   error: BaseException, *, retry_cap: float, missing_cap: float) -> None:
     """Record the error and when to retry; an event meanwhile means retry at once."""
     missing = isinstance(error, MissingOnPrimary)
+    # Unknown exceptions (OSError: disk full, say) may pass; our own errors say.
+    retryable = missing or not isinstance(error, GeoSyncError) or error.retryable
     message = str(error) if isinstance(error, GeoSyncError) else f"{type(error).__name__}: {error}"
     count = conn.execute(select(model.retry_count).where(model.id == item.id)).scalar() or 0
     delay = retry_delay(count + 1, cap_seconds=missing_cap if missing else retry_cap)
+    if not retryable:
+        # Retrying soon cannot help (bad credentials, an unsafe path): wait the cap, or
+        # for an event or an operator's resync, whichever comes first.
+        delay = timedelta(seconds=retry_cap)
+        message = f"not retryable until fixed: {message}"
     outdated = _transition(
         conn, model, "outdated",
         and_(_held(model, item, worker), model.generation != item.generation),

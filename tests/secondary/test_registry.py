@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import Engine, select, update
 
 from geo_sync.db import utcnow, write_transaction
-from geo_sync.errors import MissingOnPrimary, TransientError
+from geo_sync.errors import AuthError, MissingOnPrimary, TransientError
 from geo_sync.secondary import registry
 from geo_sync.secondary.models import ArtifactRegistry as Reg
 from geo_sync.secondary.states import SYNC_TRANSITIONS, SyncState
@@ -89,6 +89,17 @@ def test_a_failure_records_the_error_and_backs_off(tracking_engine: Engine) -> N
         assert registry.retry_due(conn, Reg) == []
         assert registry.retry_due(conn, Reg, now=utcnow() + timedelta(hours=2)) == [item.id]
     assert _row(tracking_engine)["state"] == SyncState.PENDING
+
+
+def test_an_error_that_retrying_cannot_fix_waits_the_cap(tracking_engine: Engine) -> None:
+    _event(tracking_engine)
+    [item] = _claim(tracking_engine)
+    with write_transaction(tracking_engine) as conn:
+        registry.finish_failed(conn, Reg, item, "w1", AuthError("primary refused us"),
+                               retry_cap=3600, missing_cap=14400)
+    row = _row(tracking_engine)
+    assert str(row["last_error"]).startswith("not retryable until fixed: primary refused us")
+    assert row["retry_at"] > utcnow() + timedelta(minutes=59)  # type: ignore[operator]
 
 
 def test_missing_on_primary_is_flagged(tracking_engine: Engine) -> None:
