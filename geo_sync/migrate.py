@@ -6,13 +6,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from alembic import command
+from alembic import command, context
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from geo_sync.db import make_engine
 from geo_sync.errors import SchemaOutOfDate
+
+
+def run_env() -> None:
+    """The body of every migrations/env.py: run in a transaction on the engine given."""
+    config = context.config
+    engine = config.attributes["engine"]
+    assert isinstance(engine, Engine)
+    with engine.begin() as connection:
+        context.configure(
+            connection=connection,
+            version_table=config.get_main_option("version_table") or "alembic_version",
+            render_as_batch=connection.dialect.name == "sqlite",
+            transactional_ddl=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
 
 
 @dataclass(frozen=True)
@@ -43,6 +60,16 @@ class Schema:
 
     def upgrade(self, engine: Engine, revision: str = "head") -> None:
         command.upgrade(self.config(engine), revision)
+
+    def upgrade_url(self, url: str) -> tuple[str | None, str | None]:
+        """Upgrade the database at ``url`` to head; return (revision before, after)."""
+        engine = make_engine(url)
+        try:
+            before = self.current(engine)
+            self.upgrade(engine)
+            return before, self.current(engine)
+        finally:
+            engine.dispose()
 
     def downgrade(self, engine: Engine, revision: str) -> None:
         command.downgrade(self.config(engine), revision)

@@ -9,35 +9,36 @@ import pytest
 from sqlalchemy import Engine
 
 from geo_sync.db import make_engine
-from geo_sync.migrate import PRIMARY, TRACKING
+from geo_sync.migrate import PRIMARY, TRACKING, Schema
 from tests.services import temporary_database
 from tests.sites import PrimarySite, SecondarySite, primary_site, secondary_site
+
+
+def _migrated(schema: Schema, backend: str, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on a fresh database of ``backend`` at ``schema``'s head."""
+    if backend == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / f'{schema.name}.db'}")
+        schema.upgrade(engine)
+        yield engine
+        engine.dispose()
+        return
+    with temporary_database(f"geo_{schema.name}") as url:
+        engine = make_engine(url)
+        schema.upgrade(engine)
+        yield engine
+        engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def primary_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A migrated primary database, once on SQLite and once on PostgreSQL."""
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'primary.db'}")
-        PRIMARY.upgrade(engine)
-        yield engine
-        engine.dispose()
-        return
-    with temporary_database() as url:
-        engine = make_engine(url)
-        PRIMARY.upgrade(engine)
-        yield engine
-        engine.dispose()
+    yield from _migrated(PRIMARY, request.param, tmp_path)
 
 
 @pytest.fixture
 def pg_engine(tmp_path: Path) -> Iterator[Engine]:
     """A migrated primary database on PostgreSQL only."""
-    with temporary_database() as url:
-        engine = make_engine(url)
-        PRIMARY.upgrade(engine)
-        yield engine
-        engine.dispose()
+    yield from _migrated(PRIMARY, "postgres", tmp_path)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -54,17 +55,7 @@ def primary(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PrimaryS
 @pytest.fixture(params=["sqlite", "postgres"])
 def tracking_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A migrated tracking database, once on SQLite and once on PostgreSQL."""
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'tracking.db'}")
-        TRACKING.upgrade(engine)
-        yield engine
-        engine.dispose()
-        return
-    with temporary_database("geo_tracking") as url:
-        engine = make_engine(url)
-        TRACKING.upgrade(engine)
-        yield engine
-        engine.dispose()
+    yield from _migrated(TRACKING, request.param, tmp_path)
 
 
 @pytest.fixture

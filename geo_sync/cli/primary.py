@@ -15,7 +15,7 @@ from rich.table import Table
 
 from geo_sync.auth import issue_token
 from geo_sync.cli.context import CliContext, GeoGroup, pass_cli
-from geo_sync.db import make_engine, write_transaction
+from geo_sync.db import write_transaction
 from geo_sync.errors import InvalidInput, NotFound
 from geo_sync.migrate import PRIMARY
 from geo_sync.paths import resolve_inside
@@ -58,10 +58,8 @@ def init_command(directory: Path, database_url: str | None, listen: str, force: 
 @pass_cli
 def migrate(cli_ctx: CliContext) -> None:
     """Upgrade the primary database schema to this version of geo-sync."""
-    engine = make_engine(cli_ctx.settings.require_primary().database_url)
-    before = PRIMARY.current(engine)
-    PRIMARY.upgrade(engine)
-    click.echo(f"primary schema: {before or 'empty'} -> {PRIMARY.current(engine)}")
+    before, after = PRIMARY.upgrade_url(cli_ctx.settings.require_primary().database_url)
+    click.echo(f"primary schema: {before or 'empty'} -> {after}")
 
 
 @primary.command()

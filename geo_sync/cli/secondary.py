@@ -49,10 +49,8 @@ def init_command(directory: Path, primary_url: str, name: str, secret: str,
 @pass_cli
 def migrate(cli_ctx: CliContext) -> None:
     """Upgrade the tracking database schema to this version of geo-sync."""
-    engine = make_engine(cli_ctx.settings.require_secondary().database_url)
-    before = TRACKING.current(engine)
-    TRACKING.upgrade(engine)
-    click.echo(f"tracking schema: {before or 'empty'} -> {TRACKING.current(engine)}")
+    before, after = TRACKING.upgrade_url(cli_ctx.settings.require_secondary().database_url)
+    click.echo(f"tracking schema: {before or 'empty'} -> {after}")
 
 
 @secondary.command()

@@ -52,11 +52,7 @@ def init_primary(
     )
     write_atomically(config, text)
     settings = load_settings(config).require_primary()
-    engine = make_engine(settings.database_url)
-    try:
-        PRIMARY.upgrade(engine)
-    finally:
-        engine.dispose()
+    PRIMARY.upgrade_url(settings.database_url)
     return config
 
 

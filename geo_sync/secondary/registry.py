@@ -240,12 +240,6 @@ def retry_due(conn: Connection, model: Registry, now: datetime | None = None) ->
                        enqueued_at=None)
 
 
-def resync(conn: Connection, model: Registry, where: Any) -> list[int]:
-    """Operator-requested resync: pending now, with a new generation."""
-    return _transition(conn, model, "resync", where, generation=model.generation + 1,
-                       retry_count=0, retry_at=None, enqueued_at=None)
-
-
 def take_for_enqueue(conn: Connection, model: Registry, limit: int,
                      requeue_after: float) -> list[int]:
     """Pending rows to hand to workers, at most ``limit``, marked as enqueued now.

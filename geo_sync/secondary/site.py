@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from geo_sync.db import make_engine
 from geo_sync.errors import ConfigError
 from geo_sync.migrate import TRACKING
 from geo_sync.settings import load_settings
@@ -48,9 +47,5 @@ def init_secondary(
     write_atomically(config, dumps({"role": "secondary", "secondary": section,
                                     "log": {"level": "info", "format": "json"}}))
     settings = load_settings(config).require_secondary()
-    engine = make_engine(settings.database_url)
-    try:
-        TRACKING.upgrade(engine)
-    finally:
-        engine.dispose()
+    TRACKING.upgrade_url(settings.database_url)
     return config

@@ -18,7 +18,7 @@ import structlog
 
 from geo_sync.db import write_transaction
 from geo_sync.logging import get_logger
-from geo_sync.secondary import metrics, registry
+from geo_sync.secondary import registry
 from geo_sync.secondary.models import Registry
 from geo_sync.secondary.runtime import Runtime
 from replicators.registry import replicator_for
@@ -106,9 +106,7 @@ class _Batch:
             self.held.discard(item.id)
             return
         self.done.append(item)
-        seconds = time.monotonic() - started
-        metrics.observe_transfer(self.type_name, seconds)
-        log.info("synced", path=item.path, seconds=round(seconds, 3))
+        log.info("synced", path=item.path, seconds=round(time.monotonic() - started, 3))
 
     def _flush(self) -> None:
         if self.done:

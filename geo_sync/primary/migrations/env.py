@@ -1,20 +1,5 @@
-"""Alembic environment for the primary database; the engine comes from geo_sync.migrate."""
+"""Alembic environment for the primary database; see geo_sync.migrate.run_env."""
 
-from __future__ import annotations
+from geo_sync.migrate import run_env
 
-from alembic import context
-from sqlalchemy import Engine
-
-config = context.config
-engine = config.attributes["engine"]
-assert isinstance(engine, Engine)
-
-with engine.begin() as connection:
-    context.configure(
-        connection=connection,
-        version_table=config.get_main_option("version_table") or "alembic_version",
-        render_as_batch=connection.dialect.name == "sqlite",
-        transactional_ddl=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
+run_env()
