@@ -41,6 +41,9 @@ class PrimarySettings(_Section):
     listen_port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
     event_retention_seconds: int = Field(default=7 * 86400, gt=0)
     prune_interval_seconds: float = Field(default=60.0, gt=0)
+    # Items without a checksum get one within this; all are re-hashed every reverify.
+    checksum_interval_seconds: float = Field(default=5.0, gt=0)
+    reverify_after_seconds: float = Field(default=7 * 86400.0, gt=0)
     token_leeway_seconds: int = Field(default=10, ge=0, le=300)
     max_token_ttl_seconds: int = Field(default=300, gt=0, le=3600)
 

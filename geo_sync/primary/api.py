@@ -31,7 +31,8 @@ from geo_sync.errors import (
     NotFound,
 )
 from geo_sync.logging import get_logger
-from geo_sync.primary import blobs, git_http, secondaries
+from geo_sync.primary import blobs, checksummer, git_http, secondaries
+from geo_sync.primary.checksummer import take_checksum
 from geo_sync.primary.feed import feed_for
 from geo_sync.primary.models import CatalogItem, Event
 from geo_sync.primary.notify import ChangeSignal, Watcher
@@ -221,6 +222,33 @@ class GeoApi:
 
         return JSONResponse(await run_in_threadpool(run))
 
+    async def catalog_item(self, request: Request, caller: str) -> Response:
+        """One item's size and checksum; ``recompute=1`` re-takes it on disk first, so a
+        secondary can rule out a stale primary checksum before blaming its copy."""
+        replicator = replicator_for(request.path_params["type"])
+        path = replicator.validate_path(request.query_params.get("path"))
+        recompute = request.query_params.get("recompute") in ("1", "true")
+
+        def run() -> dict[str, Any]:
+            with self.engine.connect() as conn:
+                row_id = conn.execute(select(CatalogItem.id).where(
+                    CatalogItem.replicable_type == replicator.name,
+                    CatalogItem.path == path)).scalar()
+            if row_id is None:
+                raise MissingOnPrimary(f"{replicator.name} {path} is not in the primary's catalog")
+            if recompute and take_checksum(self.engine, self.settings.storage_root,
+                                           row_id) is None:
+                raise MissingOnPrimary(f"{replicator.name} {path} is missing on primary")
+            with self.engine.connect() as conn:
+                row = conn.execute(select(CatalogItem.size, CatalogItem.checksum,
+                                          CatalogItem.checksum_at)
+                                   .where(CatalogItem.id == row_id)).one()
+            return {"type": replicator.name, "path": path, "size": row.size,
+                    "checksum": row.checksum,
+                    "checksum_at": row.checksum_at.isoformat() if row.checksum_at else None}
+
+        return JSONResponse(await run_in_threadpool(run))
+
     async def blob(self, request: Request, caller: str) -> Response:
         return await blobs.download(request, self.engine, self.settings.storage_root)
 
@@ -259,25 +287,35 @@ class GeoApi:
         with write_transaction(self.engine) as conn:
             prune(conn, self.settings.event_retention_seconds)
 
-    async def _prune_forever(self) -> None:
+    def checksum_once(self) -> None:
+        checksummer.run_once(self.engine, self.settings.storage_root,
+                             self.settings.reverify_after_seconds)
+
+    async def _every(self, seconds: float, job: Callable[[], None], name: str) -> None:
         while True:
-            await asyncio.sleep(self.settings.prune_interval_seconds)
+            await asyncio.sleep(seconds)
             try:
-                await run_in_threadpool(self.prune_once)
+                await run_in_threadpool(job)
             except Exception as exc:  # keep serving; the next pass retries
-                log.warning("prune_failed", error=str(exc))
+                log.warning(f"{name}_failed", error=str(exc))
 
     @asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         self.signal = ChangeSignal(asyncio.get_running_loop())
         watcher = Watcher(self.engine, self.signal)
         watcher.start()
-        pruner = asyncio.create_task(self._prune_forever())
+        jobs = [
+            asyncio.create_task(self._every(self.settings.prune_interval_seconds,
+                                            self.prune_once, "prune")),
+            asyncio.create_task(self._every(self.settings.checksum_interval_seconds,
+                                            self.checksum_once, "checksum")),
+        ]
         log.info("geo_api_started")
         try:
             yield
         finally:
-            pruner.cancel()
+            for job in jobs:
+                job.cancel()
             watcher.stop()
 
 
@@ -289,6 +327,7 @@ def create_app(settings: PrimarySettings, engine: Engine) -> Starlette:
         Route(f"{PREFIX}/events/head", api.guarded(api.head)),
         Route(f"{PREFIX}/ack", api.guarded(api.ack), methods=["POST"]),
         Route(f"{PREFIX}/catalog/{{type}}", api.guarded(api.catalog)),
+        Route(f"{PREFIX}/catalog/{{type}}/item", api.guarded(api.catalog_item)),
         Route(f"{PREFIX}/blobs/{{type}}/{{path:path}}", api.guarded(api.blob),
               methods=["GET", "HEAD"]),
         Route(f"{PREFIX}/git/{{rest:path}}", api.guarded(api.git), methods=["GET", "POST"]),
