@@ -85,6 +85,11 @@ class SecondarySettings(_Section):
     missing_retry_cap_seconds: float = Field(default=4 * 3600.0, gt=0)
     http_timeout_seconds: float = Field(default=30.0, gt=0)
     concurrency: ConcurrencySettings = ConcurrencySettings()
+    # Verification: copies are re-checked this often; items verified at once per type;
+    # a copy still wrong after this many resyncs is left for an operator.
+    reverify_after_seconds: float = Field(default=7 * 86400.0, gt=0)
+    verification_concurrency: int = Field(default=20, gt=0)
+    max_mismatch_rounds: int = Field(default=3, ge=1, le=100)
 
     @field_validator("database_url")
     @classmethod

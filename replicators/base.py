@@ -59,6 +59,9 @@ class Replicator(ABC):
     registry: ClassVar[Registry]
     #: The event that brings an item into existence or replaces it wholesale.
     created_event: ClassVar[str] = "created"
+    #: Items grow by appends while live: a copy at the size it was synced to, behind a
+    #: longer primary, is late rather than wrong.
+    appendable: ClassVar[bool] = False
 
     @classmethod
     def validate_path(cls, path: object, *, field: str = "path") -> str:
@@ -91,6 +94,11 @@ class Replicator(ABC):
 
 
     # -- secondary side ---------------------------------------------------------
+
+    @classmethod
+    def mirror_checksum(cls, path: Path) -> str:
+        """The checksum of the mirror's copy at ``path``; raises OSError if it is gone."""
+        return cls.describe(path, path.name).checksum
 
     @classmethod
     @abstractmethod

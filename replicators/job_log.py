@@ -39,6 +39,7 @@ class JobLogReplicator(Replicator):
     events: ClassVar[tuple[str, ...]] = ("created", "appended", "archived", "deleted")
     storage_dir: ClassVar[str] = "job_logs"
     registry: ClassVar[Registry] = JobLogRegistry
+    appendable: ClassVar[bool] = True
 
     @classmethod
     def discover(cls, root: Path) -> Iterator[str]:
@@ -59,7 +60,8 @@ class JobLogReplicator(Replicator):
     @classmethod
     def sync(cls, ctx: SyncContext, item: Claimed) -> None:
         dest = cls.destination(ctx, item)
-        if not (dest.is_file() and dest.stat().st_size > 0 and cls._append(ctx, item, dest)):
+        appendable = dest.is_file() and dest.stat().st_size > 0 and not item.fresh
+        if not (appendable and cls._append(ctx, item, dest)):
             cls._download_whole(ctx, item, dest)
         if item.expected_checksum and dest.stat().st_size == item.expected_size:
             actual = sha256_file(dest)

@@ -16,7 +16,7 @@ from geo_sync.paths import TEMP_PREFIX
 from geo_sync.secondary.models import Registry, RepositoryRegistry
 from geo_sync.secondary.registry import Claimed
 from replicators.base import FoundItem, KnownItem, Replicator, SyncContext
-from replicators.transfer import remove_path
+from replicators.transfer import IntegrityError, remove_path
 from verification.checksums import repository_checksum
 
 REMOTE = "geo-primary"
@@ -94,17 +94,31 @@ class RepositoryReplicator(Replicator):
         return None if known.checksum == found.checksum else "updated"
 
     @classmethod
+    def mirror_checksum(cls, path: Path) -> str:
+        """The ref checksum, after proving every ref's object is really there: a removed
+        pack leaves refs intact but their commits gone, which the checksum alone misses."""
+        if not is_bare_repository(path):
+            raise FileNotFoundError(f"no repository at {path}")
+        repo = pygit2.Repository(str(path))
+        for name in repo.references:
+            target = repo.references[name].resolve().target
+            if isinstance(target, pygit2.Oid) and target not in repo.odb:
+                raise IntegrityError(f"{name} points at {target}, which is missing")
+        return repository_checksum(path)
+
+    @classmethod
     def sync(cls, ctx: SyncContext, item: Claimed) -> None:
-        """Mirror-fetch every ref with prune; a first clone lands whole or not at all."""
+        """Mirror-fetch every ref with prune. A first clone, or a rebuild after a failed
+        verification, is cloned aside and renamed into place when whole."""
         dest = cls.destination(ctx, item)
-        if is_bare_repository(dest):
+        if is_bare_repository(dest) and not item.fresh:
             cls._fetch(ctx, item, pygit2.Repository(str(dest)))
             return
         staging = dest.parent / f"{TEMP_PREFIX}{dest.name}-{uuid.uuid4().hex}"
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             cls._fetch(ctx, item, pygit2.init_repository(str(staging), bare=True))
-            if dest.exists():  # a broken leftover, not a repository: replace it
+            if dest.exists():  # the copy being rebuilt, or a broken leftover
                 remove_path(dest)
             staging.rename(dest)
         finally:

@@ -9,7 +9,8 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,8 @@ from geo_sync.secondary.models import CursorRow
 from geo_sync.workload import Workload
 from replicators.registry import REPLICATORS
 from tests.compare import differences, temp_files
-from tests.services import REDIS_URL
-from tests.sites import GEO_SYNC, PrimarySite, SecondarySite
+from tests.services import REDIS_URL, service_missing, temporary_database
+from tests.sites import GEO_SYNC, PrimarySite, SecondarySite, primary_site, secondary_site
 
 TUNING = {
     "lease_seconds": 3.0, "cursor_lease_seconds": 3.0, "poll_wait_seconds": 5,
@@ -146,6 +147,41 @@ class Deployment:
 
     def temp_files(self) -> list[Path]:
         return temp_files(self.secondary.settings.mirror_root)
+
+
+@contextmanager
+def deployment_for(mode: str, tmp_path: Path, **tuning: object) -> Iterator[Deployment]:
+    """A primary and a secondary in ``mode``: "production" (PostgreSQL, Redis, separate
+    worker processes) or "embedded" (SQLite, in-process broker)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    settings = {**TUNING, **tuning}
+    if mode == "embedded":
+        with primary_site(tmp_path / "primary", None) as primary:
+            secondary = secondary_site(tmp_path / "secondary", primary, None, **settings)
+            deployment = Deployment("embedded", primary, secondary, logs)
+            try:
+                yield deployment
+            finally:
+                deployment.stop_all()
+                secondary.engine.dispose()
+        return
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        service_missing("Redis", exc)
+    queue = unique_queue()
+    with temporary_database() as primary_url, temporary_database("geo_tracking") as url, \
+            primary_site(tmp_path / "primary", primary_url) as primary:
+        secondary = secondary_site(tmp_path / "secondary", primary, url, broker_url=REDIS_URL,
+                                   queue_name=queue, **settings)
+        deployment = Deployment("production", primary, secondary, logs)
+        try:
+            yield deployment
+        finally:
+            deployment.stop_all()
+            secondary.engine.dispose()
+            flush_queue(queue)
 
 
 def unique_queue() -> str:

@@ -18,18 +18,28 @@ from dramatiq.brokers.stub import StubBroker
 from geo_sync.secondary import tasks
 from geo_sync.secondary.runtime import Runtime
 from geo_sync.settings import SecondarySettings
+from verification import verifier
 
 ACTOR = "geo_sync_items"
+VERIFY_ACTOR = "geo_verify_items"
 # A batch holds its rows by lease; dramatiq's own retries would only duplicate ours.
 ACTOR_OPTIONS: dict[str, Any] = {"max_retries": 0, "time_limit": 6 * 3600 * 1000}
 
 _runtime: Runtime | None = None
 
 
-def _run_batch(type_name: str, ids: list[int]) -> None:
+def _installed() -> Runtime:
     if _runtime is None:
         raise RuntimeError("worker runtime not installed; call bootstrap.install_runtime")
-    tasks.sync_items(_runtime, type_name, ids)
+    return _runtime
+
+
+def _run_batch(type_name: str, ids: list[int]) -> None:
+    tasks.sync_items(_installed(), type_name, ids)
+
+
+def _verify_batch(type_name: str, ids: list[int]) -> None:
+    verifier.verify_items(_installed(), type_name, ids)
 
 
 @dataclass(frozen=True)
@@ -38,9 +48,13 @@ class Messaging:
 
     broker: dramatiq.Broker
     actor: dramatiq.Actor[[str, list[int]], None]
+    verify_actor: dramatiq.Actor[[str, list[int]], None]
 
     def send(self, type_name: str, ids: list[int]) -> None:
         self.actor.send(type_name, ids)
+
+    def send_verify(self, type_name: str, ids: list[int]) -> None:
+        self.verify_actor.send(type_name, ids)
 
 
 def setup(settings: SecondarySettings) -> Messaging:
@@ -56,7 +70,10 @@ def setup(settings: SecondarySettings) -> Messaging:
     actor = dramatiq.actor(broker=broker, actor_name=ACTOR,
                            queue_name=settings.queue_name,
                            **ACTOR_OPTIONS)(_run_batch)
-    return Messaging(broker, actor)
+    verify_actor = dramatiq.actor(broker=broker, actor_name=VERIFY_ACTOR,
+                                  queue_name=settings.queue_name,
+                                  **ACTOR_OPTIONS)(_verify_batch)
+    return Messaging(broker, actor, verify_actor)
 
 
 def install_runtime(runtime: Runtime) -> None:

@@ -37,6 +37,8 @@ class Claimed:
     tombstone: bool
     expected_size: int | None
     expected_checksum: str | None
+    #: The last verification found this copy wrong: rebuild it, do not patch it.
+    fresh: bool = False
 
 
 def _transition(conn: Connection, model: Registry, name: str, where: Any,
@@ -132,7 +134,8 @@ def claim(conn: Connection, model: Registry, ids: Sequence[int], worker: str,
         return []
     rows = conn.execute(
         select(model.id, model.record_id, model.path, model.mirror_path, model.generation,
-               model.tombstone, model.expected_size, model.expected_checksum)
+               model.tombstone, model.expected_size, model.expected_checksum,
+               model.mismatch_count > 0)
         .where(model.id.in_(claimed)).order_by(model.id)
     ).all()
     return [Claimed(*row) for row in rows]

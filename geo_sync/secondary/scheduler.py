@@ -21,6 +21,7 @@ from geo_sync.secondary.bootstrap import Messaging
 from geo_sync.secondary.runtime import Runtime
 from replicators.registry import REPLICATORS
 from replicators.transfer import remove_path
+from verification import registry as ledger
 
 log = get_logger("scheduler")
 
@@ -32,6 +33,7 @@ class SchedulerPass:
     expired: int = 0
     retried: int = 0
     enqueued: dict[str, int] = field(default_factory=dict)
+    verifying: dict[str, int] = field(default_factory=dict)
 
 
 class Scheduler:
@@ -60,6 +62,16 @@ class Scheduler:
             for start in range(0, len(ids), settings.batch_size):
                 self.messaging.send(replicator.name, ids[start:start + settings.batch_size])
             result.enqueued[replicator.name] = len(ids)
+            with write_transaction(self.runtime.engine) as conn:
+                ledger.release_expired(conn, model)
+                ledger.reverify_due(conn, model, settings.reverify_after_seconds)
+                to_verify = ledger.take_for_verify(conn, model,
+                                                   settings.verification_concurrency,
+                                                   settings.requeue_after_seconds)
+            for start in range(0, len(to_verify), settings.batch_size):
+                self.messaging.send_verify(replicator.name,
+                                           to_verify[start:start + settings.batch_size])
+            result.verifying[replicator.name] = len(to_verify)
         # A temp file older than two leases belongs to a worker that is gone.
         if time.monotonic() - self._last_janitor > max(10.0, settings.lease_seconds * 4):
             self._last_janitor = time.monotonic()

@@ -53,4 +53,29 @@ SYNC_TRANSITIONS: dict[str, Transition] = {
     # generation bump sends it back to pending when that worker finishes.
     "event": (frozenset({P, OK, F}), P),
     "resync": (_ANY - {S}, P),
+    # Verification found the copy differs from the primary: resync after a backoff.
+    "mismatch": (frozenset({OK}), F),
+}
+
+VP, VS, VOK, VF, VD = (VerificationState.PENDING, VerificationState.STARTED,
+                       VerificationState.SUCCEEDED, VerificationState.FAILED,
+                       VerificationState.DISABLED)
+
+VERIFICATION_TRANSITIONS: dict[str, tuple[frozenset[VerificationState], VerificationState]] = {
+    # A verifier takes a synced row whose verification is due.
+    "claim": (frozenset({VP}), VS),
+    # The mirror's checksum equals the primary's.
+    "succeed": (frozenset({VS}), VOK),
+    # The primary has no checksum yet: nothing to compare with.
+    "disable": (frozenset({VS}), VD),
+    # Not verifiable now (a live log still growing, a sync in between): later.
+    "postpone": (frozenset({VS}), VP),
+    # Still different after the bounded number of resyncs: needs an operator.
+    "give_up": (frozenset({VS}), VF),
+    # A mismatch within the bound: the copy is resynced, then verified again.
+    "mismatch": (frozenset({VS}), VP),
+    # The verifier died (its lease ran out).
+    "expire": (frozenset({VS}), VP),
+    # Time to re-verify, or an operator asked for it.
+    "reverify": (frozenset({VOK, VD, VF}), VP),
 }

@@ -10,42 +10,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from sqlalchemy import select
 
 from geo_sync.primary.publish import Change
 from geo_sync.secondary.models import ArtifactRegistry, Lease
-from tests.deployment import TUNING, Deployment, flush_queue, unique_queue, wait_for
-from tests.services import REDIS_URL, service_missing, temporary_database
-from tests.sites import primary_site, secondary_site
+from tests.deployment import Deployment, deployment_for, wait_for
 
 
 @pytest.fixture(params=["production", "embedded"])
 def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    if request.param == "embedded":
-        with primary_site(tmp_path / "primary", None) as primary:
-            secondary = secondary_site(tmp_path / "secondary", primary, None, **TUNING)
-            deployment = Deployment("embedded", primary, secondary, logs)
-            yield deployment
-            deployment.stop_all()
-            secondary.engine.dispose()
-        return
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        service_missing("Redis", exc)
-    queue = unique_queue()
-    with temporary_database() as primary_url, temporary_database("geo_tracking") as url, \
-            primary_site(tmp_path / "primary", primary_url) as primary:
-        secondary = secondary_site(tmp_path / "secondary", primary, url, broker_url=REDIS_URL,
-                                   queue_name=queue, **TUNING)
-        deployment = Deployment("production", primary, secondary, logs)
-        yield deployment
-        deployment.stop_all()
-        secondary.engine.dispose()
-        flush_queue(queue)
+    with deployment_for(request.param, tmp_path) as built:
+        yield built
 
 
 def test_the_mirror_converges_through_a_ci_workload(deployment: Deployment,

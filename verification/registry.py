@@ -1,0 +1,160 @@
+"""The verification side of the registries: claims and outcomes as conditional UPDATEs.
+
+A verification claim is held until ``verification_retry_at`` (its lease); a row
+is only verified while it is synced, and an outcome only counts if the row's
+generation did not move meanwhile (a new event means a new copy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, or_, select, update
+
+from geo_sync.db import is_postgres, utcnow
+from geo_sync.secondary.backoff import retry_delay
+from geo_sync.secondary.models import Registry
+from geo_sync.secondary.states import (
+    SYNC_TRANSITIONS,
+    VERIFICATION_TRANSITIONS,
+    SyncState,
+    VerificationState,
+)
+
+
+@dataclass(frozen=True)
+class ToVerify:
+    """A synced row a verifier holds, and the generation it was synced at."""
+
+    id: int
+    record_id: str
+    path: str
+    generation: int
+    mismatch_count: int
+    expected_size: int | None
+
+
+def _verification(conn: Connection, model: Registry, name: str, where: Any,
+                  **values: Any) -> list[int]:
+    sources, target = VERIFICATION_TRANSITIONS[name]
+    return list(conn.execute(
+        update(model)
+        .where(where, model.verification_state.in_([s.value for s in sources]))
+        .values(verification_state=target.value, updated_at=utcnow(), **values)
+        .returning(model.id)
+    ).scalars().all())
+
+
+def _due(model: Registry, now: datetime) -> Any:
+    return and_(model.state == SyncState.SYNCED.value,
+                model.verification_state == VerificationState.PENDING.value,
+                or_(model.verification_retry_at.is_(None), model.verification_retry_at <= now))
+
+
+def take_for_verify(conn: Connection, model: Registry, limit: int, requeue_after: float
+                    ) -> list[int]:
+    """Rows due for verification, at most ``limit`` in flight; not handed out again
+    for ``requeue_after`` seconds (a lost message is re-sent after that)."""
+    now = utcnow()
+    in_flight = conn.execute(select(func.count()).where(
+        model.verification_state == VerificationState.STARTED.value)).scalar_one()
+    room = limit - in_flight
+    if room <= 0:
+        return []
+    ids = list(conn.execute(select(model.id).where(_due(model, now)).order_by(model.id)
+                            .limit(room)).scalars().all())
+    if ids:
+        conn.execute(update(model).where(model.id.in_(ids)).values(
+            verification_retry_at=now + timedelta(seconds=requeue_after)))
+    return ids
+
+
+def claim(conn: Connection, model: Registry, ids: Sequence[int], lease_seconds: float
+          ) -> list[ToVerify]:
+    """Take the rows among ``ids`` that are synced and pending verification."""
+    if not ids:
+        return []
+    now = utcnow()
+    target: Any = and_(model.id.in_(list(ids)), model.state == SyncState.SYNCED.value)
+    if is_postgres(conn.dialect):
+        target = model.id.in_(select(model.id).where(target).with_for_update(skip_locked=True)
+                              .scalar_subquery())
+    claimed = _verification(conn, model, "claim", target,
+                            verification_retry_at=now + timedelta(seconds=lease_seconds))
+    if not claimed:
+        return []
+    rows = conn.execute(select(model.id, model.record_id, model.path, model.generation,
+                               model.mismatch_count, model.expected_size)
+                        .where(model.id.in_(claimed)).order_by(model.id)).all()
+    return [ToVerify(*row) for row in rows]
+
+
+def _current(model: Registry, item: ToVerify) -> Any:
+    return and_(model.id == item.id, model.generation == item.generation,
+                model.state == SyncState.SYNCED.value)
+
+
+def succeeded(conn: Connection, model: Registry, item: ToVerify, checksum: str) -> bool:
+    return bool(_verification(
+        conn, model, "succeed", _current(model, item), verification_checksum=checksum,
+        verification_expected=checksum, verification_error=None, verified_at=utcnow(),
+        verification_retry_count=0, verification_retry_at=None, mismatch_count=0))
+
+
+def disabled(conn: Connection, model: Registry, item: ToVerify, checksum: str | None) -> None:
+    _verification(conn, model, "disable", _current(model, item),
+                  verification_checksum=checksum, verification_expected=None,
+                  verification_error="the primary has no checksum for this item yet",
+                  verified_at=utcnow(), verification_retry_at=None)
+
+
+def postpone(conn: Connection, model: Registry, item: ToVerify, reason: str,
+             seconds: float) -> None:
+    """Not verifiable now (or the row changed while we looked): try again later."""
+    _verification(conn, model, "postpone", model.id == item.id, verification_error=reason,
+                  verification_retry_at=utcnow() + timedelta(seconds=seconds))
+
+
+def mismatched(conn: Connection, model: Registry, item: ToVerify, *, mirror: str | None,
+               primary: str, max_rounds: int, retry_cap: float) -> bool:
+    """Record both checksums. Within ``max_rounds`` mark the sync failed so the copy is
+    fetched again after a backoff and return True; past it, give up (needs attention)."""
+    rounds = item.mismatch_count + 1
+    error = (f"checksum mismatch (round {rounds} of {max_rounds}): mirror "
+             f"{mirror or 'missing'}, primary {primary}")
+    values = {"verification_checksum": mirror, "verification_expected": primary,
+              "verified_at": utcnow(), "mismatch_count": rounds}
+    if rounds >= max_rounds:
+        _verification(conn, model, "give_up", _current(model, item),
+                      verification_error=f"{error}; gave up: needs attention "
+                      "(check the item on the primary, then `geo-sync resync`)", **values)
+        return False
+    if not _verification(conn, model, "mismatch", _current(model, item),
+                         verification_error=error, verification_retry_at=None, **values):
+        return False
+    sources, target = SYNC_TRANSITIONS["mismatch"]
+    conn.execute(update(model).where(model.id == item.id,
+                                     model.state.in_([s.value for s in sources]))
+                 .values(state=target.value, generation=model.generation + 1,
+                         last_error=error, retry_count=rounds,
+                         retry_at=utcnow() + retry_delay(rounds, cap_seconds=retry_cap),
+                         updated_at=utcnow()))
+    return True
+
+
+def release_expired(conn: Connection, model: Registry) -> list[int]:
+    """Verifications whose lease ran out go back to pending."""
+    return _verification(conn, model, "expire", model.verification_retry_at < utcnow(),
+                         verification_retry_at=None)
+
+
+def reverify_due(conn: Connection, model: Registry, after_seconds: float) -> list[int]:
+    """Verified (or disabled) rows older than ``after_seconds`` are verified again."""
+    cutoff = utcnow() - timedelta(seconds=after_seconds)
+    return _verification(conn, model, "reverify",
+                         and_(model.verification_state != VerificationState.FAILED.value,
+                              or_(model.verified_at.is_(None), model.verified_at < cutoff)),
+                         verification_retry_at=None)

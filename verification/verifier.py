@@ -1,0 +1,104 @@
+"""Verifying mirror copies against the primary's checksums.
+
+For each claimed row: checksum the mirror's copy, ask the primary for its
+checksum, and if they differ ask the primary to re-take its checksum before
+blaming the mirror (GitLab Geo loops on a stale primary checksum). A real
+mismatch records both checksums and sends the item back to sync after a
+backoff, to be rebuilt rather than patched; after ``max_mismatch_rounds`` it
+stops and is shown as needing attention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from geo_sync.db import write_transaction
+from geo_sync.errors import GeoSyncError, MissingOnPrimary
+from geo_sync.logging import get_logger
+from geo_sync.paths import resolve_inside
+from geo_sync.secondary.runtime import Runtime
+from replicators.base import Replicator
+from replicators.registry import replicator_for
+from verification import registry as ledger
+
+log = get_logger("verifier")
+POSTPONE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What verifying one item concluded."""
+
+    verdict: str  # succeeded | disabled | mismatch | gave_up | postponed
+    mirror: str | None
+    primary: str | None
+
+
+def _mirror_checksum(runtime: Runtime, replicator: type[Replicator], path: str
+                     ) -> str | None:
+    try:
+        full = resolve_inside(runtime.settings.mirror_root / replicator.storage_dir, path)
+        return replicator.mirror_checksum(full)
+    except (OSError, GeoSyncError) as exc:  # gone, unreadable or corrupt: not the primary's
+        log.warning("mirror_copy_unreadable", path=path, error=str(exc))
+        return None
+
+
+def verify_one(runtime: Runtime, replicator: type[Replicator], item: ledger.ToVerify
+               ) -> Outcome:
+    """Verify one claimed row and record the outcome."""
+    model, client, settings = replicator.registry, runtime.client, runtime.settings
+    mirror = _mirror_checksum(runtime, replicator, item.path)
+    try:
+        primary = client.catalog_item(replicator.name, item.path)
+        if primary["checksum"] is not None and primary["checksum"] != mirror:
+            primary = client.catalog_item(replicator.name, item.path, recompute=True)
+    except MissingOnPrimary:
+        # Deleted on the primary: its delete event will come; nothing to blame.
+        with write_transaction(runtime.engine) as conn:
+            ledger.postpone(conn, model, item, "missing on the primary", POSTPONE_SECONDS)
+        return Outcome("postponed", mirror, None)
+    expected = primary["checksum"]
+    if replicator.appendable and mirror is not None and expected != mirror:
+        size = (runtime.settings.mirror_root / replicator.storage_dir / item.path).stat().st_size
+        if size == item.expected_size and (primary["size"] or 0) > size:
+            with write_transaction(runtime.engine) as conn:
+                ledger.postpone(conn, model, item, "behind the primary; the next append "
+                                "event catches up", POSTPONE_SECONDS)
+            return Outcome("postponed", mirror, expected)
+    with write_transaction(runtime.engine) as conn:
+        if expected is None:
+            ledger.disabled(conn, model, item, mirror)
+            return Outcome("disabled", mirror, None)
+        if mirror == expected:
+            if not ledger.succeeded(conn, model, item, expected):
+                ledger.postpone(conn, model, item, "changed while verifying", 0)
+            return Outcome("succeeded", mirror, expected)
+        resynced = ledger.mismatched(conn, model, item, mirror=mirror, primary=expected,
+                                     max_rounds=settings.max_mismatch_rounds,
+                                     retry_cap=settings.retry_cap_seconds)
+    log.warning("checksum_mismatch", path=item.path, mirror=mirror, primary=expected,
+                round=item.mismatch_count + 1, resync=resynced)
+    return Outcome("mismatch" if resynced else "gave_up", mirror, expected)
+
+
+def verify_items(runtime: Runtime, type_name: str, ids: list[int]) -> list[Outcome]:
+    """Claim the verifiable rows among ``ids`` and verify each."""
+    replicator = replicator_for(type_name)
+    with write_transaction(runtime.engine) as conn:
+        claimed = ledger.claim(conn, replicator.registry, ids, runtime.settings.lease_seconds)
+    outcomes = []
+    for item in claimed:
+        structlog.contextvars.bind_contextvars(replicable=type_name, record_id=item.record_id)
+        try:
+            outcomes.append(verify_one(runtime, replicator, item))
+        except Exception as exc:  # the primary unreachable, say: try again later
+            log.warning("verification_failed", path=item.path, error=str(exc))
+            with write_transaction(runtime.engine) as conn:
+                ledger.postpone(conn, replicator.registry, item, str(exc)[:500],
+                                POSTPONE_SECONDS)
+        finally:
+            structlog.contextvars.clear_contextvars()
+    return outcomes
