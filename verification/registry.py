@@ -145,6 +145,12 @@ def mismatched(conn: Connection, model: Registry, item: ToVerify, *, mirror: str
     return True
 
 
+def request(conn: Connection, model: Registry, ids: Sequence[int]) -> list[int]:
+    """An operator asked to verify these rows now (failed ones included)."""
+    return _verification(conn, model, "reverify", model.id.in_(list(ids)),
+                         verification_retry_at=None)
+
+
 def release_expired(conn: Connection, model: Registry) -> list[int]:
     """Verifications whose lease ran out go back to pending."""
     return _verification(conn, model, "expire", model.verification_retry_at < utcnow(),

@@ -9,6 +9,7 @@ import click
 from geo_sync.cli.context import CliContext, GeoGroup, pass_cli
 from geo_sync.cli.demo import demo
 from geo_sync.cli.primary import primary, primary_status_report, render_primary_status
+from geo_sync.cli.recovery import drift, orphans, resync, verify
 from geo_sync.cli.secondary import (
     render_secondary_status,
     secondary,
@@ -51,6 +52,8 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
 
 
 cli.add_command(primary)
+for command in (drift, verify, resync, orphans):
+    cli.add_command(command)
 cli.add_command(secondary)
 cli.add_command(worker)
 cli.add_command(demo)

@@ -85,7 +85,8 @@ def secondary_status_report(cli_ctx: CliContext) -> dict[str, Any]:
 def render_secondary_status(report: dict[str, Any]) -> None:
     """The secondary's status as tables."""
     table = Table(title=f"secondary {report['name']}")
-    columns = ("total", "synced", "pending", "started", "failed", "missing_on_primary")
+    columns = ("total", "synced", "pending", "started", "failed", "missing_on_primary",
+               "verified", "verification_failed", "mismatched")
     table.add_column("type")
     for column in columns:
         table.add_column(column.replace("_", " "), justify="right")

@@ -243,6 +243,14 @@ def retry_due(conn: Connection, model: Registry, now: datetime | None = None) ->
                        enqueued_at=None)
 
 
+def resync(conn: Connection, model: Registry, where: Any) -> list[int]:
+    """Operator-requested resync: pending now, new generation, verification history reset."""
+    return _transition(conn, model, "resync", where, generation=model.generation + 1,
+                       retry_count=0, retry_at=None, enqueued_at=None, mismatch_count=0,
+                       verification_state=VerificationState.PENDING.value,
+                       verification_retry_at=None)
+
+
 def take_for_enqueue(conn: Connection, model: Registry, limit: int,
                      requeue_after: float) -> list[int]:
     """Pending rows to hand to workers, at most ``limit``, marked as enqueued now.
@@ -284,5 +292,12 @@ def counts(conn: Connection, model: Registry) -> dict[str, int]:
     result["missing_on_primary"] = conn.execute(
         select(func.count()).where(model.missing_on_primary.is_(True))
     ).scalar_one()
+    verification = dict(conn.execute(
+        select(model.verification_state, func.count()).group_by(model.verification_state)
+    ).all())
+    result["verified"] = verification.get("succeeded", 0)
+    result["verification_failed"] = verification.get("failed", 0)
+    result["mismatched"] = conn.execute(
+        select(func.count()).where(model.mismatch_count > 0)).scalar_one()
     result["total"] = sum(result[state.value] for state in SyncState)
     return result
