@@ -1,0 +1,25 @@
+"""Each benchmark runs at its smallest size, so bench/ keeps working (no timing here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_the_verification_benchmark_runs_and_the_tools_agree() -> None:
+    assert "| geo-sync" in _run("bench.verification_speed", "--size-mib", "4")
+
+
+def test_the_worker_throughput_benchmark_runs() -> None:
+    output = _run("bench.worker_throughput", "--items", "20", "--batches", "1,5")
+    assert "| 5 |" in output
