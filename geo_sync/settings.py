@@ -88,7 +88,8 @@ class SecondarySettings(_Section):
     # Verification: copies are re-checked this often; items verified at once per type;
     # a copy still wrong after this many resyncs is left for an operator.
     reverify_after_seconds: float = Field(default=7 * 86400.0, gt=0)
-    verification_concurrency: int = Field(default=20, gt=0)
+    verification_concurrency: ConcurrencySettings = ConcurrencySettings(
+        repository=4, artifact=20, job_log=20)
     max_mismatch_rounds: int = Field(default=3, ge=1, le=100)
 
     @field_validator("database_url")

@@ -65,9 +65,10 @@ class Scheduler:
             with write_transaction(self.runtime.engine) as conn:
                 ledger.release_expired(conn, model)
                 ledger.reverify_due(conn, model, settings.reverify_after_seconds)
-                to_verify = ledger.take_for_verify(conn, model,
-                                                   settings.verification_concurrency,
-                                                   settings.requeue_after_seconds)
+                to_verify = ledger.take_for_verify(
+                    conn, model,
+                    getattr(settings.verification_concurrency, replicator.name, 1),
+                    settings.requeue_after_seconds)
             for start in range(0, len(to_verify), settings.batch_size):
                 self.messaging.send_verify(replicator.name,
                                            to_verify[start:start + settings.batch_size])
