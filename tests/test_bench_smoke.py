@@ -23,3 +23,7 @@ def test_the_verification_benchmark_runs_and_the_tools_agree() -> None:
 def test_the_worker_throughput_benchmark_runs() -> None:
     output = _run("bench.worker_throughput", "--items", "20", "--batches", "1,5")
     assert "| 5 |" in output
+
+
+def test_the_event_apply_benchmark_runs() -> None:
+    assert "| 500 |" in _run("bench.event_apply", "--events", "500")

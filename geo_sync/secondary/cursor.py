@@ -73,6 +73,8 @@ class LogCursor:
     def apply(self, old: str, page: EventPage) -> int:
         """Apply ``page`` and move the cursor from ``old`` to ``page.cursor`` atomically."""
         skipped = []
+        # The net effect per item, in event order: its last state and how many events.
+        net: dict[str, dict[str, registry.NetChange]] = {}
         with write_transaction(self.runtime.engine) as conn:
             for event in page.events:
                 replicator = REPLICATORS.get(event.replicable_type)
@@ -88,15 +90,17 @@ class LogCursor:
                     skipped.append(f"event {event.id}: {exc.message}")
                     log.error("event_refused", event_id=event.id, error=exc.message)
                     continue
-                payload = event.payload
-                size = payload.get("size")
-                checksum = payload.get("checksum")
-                registry.note_change(
-                    conn, replicator.registry, event.record_id, path,
-                    tombstone=event.event == "deleted",
+                size, checksum = event.payload.get("size"), event.payload.get("checksum")
+                items = net.setdefault(replicator.name, {})
+                earlier = items.get(event.record_id)
+                items[event.record_id] = registry.NetChange(
+                    event.record_id, path, tombstone=event.event == "deleted",
                     size=size if isinstance(size, int) else None,
                     checksum=checksum if isinstance(checksum, str) else None,
+                    events=earlier.events + 1 if earlier else 1,
                 )
+            for name, items in net.items():
+                registry.note_changes(conn, REPLICATORS[name].registry, list(items.values()))
             values: dict[str, object] = {"cursor": page.cursor, "updated_at": utcnow(),
                                          "events_applied": CursorRow.events_applied
                                          + len(page.events)}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from geo_sync.db import is_postgres, utcnow
@@ -81,15 +81,40 @@ def new_row(record_id: str, path: str, *, size: int | None = None,
     }
 
 
-def note_change(conn: Connection, model: Registry, record_id: str, path: str, *,
-                tombstone: bool, size: int | None, checksum: str | None) -> None:
-    """Apply one event: create the row, or bump its generation and make it pending.
+@dataclass(frozen=True)
+class NetChange:
+    """What a run of events did to one item: its last state, and how many events."""
 
-    A row a worker holds stays ``started``; the generation bump makes that
-    worker's finish send it back to pending instead of marking it synced.
+    record_id: str
+    path: str
+    tombstone: bool
+    size: int | None
+    checksum: str | None
+    events: int = 1
+
+
+def note_changes(conn: Connection, model: Registry, changes: Sequence[NetChange]) -> None:
+    """Apply events: create missing rows; bump the generation of existing ones by their
+    event count and make them pending, in one INSERT and one batched UPDATE.
+
+    A row a worker holds stays ``started``; the generation bump makes that worker's
+    finish send it back to pending instead of marking it synced.
     """
-    if insert_ignore(conn, model, [new_row(record_id, path, size=size, checksum=checksum,
-                                           tombstone=tombstone)]):
+    if not changes:
+        return
+    dialect = postgresql if is_postgres(conn.dialect) else sqlite
+    rows = [new_row(c.record_id, c.path, size=c.size, checksum=c.checksum,
+                    tombstone=c.tombstone) for c in changes]
+    inserted = set(conn.execute(
+        dialect.insert(model).values(rows)
+        .on_conflict_do_nothing(index_elements=["record_id"]).returning(model.record_id)
+    ).scalars().all())
+    # A row created by this run counts as one event; the rest of the run bumps it.
+    params = [{"b_record_id": c.record_id, "b_path": c.path, "b_tombstone": c.tombstone,
+               "b_size": c.size, "b_checksum": c.checksum,
+               "b_events": c.events - (1 if c.record_id in inserted else 0)}
+              for c in changes if c.record_id not in inserted or c.events > 1]
+    if not params:
         return
     pending_unless_started = case(
         (model.state == SyncState.STARTED.value, model.state),
@@ -97,14 +122,14 @@ def note_change(conn: Connection, model: Registry, record_id: str, path: str, *,
     )
     conn.execute(
         update(model)
-        .where(model.record_id == record_id)
+        .where(model.record_id == bindparam("b_record_id"))
         .values(
             state=pending_unless_started,
-            generation=model.generation + 1,
-            path=path,
-            tombstone=tombstone,
-            expected_size=size,
-            expected_checksum=checksum,
+            generation=model.generation + bindparam("b_events"),
+            path=bindparam("b_path"),
+            tombstone=bindparam("b_tombstone"),
+            expected_size=bindparam("b_size"),
+            expected_checksum=bindparam("b_checksum"),
             missing_on_primary=False,
             retry_count=0,
             retry_at=None,
@@ -112,7 +137,15 @@ def note_change(conn: Connection, model: Registry, record_id: str, path: str, *,
             verification_state=VerificationState.PENDING.value,
             updated_at=utcnow(),
         )
+        .execution_options(synchronize_session=False),
+        params,
     )
+
+
+def note_change(conn: Connection, model: Registry, record_id: str, path: str, *,
+                tombstone: bool, size: int | None, checksum: str | None) -> None:
+    """Apply one event (see note_changes)."""
+    note_changes(conn, model, [NetChange(record_id, path, tombstone, size, checksum)])
 
 
 def claim(conn: Connection, model: Registry, ids: Sequence[int], worker: str,

@@ -161,3 +161,17 @@ def test_every_transition_names_real_states() -> None:
     for name, (sources, target) in SYNC_TRANSITIONS.items():
         assert sources and all(isinstance(s, SyncState) for s in sources), name
         assert isinstance(target, SyncState)
+
+
+def test_a_run_of_events_applies_as_its_net_effect(tracking_engine: Engine) -> None:
+    _event(tracking_engine, "old")
+    with write_transaction(tracking_engine) as conn:
+        registry.note_changes(conn, Reg, [
+            registry.NetChange("old", "old.bin", tombstone=True, size=None, checksum=None,
+                               events=3),
+            registry.NetChange("new", "moved.bin", tombstone=False, size=7, checksum=None,
+                               events=2),
+        ])
+    old, new = _row(tracking_engine, "old"), _row(tracking_engine, "new")
+    assert (old["generation"], old["tombstone"], old["state"]) == (4, True, "pending")
+    assert (new["generation"], new["path"], new["expected_size"]) == (2, "moved.bin", 7)
