@@ -27,3 +27,8 @@ def test_the_worker_throughput_benchmark_runs() -> None:
 
 def test_the_event_apply_benchmark_runs() -> None:
     assert "| 500 |" in _run("bench.event_apply", "--events", "500")
+
+
+def test_the_repository_checksum_benchmark_runs() -> None:
+    assert "| geo-sync repository_checksum |" in _run("bench.repository_checksum",
+                                                       "--refs", "200")
