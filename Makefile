@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check geo_sync replicators verification tests
+	$(BIN)/ruff check geo_sync replicators verification tests bench
 	$(BIN)/mypy
 
 # Regenerate the lock after changing dependencies in pyproject.toml.
