@@ -32,3 +32,7 @@ def test_the_event_apply_benchmark_runs() -> None:
 def test_the_repository_checksum_benchmark_runs() -> None:
     assert "| geo-sync repository_checksum |" in _run("bench.repository_checksum",
                                                        "--refs", "200")
+
+
+def test_the_status_scale_benchmark_runs() -> None:
+    assert "| 1000 |" in _run("bench.status_scale", "--rows", "1000")
