@@ -12,77 +12,23 @@ from starting the worker to the last item synced.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import platform
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import func, select
-
-from geo_sync.db import write_transaction
-from geo_sync.primary.publish import Change, publish
-from geo_sync.secondary.models import ArtifactRegistry
-from tests.deployment import flush_queue, unique_queue
-from tests.services import REDIS_URL, temporary_database
-from tests.sites import GEO_SYNC, primary_site, secondary_site
+from bench.harness import served_primary_with_artifacts, time_worker_sync
 
 THREADS = 4
 
 
-def _synced(engine: object) -> int:
-    with engine.connect() as conn:  # type: ignore[attr-defined]
-        return int(conn.execute(select(func.count()).where(
-            ArtifactRegistry.state == "synced")).scalar_one())
-
-
 def run_once(items: int, size: int, batch_size: int) -> float:
     """Seconds for one worker process to sync ``items`` artifacts of ``size`` bytes."""
-    queue = unique_queue()
-    with tempfile.TemporaryDirectory() as tmp, temporary_database() as purl, \
-            temporary_database("geo_tracking") as turl, \
-            primary_site(Path(tmp) / "p", purl) as primary:
-        root = primary.storage("artifacts")
-        with write_transaction(primary.engine) as conn:
-            for n in range(items):
-                data = os.urandom(size)
-                (root / f"{n:06d}.bin").write_bytes(data)
-                publish(conn, Change("artifact", "created", f"{n:06d}.bin", size=size,
-                                     checksum=hashlib.sha256(data).hexdigest()))
-        secondary = secondary_site(
-            Path(tmp) / "s", primary, turl, broker_url=REDIS_URL, queue_name=queue,
-            batch_size=batch_size, scheduler_interval_seconds=0.2,
-            concurrency={"artifact": 4000, "repository": 8, "job_log": 100})
-        env = dict(os.environ)
-        run = subprocess.Popen([GEO_SYNC, "--config", str(secondary.config), "secondary", "run"],
-                               stderr=subprocess.DEVNULL, start_new_session=True, env=env)
-        try:
-            with secondary.engine.connect() as conn:
-                while conn.execute(select(func.count()).select_from(ArtifactRegistry)
-                                   ).scalar_one() < items:
-                    time.sleep(0.1)
-                    conn.commit()
-            started = time.monotonic()
-            worker = subprocess.Popen(
-                [GEO_SYNC, "--config", str(secondary.config), "worker", "--processes", "1",
-                 "--threads", str(THREADS)], stderr=subprocess.DEVNULL, start_new_session=True)
-            try:
-                while _synced(secondary.engine) < items:
-                    time.sleep(0.05)
-                elapsed = time.monotonic() - started
-            finally:
-                os.killpg(worker.pid, signal.SIGTERM)
-                worker.wait()
-        finally:
-            os.killpg(run.pid, signal.SIGTERM)
-            run.wait()
-            secondary.engine.dispose()
-            flush_queue(queue)
-    return elapsed
+    files = {f"{n:06d}.bin": (lambda p: p.write_bytes(os.urandom(size)))
+             for n in range(items)}
+    with served_primary_with_artifacts(files) as primary:
+        return time_worker_sync(primary, batch_size=batch_size, threads=THREADS)
 
 
 def main() -> None:

@@ -36,3 +36,7 @@ def test_the_repository_checksum_benchmark_runs() -> None:
 
 def test_the_status_scale_benchmark_runs() -> None:
     assert "| 1000 |" in _run("bench.status_scale", "--rows", "1000")
+
+
+def test_the_blob_transfer_benchmark_runs() -> None:
+    assert "| curl -o file, then sha256sum |" in _run("bench.blob_transfer", "--size-mib", "8")
