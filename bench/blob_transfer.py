@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from bench.harness import served_primary_with_artifacts, time_worker_sync
+from bench.report import append_section
 from geo_sync.secondary.client import PrimaryClient
 from geo_sync.secondary.registry import Claimed
 from geo_sync.settings import SecondarySettings
@@ -71,14 +70,9 @@ def main() -> None:
             f"{gb / in_process:.2f} | {peer / in_process:.2f}x |",
             f"| curl -o file, then sha256sum | {peer:.2f} | {gb / peer:.2f} | 1.00x |"]
     print("\n".join(rows))
-    if args.output:
-        command = " ".join(["python", "-m", "bench.blob_transfer", *sys.argv[1:]])
-        with args.output.open("a") as handle:
-            handle.write(
-                f"\n## One {args.size_mib} MiB artifact\n\n`{command}` — loopback, PostgreSQL "
-                f"+ Redis, one worker process with one thread, {platform.machine()} with "
-                f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}.\n\n"
-                + "\n".join(rows) + "\n")
+    append_section(args.output, f"One {args.size_mib} MiB artifact", "bench.blob_transfer",
+                   "loopback, PostgreSQL + Redis, one worker process with one thread",
+                   "\n".join(rows))
 
 
 if __name__ == "__main__":

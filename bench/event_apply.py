@@ -13,15 +13,13 @@ production.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from sqlalchemy import insert
 
+from bench.report import append_section
 from geo_sync.db import utcnow, write_transaction
 from geo_sync.primary.models import Event
 from geo_sync.secondary.cursor import LogCursor
@@ -70,13 +68,9 @@ def main() -> None:
     line = (f"| {applied} | {elapsed:.2f} | {applied / elapsed:.0f} |")
     table = "| events | seconds | events/s |\n|---|---|---|\n" + line
     print(table)
-    if args.output:
-        command = " ".join(["python", "-m", "bench.event_apply", *sys.argv[1:]])
-        with args.output.open("a") as handle:
-            handle.write(
-                f"\n## Event apply rate\n\n`{command}` — PostgreSQL primary and tracking DB, "
-                f"pages of 500 over the real Geo API, {platform.machine()} with "
-                f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}.\n\n{table}\n")
+    append_section(args.output, "Event apply rate", "bench.event_apply",
+                   "PostgreSQL primary and tracking DB, pages of 500 over the real Geo API",
+                   table)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.report import append_section
 from verification.checksums import repository_checksum
 
 ROUNDS = 5
@@ -70,13 +69,9 @@ def main() -> None:
             f"| geo-sync repository_checksum | {ours:.3f} | {peer / ours:.2f}x |",
             f"| git show-ref --head \\| sha256sum | {peer:.3f} | 1.00x |"]
     print("\n".join(rows))
-    if args.output:
-        command = " ".join(["python", "-m", "bench.repository_checksum", *sys.argv[1:]])
-        with args.output.open("a") as handle:
-            handle.write(
-                f"\n## Repository checksum: {args.refs} refs\n\n`{command}` — best of "
-                f"{ROUNDS}, packed refs, {platform.machine()} with {os.cpu_count()} cores, "
-                f"{time.strftime('%Y-%m-%d')}.\n\n" + "\n".join(rows) + "\n")
+    append_section(args.output, f"Repository checksum: {args.refs} refs",
+                   "bench.repository_checksum", f"best of {ROUNDS}, packed refs",
+                   "\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -11,16 +11,14 @@ running, so the figure excludes its /status round trip (the command says so).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from sqlalchemy import text
 
+from bench.report import append_section
 from geo_sync.db import write_transaction
 from tests.services import temporary_database
 from tests.sites import GEO_SYNC, primary_site, secondary_site
@@ -61,14 +59,9 @@ def main() -> None:
     table = ("| registry rows | seconds (best of 3) |\n|---|---|\n"
              f"| {args.rows} | {min(times):.2f} |")
     print(table)
-    if args.output:
-        command = " ".join(["python", "-m", "bench.status_scale", *sys.argv[1:]])
-        with args.output.open("a") as handle:
-            handle.write(
-                f"\n## Status at scale\n\n`{command}` — PostgreSQL tracking DB, the whole "
-                f"command as a process (including Python start-up), primary not running, "
-                f"{platform.machine()} with {os.cpu_count()} cores, "
-                f"{time.strftime('%Y-%m-%d')}.\n\n{table}\n")
+    append_section(args.output, "Status at scale", "bench.status_scale",
+                   "PostgreSQL tracking DB, the whole command as a process (including "
+                   "Python start-up), primary not running", table)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import platform
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.report import append_section
 from verification.checksums import sha256_file
 
 ROUNDS = 3
@@ -67,13 +66,9 @@ def main() -> None:
     rows += [f"| {name} | {seconds:.3f} | {size_gb / seconds:.2f} | {ceiling / seconds:.2f}x |"
              for name, seconds in best.items()]
     print("\n".join(rows))
-    if args.output:
-        command = " ".join(["python", "-m", "bench.verification_speed", *sys.argv[1:]])
-        with args.output.open("a") as handle:
-            handle.write(
-                f"\n## Verification speed: one {args.size_mib} MiB file\n\n`{command}` — best "
-                f"of {ROUNDS}, warm page cache, {platform.machine()} with {os.cpu_count()} "
-                f"cores, {time.strftime('%Y-%m-%d')}.\n\n" + "\n".join(rows) + "\n")
+    append_section(args.output, f"Verification speed: one {args.size_mib} MiB file",
+                   "bench.verification_speed", f"best of {ROUNDS}, warm page cache",
+                   "\n".join(rows))
 
 
 if __name__ == "__main__":

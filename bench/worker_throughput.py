@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import sys
-import time
 from pathlib import Path
 
 from bench.harness import served_primary_with_artifacts, time_worker_sync
+from bench.report import append_section
 
 THREADS = 4
 
@@ -48,16 +46,10 @@ def main() -> None:
     table = ["| items per message | seconds | items/s | vs first row |", "|---|---|---|---|"]
     table += [f"| {b} | {s:.2f} | {r:.0f} | {r / base:.2f}x |" for b, s, r in rows]
     print("\n".join(table))
-    if args.output:
-        command = " ".join([Path(sys.executable).name, "-m", "bench.worker_throughput",
-                            *sys.argv[1:]])
-        with args.output.open("a") as handle:
-            handle.write(
-                f"\n## Worker throughput: small artifacts per worker process\n\n"
-                f"`{command}` — {args.items} artifacts of {args.size} bytes, one worker "
-                f"process with {THREADS} threads, PostgreSQL + Redis, on "
-                f"{platform.machine()} with {os.cpu_count()} cores, "
-                f"{time.strftime('%Y-%m-%d')}.\n\n" + "\n".join(table) + "\n")
+    append_section(args.output, "Worker throughput: small artifacts per worker process",
+                   "bench.worker_throughput",
+                   f"{args.items} artifacts of {args.size} bytes, one worker process with "
+                   f"{THREADS} threads, PostgreSQL + Redis", "\n".join(table))
 
 
 if __name__ == "__main__":
