@@ -55,29 +55,29 @@ def _apply_page(conn: Connection, replicator: type[Replicator], items: list[dict
                 .where(model.record_id.in_(ids))
             )
         }
-        for row in rows:
-            known = existing.get(row["record_id"])
-            if known is not None and (known.path != row["path"] or known.tombstone
-                                      or known.expected_checksum != row["expected_checksum"]):
-                registry.note_change(conn, model, row["record_id"], row["path"],
-                                     tombstone=False, size=row["expected_size"],
-                                     checksum=row["expected_checksum"])
+        changed = [
+            registry.NetChange(row["record_id"], row["path"], tombstone=False,
+                               size=row["expected_size"], checksum=row["expected_checksum"])
+            for row in rows
+            if (known := existing.get(row["record_id"])) is not None
+            and (known.path != row["path"] or known.tombstone
+                 or known.expected_checksum != row["expected_checksum"])
+        ]
+        registry.note_changes(conn, model, changed)
     return ids
 
 
 def _tombstone_vanished(runtime: Runtime, model: Registry, seen: set[str],
                         started: datetime) -> int:
     with runtime.engine.connect() as conn:
-        known = conn.execute(select(model.record_id).where(
-            model.tombstone.is_(False), model.created_at < started)).scalars().all()
-    vanished = [record_id for record_id in known if record_id not in seen]
+        known = conn.execute(select(model.record_id, model.path).where(
+            model.tombstone.is_(False), model.created_at < started)).all()
+    vanished = [registry.NetChange(row.record_id, row.path, tombstone=True, size=None,
+                                   checksum=None)
+                for row in known if row.record_id not in seen]
     for start in range(0, len(vanished), PAGE):
         with write_transaction(runtime.engine) as conn:
-            for record_id in vanished[start:start + PAGE]:
-                path = conn.execute(select(model.path).where(model.record_id == record_id)
-                                    ).scalar_one()
-                registry.note_change(conn, model, record_id, path, tombstone=True,
-                                     size=None, checksum=None)
+            registry.note_changes(conn, model, vanished[start:start + PAGE])
     return len(vanished)
 
 
