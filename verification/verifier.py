@@ -36,21 +36,22 @@ class Outcome:
     primary: str | None
 
 
-def _mirror_checksum(runtime: Runtime, replicator: type[Replicator], path: str
-                     ) -> str | None:
+def _mirror_copy(runtime: Runtime, replicator: type[Replicator], path: str
+                 ) -> tuple[str | None, int | None]:
+    """Checksum and size of the mirror's copy; (None, None) if gone, unreadable or corrupt."""
     try:
         full = resolve_inside(runtime.settings.mirror_root / replicator.storage_dir, path)
-        return replicator.mirror_checksum(full)
-    except (OSError, GeoSyncError) as exc:  # gone, unreadable or corrupt: not the primary's
+        return replicator.mirror_checksum(full), full.stat().st_size
+    except (OSError, GeoSyncError) as exc:  # not the primary's fault
         log.warning("mirror_copy_unreadable", path=path, error=str(exc))
-        return None
+        return None, None
 
 
 def verify_one(runtime: Runtime, replicator: type[Replicator], item: ledger.ToVerify
                ) -> Outcome:
     """Verify one claimed row and record the outcome."""
     model, client, settings = replicator.registry, runtime.client, runtime.settings
-    mirror = _mirror_checksum(runtime, replicator, item.path)
+    mirror, size = _mirror_copy(runtime, replicator, item.path)
     try:
         primary = client.catalog_item(replicator.name, item.path)
         if primary["checksum"] is not None and primary["checksum"] != mirror:
@@ -61,13 +62,13 @@ def verify_one(runtime: Runtime, replicator: type[Replicator], item: ledger.ToVe
             ledger.postpone(conn, model, item, "missing on the primary", POSTPONE_SECONDS)
         return Outcome("postponed", mirror, None)
     expected = primary["checksum"]
-    if replicator.appendable and mirror is not None and expected != mirror:
-        size = (runtime.settings.mirror_root / replicator.storage_dir / item.path).stat().st_size
-        if size == item.expected_size and (primary["size"] or 0) > size:
-            with write_transaction(runtime.engine) as conn:
-                ledger.postpone(conn, model, item, "behind the primary; the next append "
-                                "event catches up", POSTPONE_SECONDS)
-            return Outcome("postponed", mirror, expected)
+    behind = (replicator.appendable and size is not None and expected != mirror
+              and size == item.expected_size and (primary["size"] or 0) > size)
+    if behind:
+        with write_transaction(runtime.engine) as conn:
+            ledger.postpone(conn, model, item, "behind the primary; the next append "
+                            "event catches up", POSTPONE_SECONDS)
+        return Outcome("postponed", mirror, expected)
     with write_transaction(runtime.engine) as conn:
         if expected is None:
             ledger.disabled(conn, model, item, mirror)
