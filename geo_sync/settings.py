@@ -43,6 +43,8 @@ class PrimarySettings(_Section):
     prune_interval_seconds: float = Field(default=60.0, gt=0)
     # Items without a checksum get one within this; all are re-hashed every reverify.
     checksum_interval_seconds: float = Field(default=5.0, gt=0)
+    # How often `primary serve` publishes the pushes its git hooks recorded.
+    push_spool_interval_seconds: float = Field(default=0.05, gt=0)
     reverify_after_seconds: float = Field(default=7 * 86400.0, gt=0)
     token_leeway_seconds: int = Field(default=10, ge=0, le=300)
     max_token_ttl_seconds: int = Field(default=300, gt=0, le=3600)

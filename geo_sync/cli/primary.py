@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -128,17 +126,20 @@ def scan(cli_ctx: CliContext, dry_run: bool) -> None:
 @click.argument("repos_root", required=False, type=click.Path(path_type=Path, file_okay=False))
 @pass_cli
 def install_hooks_command(cli_ctx: CliContext, repos_root: Path | None) -> None:
-    """Install post-receive hooks that publish every push (default: the storage root)."""
+    """Install post-receive hooks that publish every push (default: the storage root).
+
+    The hook records the push in a spool that `primary serve` publishes from."""
     settings = cli_ctx.settings.require_primary()
     root = repos_root or settings.storage_root / RepositoryReplicator.storage_dir
     if not root.is_dir():
         raise InvalidInput(f"{root} is not a directory")
-    executable = shutil.which("geo-sync") or str(Path(sys.argv[0]).resolve())
-    report = hooks.install_hooks(root, str(Path(executable).resolve()), cli_ctx.config_path)
-    click.echo(f"installed the hook in {len(report.installed)} repositories")
+    spool = hooks.spool_dir(settings.storage_root)
+    report = hooks.install_hooks(root, spool)
+    click.echo(f"installed the hook in {len(report.installed)} repositories; pushes are "
+               f"recorded in {spool} and published by `geo-sync primary serve`")
     for relpath in report.foreign:
-        click.echo(f"left {relpath} alone: it has its own post-receive hook; call "
-                   "`geo-sync primary hook-post-receive \"$PWD\"` from it", err=True)
+        click.echo(f"left {relpath} alone: it has its own post-receive hook; run "
+                   f"{report.template / 'hooks' / 'post-receive'} from it", err=True)
     click.echo(f"for repositories created later: git config --system init.templateDir "
                f"{report.template}")
 

@@ -31,7 +31,7 @@ from geo_sync.errors import (
     NotFound,
 )
 from geo_sync.logging import get_logger
-from geo_sync.primary import blobs, checksummer, git_http, secondaries
+from geo_sync.primary import blobs, checksummer, git_http, hooks, secondaries
 from geo_sync.primary.checksummer import take_checksum
 from geo_sync.primary.feed import feed_for
 from geo_sync.primary.models import CatalogItem, Event
@@ -287,6 +287,9 @@ class GeoApi:
         with write_transaction(self.engine) as conn:
             prune(conn, self.settings.event_retention_seconds)
 
+    def drain_pushes(self) -> None:
+        hooks.drain_spool(self.engine, self.settings.storage_root)
+
     def checksum_once(self) -> None:
         checksummer.run_once(self.engine, self.settings.storage_root,
                              self.settings.reverify_after_seconds)
@@ -309,6 +312,8 @@ class GeoApi:
                                             self.prune_once, "prune")),
             asyncio.create_task(self._every(self.settings.checksum_interval_seconds,
                                             self.checksum_once, "checksum")),
+            asyncio.create_task(self._every(self.settings.push_spool_interval_seconds,
+                                            self.drain_pushes, "push_spool")),
         ]
         log.info("geo_api_started")
         try:

@@ -1,18 +1,31 @@
 """Git hooks that publish repository events on every push, for any git server that
-keeps bare repositories on disk."""
+keeps bare repositories on disk.
+
+The hook itself only records the push: it renames a one-line file naming the
+repository into the push spool (``<storage_root>/.geo-sync-pushes``), which costs
+a shell and two tiny writes, so pushes stay fast at any rate. `primary serve`
+drains the spool every ``push_spool_interval_seconds`` and publishes one event
+per pushed repository (measuring its size and checksum); pushes made while it is
+down wait in the spool and are published when it starts. A push recorded twice
+before a drain is published once: the secondary fetches the current state
+anyway.
+"""
 
 from __future__ import annotations
 
 import os
 import shlex
 import tempfile
+import time
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine, select
 
 from geo_sync.db import write_transaction
-from geo_sync.errors import InvalidInput
+from geo_sync.errors import GeoSyncError, InvalidInput
+from geo_sync.logging import get_logger
 from geo_sync.paths import TEMP_PREFIX, resolve_inside
 from geo_sync.primary.models import CatalogItem
 from geo_sync.primary.publish import Change, publish
@@ -20,17 +33,31 @@ from replicators.repository import RepositoryReplicator, is_bare_repository
 
 MARKER = "# geo-sync post-receive hook"
 TEMPLATE_DIR = ".geo-sync-template"
+SPOOL_DIR = ".geo-sync-pushes"
+REJECTED_DIR = "rejected"
+# A hook killed between writing and renaming leaves a temp file; older ones go.
+STALE_TEMP_SECONDS = 3600.0
+
+log = get_logger("hooks")
 
 
-def hook_script(executable: str, config: Path) -> str:
-    """The post-receive hook: publish, and never fail the push (scan is the safety net)."""
+def spool_dir(storage_root: Path) -> Path:
+    return storage_root / SPOOL_DIR
+
+
+def hook_script(spool: Path) -> str:
+    """The post-receive hook: record the push in the spool, never fail the push."""
     return f"""#!/bin/sh
 {MARKER} (installed by `geo-sync primary install-hooks`)
-# Publishes a repository event for every push. A failure does not block the push;
+# Records this push in the spool; `geo-sync primary serve` publishes it within a
+# moment, or when it next starts. A failure here does not block the push:
 # `geo-sync primary scan` picks up anything a failed hook missed.
-GEO_SYNC_CONFIG={shlex.quote(str(config))} {shlex.quote(executable)} \\
-    primary hook-post-receive "$PWD" >/dev/null || \\
-    echo "geo-sync: could not publish this push; run 'geo-sync primary scan'" >&2
+spool={shlex.quote(str(spool))}
+name="$(date +%s%N)-$$"
+if ! {{ printf '%s\\n' "$PWD" >"$spool/{TEMP_PREFIX}$name" &&
+       mv "$spool/{TEMP_PREFIX}$name" "$spool/$name"; }}; then
+    echo "geo-sync: could not record this push in $spool; run 'geo-sync primary scan'" >&2
+fi
 exit 0
 """
 
@@ -53,12 +80,14 @@ def _write_executable(path: Path, content: str) -> None:
     Path(tmp).replace(path)
 
 
-def install_hooks(repos_root: Path, executable: str, config: Path) -> HookReport:
-    """Install the hook into every bare repository under ``repos_root`` and a template dir.
+def install_hooks(repos_root: Path, spool: Path) -> HookReport:
+    """Install the hook into every bare repository under ``repos_root`` and a template dir,
+    recording pushes in ``spool`` (created here).
 
     A repository that already has a post-receive hook of its own is not touched.
     """
-    script = hook_script(executable, config)
+    (spool / REJECTED_DIR).mkdir(parents=True, exist_ok=True)
+    script = hook_script(spool)
     installed, foreign = [], []
     for relpath in RepositoryReplicator.discover(repos_root):
         hook = repos_root / relpath / "hooks" / "post-receive"
@@ -99,3 +128,51 @@ def publish_push(engine: Engine, repos_root: Path, repository: Path) -> int:
             Change(RepositoryReplicator.name, event, relpath, size=found.size,
                    checksum=found.checksum),
         )
+
+
+def drain_spool(engine: Engine, storage_root: Path) -> int:
+    """Publish one event per repository recorded in the spool; return how many.
+
+    An entry is removed only after its event is committed, so a crash re-publishes
+    rather than loses. An entry naming something that is not a repository under
+    the storage root is moved to ``rejected/`` and logged, for the admin to see.
+    """
+    spool = spool_dir(storage_root)
+    try:
+        entries = sorted(spool.iterdir())
+    except FileNotFoundError:
+        return 0
+    pushed: dict[str, list[Path]] = defaultdict(list)
+    for entry in entries:
+        name = entry.name
+        if name.startswith(TEMP_PREFIX):
+            _remove_if_stale(entry)
+        elif not name.startswith(".") and name != REJECTED_DIR:
+            try:
+                pushed[entry.read_text(errors="replace").strip()].append(entry)
+            except FileNotFoundError:  # drained concurrently (a second `primary serve`)
+                continue
+    repos_root = storage_root / RepositoryReplicator.storage_dir
+    published = 0
+    for repository, recorded in pushed.items():
+        try:
+            publish_push(engine, repos_root, Path(repository))
+            published += 1
+        except InvalidInput as exc:
+            log.warning("push_rejected", repository=repository, error=str(exc),
+                        hint=f"the entry is kept in {spool / REJECTED_DIR}")
+            recorded[0].replace(spool / REJECTED_DIR / recorded[0].name)
+        except GeoSyncError as exc:  # e.g. the database is down: keep, retry next drain
+            log.warning("push_not_published", repository=repository, error=str(exc))
+            continue
+        for entry in recorded:
+            entry.unlink(missing_ok=True)
+    return published
+
+
+def _remove_if_stale(entry: Path) -> None:
+    try:
+        if time.time() - entry.stat().st_mtime > STALE_TEMP_SECONDS:
+            entry.unlink()
+    except FileNotFoundError:
+        pass
