@@ -12,13 +12,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
 from geo_sync.db import write_transaction
+from geo_sync.paths import TEMP_PREFIX
 from geo_sync.primary.models import CatalogItem
 from geo_sync.primary.publish import Change, publish
-from geo_sync.secondary.models import ArtifactRegistry
+from replicators.registry import REPLICATORS
 from tests.deployment import flush_queue, unique_queue
 from tests.services import REDIS_URL, temporary_database
 from tests.sites import GEO_SYNC, PrimarySite, primary_site, secondary_site
@@ -26,8 +28,8 @@ from tests.sites import GEO_SYNC, PrimarySite, primary_site, secondary_site
 Writer = Callable[[Path], None]
 
 
-def _count(engine: object, where: object = None) -> int:
-    query = select(func.count()).select_from(ArtifactRegistry)
+def _count(engine: object, registry: type[Any], where: object = None) -> int:
+    query = select(func.count()).select_from(registry)
     if where is not None:
         query = query.where(where)  # type: ignore[arg-type]
     with engine.connect() as conn:  # type: ignore[attr-defined]
@@ -51,33 +53,54 @@ def served_primary_with_artifacts(files: dict[str, Writer]) -> Iterator[PrimaryS
         yield primary
 
 
-def time_worker_sync(primary: PrimarySite, *, batch_size: int = 25, threads: int = 4
-                     ) -> float:
-    """Seconds from starting one worker process to every artifact synced (the registry is
-    filled by the secondary's backfill first)."""
+def tree_digests(root: Path) -> dict[str, str]:
+    """relative path -> sha256 of every file under ``root`` (temp files excluded)."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and TEMP_PREFIX not in p.name}
+
+
+def same_tree(source: Path, copy: Path, who: str) -> None:
+    """Fail the benchmark if ``copy`` is not byte-for-byte ``source``: a fast wrong copy
+    is not a result."""
+    if tree_digests(source) != tree_digests(copy):
+        raise SystemExit(f"{who} did not produce an exact copy of {source} in {copy}")
+
+
+def time_worker_sync(primary: PrimarySite, *, batch_size: int = 25, threads: int = 4,
+                     processes: int = 1, check: Callable[[Path], None] | None = None,
+                     replicable: str = "artifact", **tuning: object) -> float:
+    """Seconds from starting the worker processes to every ``replicable`` item synced
+    (the registry is filled by the secondary's backfill first). ``check`` gets the
+    mirror's directory for that type before it is removed."""
+    replicator = REPLICATORS[replicable]
+    registry = replicator.registry
     with primary.engine.connect() as conn:
-        items = int(conn.execute(select(func.count()).select_from(CatalogItem)).scalar_one())
+        items = int(conn.execute(select(func.count()).select_from(CatalogItem).where(
+            CatalogItem.replicable_type == replicable)).scalar_one())
     queue = unique_queue()
     with tempfile.TemporaryDirectory() as tmp, temporary_database("geo_tracking") as url:
         secondary = secondary_site(
             Path(tmp) / "s", primary, url, broker_url=REDIS_URL, queue_name=queue,
             batch_size=batch_size, scheduler_interval_seconds=0.2,
-            concurrency={"artifact": 4000, "repository": 8, "job_log": 100},
-            reverify_after_seconds=86400.0)
+            **{"concurrency": {"artifact": 4000, "repository": 8, "job_log": 100},
+               "reverify_after_seconds": 86400.0, **tuning})
         config = str(secondary.config)
         run = subprocess.Popen([GEO_SYNC, "--config", config, "secondary", "run"],
                                stderr=subprocess.DEVNULL, start_new_session=True)
         worker = None
         try:
-            while _count(secondary.engine) < items:
+            while _count(secondary.engine, registry) < items:
                 time.sleep(0.05)
             started = time.monotonic()
             worker = subprocess.Popen(
-                [GEO_SYNC, "--config", config, "worker", "--processes", "1", "--threads",
-                 str(threads)], stderr=subprocess.DEVNULL, start_new_session=True)
-            while _count(secondary.engine, ArtifactRegistry.state == "synced") < items:
+                [GEO_SYNC, "--config", config, "worker", "--processes", str(processes),
+                 "--threads", str(threads)], stderr=subprocess.DEVNULL, start_new_session=True)
+            while _count(secondary.engine, registry, registry.state == "synced") < items:
                 time.sleep(0.01)
-            return time.monotonic() - started
+            elapsed = time.monotonic() - started
+            if check is not None:
+                check(secondary.mirror(replicator.storage_dir))
+            return elapsed
         finally:
             for proc in (worker, run):
                 if proc is not None:

@@ -1,0 +1,68 @@
+"""The tools geo-sync is measured against, installed by the harness itself.
+
+grokmirror comes from PyPI into a virtualenv of its own (outside the project's,
+so the peer's dependencies never leak into geo-sync's); rsync and rclone come
+from Debian's packages. Each is installed once and then found again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+GROKMIRROR = "grokmirror==2.0.12"
+# grokmirror imports `packaging` without declaring it (seen with 2.0.12).
+GROKMIRROR_EXTRA = ("packaging",)
+PEERS_HOME = Path(os.environ.get("GEO_SYNC_BENCH_PEERS", Path.home() / ".cache/geo-sync-bench"))
+
+
+class PeerUnavailable(RuntimeError):
+    """A peer could not be installed; the message says what to do."""
+
+
+def _run(*args: str) -> None:
+    result = subprocess.run(args, capture_output=True, text=True, check=False,
+                            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if result.returncode != 0:
+        raise PeerUnavailable(f"`{' '.join(args)}` failed ({result.returncode}):\n"
+                              f"{result.stderr.strip()[-2000:]}")
+
+
+@cache
+def grokmirror_bin() -> Path:
+    """The bin/ directory of a virtualenv holding grokmirror (created on first use)."""
+    venv = PEERS_HOME / "grokmirror"
+    bin_dir = venv / "bin"
+    if not (bin_dir / "grok-pull").exists():
+        print(f"installing {GROKMIRROR} into {venv}", file=sys.stderr, flush=True)
+        _run(sys.executable, "-m", "venv", "--clear", str(venv))
+        _run(str(bin_dir / "python"), "-m", "pip", "install", "--quiet", GROKMIRROR,
+             *GROKMIRROR_EXTRA)
+    return bin_dir
+
+
+@cache
+def _apt_updated() -> None:
+    _run("apt-get", "update", "-q")
+
+
+def debian_tool(command: str, package: str | None = None) -> str:
+    """The path of ``command``, installing its Debian package first if it is missing."""
+    found = shutil.which(command)
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise PeerUnavailable(f"{command} is not installed and installing it needs root: "
+                              f"run `sudo apt-get install {package or command}` first")
+    print(f"installing {package or command} from Debian's packages", file=sys.stderr,
+          flush=True)
+    _apt_updated()
+    _run("apt-get", "install", "-y", "-q", "--no-install-recommends", package or command)
+    found = shutil.which(command)
+    if found is None:
+        raise PeerUnavailable(f"installed {package or command} but {command} is not on PATH")
+    return found
