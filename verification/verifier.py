@@ -2,7 +2,10 @@
 
 For each claimed row: checksum the mirror's copy, ask the primary for its
 checksum, and if they differ ask the primary to re-take its checksum before
-blaming the mirror (GitLab Geo loops on a stale primary checksum). A real
+blaming the mirror (GitLab Geo loops on a stale primary checksum), and whether
+the item changed in an event this secondary has not applied yet (a busy
+repository pushed a moment ago is behind, not corrupt: blaming it would count
+mismatch rounds towards "needs attention" and rebuild it from scratch). A real
 mismatch records both checksums and sends the item back to sync after a
 backoff, to be rebuilt rather than patched; after ``max_mismatch_rounds`` it
 stops and is shown as needing attention.
@@ -13,11 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import structlog
+from sqlalchemy import select
 
 from geo_sync.db import write_transaction
 from geo_sync.errors import GeoSyncError, MissingOnPrimary
 from geo_sync.logging import get_logger
 from geo_sync.paths import resolve_inside
+from geo_sync.secondary.models import CursorRow
 from geo_sync.secondary.runtime import Runtime
 from replicators.base import Replicator
 from replicators.registry import replicator_for
@@ -47,6 +52,11 @@ def _mirror_copy(runtime: Runtime, replicator: type[Replicator], path: str
         return None, None
 
 
+def _cursor(runtime: Runtime) -> str | None:
+    with runtime.engine.connect() as conn:
+        return conn.execute(select(CursorRow.cursor).where(CursorRow.id == 1)).scalar()
+
+
 def verify_one(runtime: Runtime, replicator: type[Replicator], item: ledger.ToVerify
                ) -> Outcome:
     """Verify one claimed row and record the outcome."""
@@ -55,7 +65,8 @@ def verify_one(runtime: Runtime, replicator: type[Replicator], item: ledger.ToVe
     try:
         primary = client.catalog_item(replicator.name, item.path)
         if primary["checksum"] is not None and primary["checksum"] != mirror:
-            primary = client.catalog_item(replicator.name, item.path, recompute=True)
+            primary = client.catalog_item(replicator.name, item.path, recompute=True,
+                                          cursor=_cursor(runtime))
     except MissingOnPrimary:
         # Deleted on the primary: its delete event will come; nothing to blame.
         with write_transaction(runtime.engine) as conn:
@@ -68,6 +79,13 @@ def verify_one(runtime: Runtime, replicator: type[Replicator], item: ledger.ToVe
         with write_transaction(runtime.engine) as conn:
             ledger.postpone(conn, model, item, "behind the primary; the next append "
                             "event catches up", POSTPONE_SECONDS)
+        return Outcome("postponed", mirror, expected)
+    if expected != mirror and primary.get("changed_after_cursor"):
+        # Changed on the primary after the last event applied here (a push a moment
+        # ago): the copy is behind, not wrong, and that event will resync it.
+        with write_transaction(runtime.engine) as conn:
+            ledger.postpone(conn, model, item, "changed on the primary; the event on its "
+                            "way resyncs it", POSTPONE_SECONDS)
         return Outcome("postponed", mirror, expected)
     with write_transaction(runtime.engine) as conn:
         if expected is None:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, exists, func, not_, select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -223,11 +223,16 @@ class GeoApi:
         return JSONResponse(await run_in_threadpool(run))
 
     async def catalog_item(self, request: Request, caller: str) -> Response:
-        """One item's size and checksum; ``recompute=1`` re-takes it on disk first, so a
-        secondary can rule out a stale primary checksum before blaming its copy."""
+        """One item's size and checksum; ``recompute=1`` re-takes the checksum on disk
+        first, so a secondary can rule out a stale primary checksum before blaming its
+        copy, and ``cursor=`` (the secondary's) says whether the item changed in an event
+        that secondary has not applied yet: then its copy is behind, not wrong."""
         replicator = replicator_for(request.path_params["type"])
         path = replicator.validate_path(request.query_params.get("path"))
         recompute = request.query_params.get("recompute") in ("1", "true")
+        cursor = request.query_params.get("cursor")
+        if cursor is not None:
+            self.feed.validate(cursor)
 
         def run() -> dict[str, Any]:
             with self.engine.connect() as conn:
@@ -241,11 +246,17 @@ class GeoApi:
                 raise MissingOnPrimary(f"{replicator.name} {path} is missing on primary")
             with self.engine.connect() as conn:
                 row = conn.execute(select(CatalogItem.size, CatalogItem.checksum,
-                                          CatalogItem.checksum_at)
+                                          CatalogItem.checksum_at, CatalogItem.record_id)
                                    .where(CatalogItem.id == row_id)).one()
+                changed = None if cursor is None else bool(conn.execute(select(exists().where(
+                    Event.replicable_type == replicator.name,
+                    Event.record_id == row.record_id,
+                    not_(self.feed.delivered(cursor))))).scalar())
             return {"type": replicator.name, "path": path, "size": row.size,
                     "checksum": row.checksum,
-                    "checksum_at": row.checksum_at.isoformat() if row.checksum_at else None}
+                    "checksum_at": row.checksum_at.isoformat() if row.checksum_at else None,
+                    # Whether an event about this item lies beyond the caller's cursor.
+                    "changed_after_cursor": changed}
 
         return JSONResponse(await run_in_threadpool(run))
 

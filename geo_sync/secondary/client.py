@@ -89,10 +89,12 @@ class PrimaryClient:
                                  params={"after": after, "limit": limit})
         return dict(response.json())
 
-    def catalog_item(self, type_name: str, path: str, *, recompute: bool = False
-                     ) -> dict[str, Any]:
-        """An item's size and checksum on the primary (re-taken first if ``recompute``)."""
-        params = {"path": path, **({"recompute": "1"} if recompute else {})}
+    def catalog_item(self, type_name: str, path: str, *, recompute: bool = False,
+                     cursor: str | None = None) -> dict[str, Any]:
+        """An item's size and checksum on the primary (re-taken first if ``recompute``);
+        with ``cursor``, also whether it changed in an event beyond that cursor."""
+        params = {"path": path, **({"recompute": "1"} if recompute else {}),
+                  **({"cursor": cursor} if cursor is not None else {})}
         return dict(self._request("GET", f"/catalog/{type_name}/item", params=params).json())
 
     def status(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import hashlib
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 from sqlalchemy import select, update
 
 from geo_sync.db import utcnow, write_transaction
@@ -76,3 +77,24 @@ def test_an_item_checksum_can_be_retaken_on_request(primary: PrimarySite) -> Non
     assert fresh["checksum"] == hashlib.sha256(b"v2").hexdigest()
     assert gone.status_code == 404 and gone.json()["error"] == "missing_on_primary"
     assert hostile.status_code == 400
+
+
+def test_an_item_says_whether_it_changed_after_a_cursor(primary: PrimarySite) -> None:
+    (primary.storage("artifacts") / "a.bin").write_bytes(b"v1")
+    _publish(primary, Change("artifact", "created", "a.bin"))
+    with primary.client() as client:
+        def item(**params: str) -> httpx.Response:
+            return client.get("/catalog/artifact/item", params={"path": "a.bin", **params},
+                              headers=primary.headers())
+
+        before = client.get("/events/head", headers=primary.headers()).json()["cursor"]
+        _publish(primary, Change("job_log", "created", "other.log"))  # another item
+        (primary.storage("artifacts") / "a.bin").unlink()
+        _publish(primary, Change("artifact", "deleted", "a.bin"))
+        _publish(primary, Change("artifact", "created", "a.bin"))
+        after = client.get("/events/head", headers=primary.headers()).json()["cursor"]
+        assert item().json()["changed_after_cursor"] is None
+        assert item(cursor=before).json()["changed_after_cursor"] is True
+        assert item(cursor=after).json()["changed_after_cursor"] is False
+        bad = item(cursor="not-a-cursor")
+    assert bad.status_code == 400 and "cursor" in bad.text

@@ -12,12 +12,15 @@ from sqlalchemy import func, select, update
 from geo_sync.db import write_transaction
 from geo_sync.primary.models import CatalogItem
 from geo_sync.secondary import registry
-from geo_sync.secondary.models import ArtifactRegistry
+from geo_sync.secondary.cursor import LogCursor
+from geo_sync.secondary.models import ArtifactRegistry, RepositoryRegistry
+from geo_sync.secondary.runtime import open_runtime
 from replicators.registry import REPLICATORS
 from tests.compare import differences
 from tests.deployment import Deployment, deployment_for, wait_for
 from tests.gitutil import git
 from verification import registry as ledger
+from verification.verifier import verify_one
 
 FAST_REVERIFY = {"reverify_after_seconds": 2.0}
 
@@ -123,3 +126,46 @@ def test_a_copy_that_keeps_mismatching_stops_after_the_bounded_rounds(
     assert row.verification_state == "failed"
     assert "needs attention" in row.verification_error
     assert row.state == "synced", "no further resync loop"
+
+
+def test_a_copy_behind_a_push_it_has_not_applied_is_not_blamed(deployment: Deployment,
+                                                               tmp_path: Path) -> None:
+    """A busy repository verified between a push and that push's event reaching the
+    cursor differs from the primary without being wrong; only once the cursor is past
+    the event does the same difference count as a mismatch."""
+    workload = deployment.workload(tmp_path / "scratch")
+    workload.create_repository("g/busy.git", commits=2)
+    deployment.start()
+    wait_for(lambda: _all_verified(deployment), "the repository synced and verified", 150)
+    deployment.stop_all()  # nothing applies events now
+    workload.push("g/busy.git")
+
+    def primary_checksummed() -> bool:
+        with deployment.primary.engine.connect() as conn:
+            return conn.execute(select(CatalogItem.checksum)).scalar_one() is not None
+
+    wait_for(primary_checksummed, "the primary to checksum the pushed repository", 60)
+    runtime = open_runtime(deployment.secondary.settings)
+    model = RepositoryRegistry
+
+    def verify() -> str:
+        with write_transaction(runtime.engine) as conn:
+            conn.execute(update(model).values(verification_state="pending"))
+            claimed = ledger.claim(conn, model, conn.execute(select(model.id)).scalars().all(),
+                                   30)
+        return verify_one(runtime, REPLICATORS["repository"], claimed[0]).verdict
+
+    try:
+        assert verify() == "postponed"
+        with runtime.engine.connect() as conn:
+            row = conn.execute(select(model.state, model.mismatch_count,
+                                      model.verification_error)).one()
+        assert (row.state, row.mismatch_count) == ("synced", 0)
+        assert "changed on the primary" in row.verification_error
+
+        assert LogCursor(runtime).run_once(wait=0) == 1
+        with write_transaction(runtime.engine) as conn:  # pretend the stale copy is current
+            conn.execute(update(model).values(state="synced"))
+        assert verify() == "mismatch", "past the event, a stale copy must be blamed"
+    finally:
+        runtime.close()
