@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from geo_sync.primary.publish import Change, publish
 from replicators.registry import REPLICATORS
 from tests.deployment import flush_queue, unique_queue
 from tests.services import REDIS_URL, temporary_database
-from tests.sites import GEO_SYNC, PrimarySite, primary_site, secondary_site
+from tests.sites import GEO_SYNC, PrimarySite, SecondarySite, primary_site, secondary_site
 
 Writer = Callable[[Path], None]
 
@@ -66,6 +67,45 @@ def same_tree(source: Path, copy: Path, who: str) -> None:
         raise SystemExit(f"{who} did not produce an exact copy of {source} in {copy}")
 
 
+@dataclass
+class RunningSecondary:
+    """A secondary on PostgreSQL + Redis whose `secondary run` process is running."""
+
+    site: SecondarySite
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def spawn(self, *args: str) -> None:
+        self.processes.append(subprocess.Popen(
+            [GEO_SYNC, "--config", str(self.site.config), *args],
+            stderr=subprocess.DEVNULL, start_new_session=True))
+
+    def start_workers(self, processes: int, threads: int) -> None:
+        self.spawn("worker", "--processes", str(processes), "--threads", str(threads))
+
+    def count(self, registry: type[Any], where: object = None) -> int:
+        return _count(self.site.engine, registry, where)
+
+
+@contextmanager
+def running_secondary(primary: PrimarySite, **tuning: object) -> Iterator[RunningSecondary]:
+    """A secondary of ``primary`` with its own tracking database and Redis queue, its
+    `secondary run` started; every process is stopped and the queue flushed after."""
+    queue = unique_queue()
+    with tempfile.TemporaryDirectory() as tmp, temporary_database("geo_tracking") as url:
+        site = secondary_site(Path(tmp) / "s", primary, url, broker_url=REDIS_URL,
+                              queue_name=queue, **tuning)
+        running = RunningSecondary(site)
+        try:
+            running.spawn("secondary", "run")
+            yield running
+        finally:
+            for proc in reversed(running.processes):
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait()
+            site.engine.dispose()
+            flush_queue(queue)
+
+
 def time_worker_sync(primary: PrimarySite, *, batch_size: int = 25, threads: int = 4,
                      processes: int = 1, check: Callable[[Path], None] | None = None,
                      replicable: str = "artifact", **tuning: object) -> float:
@@ -77,34 +117,18 @@ def time_worker_sync(primary: PrimarySite, *, batch_size: int = 25, threads: int
     with primary.engine.connect() as conn:
         items = int(conn.execute(select(func.count()).select_from(CatalogItem).where(
             CatalogItem.replicable_type == replicable)).scalar_one())
-    queue = unique_queue()
-    with tempfile.TemporaryDirectory() as tmp, temporary_database("geo_tracking") as url:
-        secondary = secondary_site(
-            Path(tmp) / "s", primary, url, broker_url=REDIS_URL, queue_name=queue,
-            batch_size=batch_size, scheduler_interval_seconds=0.2,
-            **{"concurrency": {"artifact": 4000, "repository": 8, "job_log": 100},
-               "reverify_after_seconds": 86400.0, **tuning})
-        config = str(secondary.config)
-        run = subprocess.Popen([GEO_SYNC, "--config", config, "secondary", "run"],
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-        worker = None
-        try:
-            while _count(secondary.engine, registry) < items:
-                time.sleep(0.05)
-            started = time.monotonic()
-            worker = subprocess.Popen(
-                [GEO_SYNC, "--config", config, "worker", "--processes", str(processes),
-                 "--threads", str(threads)], stderr=subprocess.DEVNULL, start_new_session=True)
-            while _count(secondary.engine, registry, registry.state == "synced") < items:
-                time.sleep(0.01)
-            elapsed = time.monotonic() - started
-            if check is not None:
-                check(secondary.mirror(replicator.storage_dir))
-            return elapsed
-        finally:
-            for proc in (worker, run):
-                if proc is not None:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait()
-            secondary.engine.dispose()
-            flush_queue(queue)
+    settings: dict[str, object] = {
+        "batch_size": batch_size, "scheduler_interval_seconds": 0.2,
+        "concurrency": {"artifact": 4000, "repository": 8, "job_log": 100},
+        "reverify_after_seconds": 86400.0, **tuning}
+    with running_secondary(primary, **settings) as secondary:
+        while secondary.count(registry) < items:
+            time.sleep(0.05)
+        started = time.monotonic()
+        secondary.start_workers(processes, threads)
+        while secondary.count(registry, registry.state == "synced") < items:
+            time.sleep(0.01)
+        elapsed = time.monotonic() - started
+        if check is not None:
+            check(secondary.site.mirror(replicator.storage_dir))
+        return elapsed
