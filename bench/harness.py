@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import func, select
 
@@ -75,9 +75,18 @@ class RunningSecondary:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def spawn(self, *args: str) -> None:
+        """Start a geo-sync process; its log goes to $GEO_SYNC_BENCH_LOGS/<command>.log if
+        that is set (for finding out why a number is what it is), else nowhere."""
+        logs = os.environ.get("GEO_SYNC_BENCH_LOGS")
+        log: int | IO[bytes] = subprocess.DEVNULL
+        if logs:
+            Path(logs).mkdir(parents=True, exist_ok=True)
+            log = (Path(logs) / f"{args[0]}-{len(self.processes)}.log").open("ab")
         self.processes.append(subprocess.Popen(
             [GEO_SYNC, "--config", str(self.site.config), *args],
-            stderr=subprocess.DEVNULL, start_new_session=True))
+            stderr=log, start_new_session=True))
+        if not isinstance(log, int):
+            log.close()  # the child has its own copy
 
     def start_workers(self, processes: int, threads: int) -> None:
         self.spawn("worker", "--processes", str(processes), "--threads", str(threads))

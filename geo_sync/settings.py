@@ -65,6 +65,16 @@ class ConcurrencySettings(_Section):
     job_log: int = Field(default=100, gt=0)
 
 
+class BatchSettings(_Section):
+    """Registry rows per dramatiq message, per data type. A message is worked through by
+    one worker thread, so heavy items (repositories) go one per message to spread over
+    every thread; small blobs go many per message to save round trips."""
+
+    repository: int = Field(default=1, gt=0, le=1000)
+    artifact: int = Field(default=25, gt=0, le=1000)
+    job_log: int = Field(default=25, gt=0, le=1000)
+
+
 class SecondarySettings(_Section):
     """A secondary site: who it is, where its primary is, where it keeps its copies."""
 
@@ -77,7 +87,8 @@ class SecondarySettings(_Section):
     # Queue and Redis key namespace: lets several secondaries share one Redis.
     queue_name: str = Field(default="geo_sync", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     worker_threads: int = Field(default=4, gt=0, le=256)
-    batch_size: int = Field(default=25, gt=0, le=1000)
+    # A table per type, or one number for every type.
+    batch_size: BatchSettings = BatchSettings()
     lease_seconds: float = Field(default=30.0, ge=1)
     cursor_lease_seconds: float = Field(default=10.0, ge=1)
     poll_wait_seconds: int = Field(default=30, ge=0, le=60)
@@ -98,6 +109,13 @@ class SecondarySettings(_Section):
     @classmethod
     def _known_driver(cls, value: str) -> str:
         return PrimarySettings._known_driver(value)
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _one_batch_size_for_all(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return {name: value for name in BatchSettings.model_fields}
+        return value
 
     @field_validator("broker_url")
     @classmethod

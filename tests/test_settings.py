@@ -53,3 +53,25 @@ def test_a_missing_file_and_broken_toml_are_explained(tmp_path: Path) -> None:
         load_settings(tmp_path / "absent.toml")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(_write(tmp_path, "role = \n"))
+
+
+SECONDARY = """
+role = "secondary"
+[secondary]
+name = "s1"
+secret = "0123456789abcdef0123"
+primary_url = "http://primary:8650"
+database_url = "sqlite:///t.db"
+mirror_root = "mirror"
+"""
+
+
+def test_batch_sizes_default_per_type_and_one_number_sets_all(tmp_path: Path) -> None:
+    defaults = load_settings(_write(tmp_path, SECONDARY)).require_secondary().batch_size
+    assert (defaults.repository, defaults.artifact, defaults.job_log) == (1, 25, 25)
+    one = load_settings(_write(tmp_path, SECONDARY + "batch_size = 7\n")).require_secondary()
+    assert (one.batch_size.repository, one.batch_size.artifact) == (7, 7)
+    table = SECONDARY + "[secondary.batch_size]\nartifact = 100\n"
+    assert load_settings(_write(tmp_path, table)).require_secondary().batch_size.artifact == 100
+    with pytest.raises(ConfigError, match="batch_size"):
+        load_settings(_write(tmp_path, SECONDARY + "batch_size = 0\n"))

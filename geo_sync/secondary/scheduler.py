@@ -52,15 +52,16 @@ class Scheduler:
             with write_transaction(self.runtime.engine) as conn:
                 expired = registry.release_expired(conn, model)
                 retried = registry.retry_due(conn, model)
-                limit = getattr(settings.concurrency, replicator.name, settings.batch_size)
+                limit = getattr(settings.concurrency, replicator.name)
                 ids = registry.take_for_enqueue(conn, model, limit,
                                                 settings.requeue_after_seconds)
             if expired:
                 log.warning("leases_expired", replicable=replicator.name, count=len(expired))
             result.expired += len(expired)
             result.retried += len(retried)
-            for start in range(0, len(ids), settings.batch_size):
-                self.messaging.send(replicator.name, ids[start:start + settings.batch_size])
+            batch = getattr(settings.batch_size, replicator.name)
+            for start in range(0, len(ids), batch):
+                self.messaging.send(replicator.name, ids[start:start + batch])
             result.enqueued[replicator.name] = len(ids)
             with write_transaction(self.runtime.engine) as conn:
                 ledger.release_expired(conn, model)
@@ -69,9 +70,8 @@ class Scheduler:
                     conn, model,
                     getattr(settings.verification_concurrency, replicator.name, 1),
                     settings.requeue_after_seconds)
-            for start in range(0, len(to_verify), settings.batch_size):
-                self.messaging.send_verify(replicator.name,
-                                           to_verify[start:start + settings.batch_size])
+            for start in range(0, len(to_verify), batch):
+                self.messaging.send_verify(replicator.name, to_verify[start:start + batch])
             result.verifying[replicator.name] = len(to_verify)
         # A temp file older than two leases belongs to a worker that is gone.
         if time.monotonic() - self._last_janitor > max(10.0, settings.lease_seconds * 4):
