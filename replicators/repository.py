@@ -134,11 +134,12 @@ class RepositoryReplicator(Replicator):
             repo.remotes.create(REMOTE, url, REFSPEC)
             repo.config[f"remote.{REMOTE}.mirror"] = True
         remote = repo.remotes[REMOTE]
-        callbacks = _BearerAuth(ctx.client.auth_header())
         try:
-            heads = remote.list_heads(callbacks=callbacks)
             remote.fetch([REFSPEC], callbacks=_BearerAuth(ctx.client.auth_header()),
                          prune=FetchPrune.PRUNE)
+            # The fetch's own ref advertisement (kept after it disconnects): no second
+            # connection, and HEAD as of the refs just fetched.
+            heads = remote.list_heads(connect=False)
         except pygit2.GitError as exc:
             raise _classify(exc, item.path) from None
         for head in heads:
