@@ -18,7 +18,7 @@ from geo_sync.errors import InvalidInput, NotFound
 from geo_sync.migrate import PRIMARY
 from geo_sync.paths import resolve_inside
 from geo_sync.primary import hooks, secondaries
-from geo_sync.primary.api import GeoApi, create_app
+from geo_sync.primary.api import CREDENTIAL_CACHE_SECONDS, GeoApi, create_app
 from geo_sync.primary.publish import Change, publish
 from geo_sync.primary.retention import prune
 from geo_sync.primary.scan import apply_plan, plan_scan
@@ -182,7 +182,9 @@ def _set_enabled(cli_ctx: CliContext, name: str, enabled: bool) -> None:
     _, engine = open_primary(cli_ctx.settings)
     with write_transaction(engine) as conn:
         secondaries.set_enabled(conn, name, enabled)
-    click.echo(f"{name} {'enabled' if enabled else 'disabled'}")
+    click.echo(f"{name} {'enabled' if enabled else 'disabled'}"
+               + ("" if enabled else f" (a running `primary serve` refuses it within "
+                  f"{CREDENTIAL_CACHE_SECONDS:g} s)"))
 
 
 @primary.command("enable-secondary")
@@ -197,7 +199,7 @@ def enable_secondary(cli_ctx: CliContext, name: str) -> None:
 @click.argument("name")
 @pass_cli
 def disable_secondary(cli_ctx: CliContext, name: str) -> None:
-    """Refuse every request from a secondary from now on."""
+    """Refuse every request from a secondary (within a couple of seconds)."""
     _set_enabled(cli_ctx, name, False)
 
 

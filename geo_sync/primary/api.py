@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from geo_sync.auth import verify_token
+from geo_sync.auth import Credential, verify_token
 from geo_sync.db import write_transaction
 from geo_sync.errors import (
     AuthError,
@@ -46,6 +46,8 @@ MAX_LIMIT = 1000
 MAX_WAIT = 60.0
 SAFETY_REREAD = 1.0
 TOUCH_INTERVAL = 5.0
+# Disabling a secondary or rotating its secret takes effect within this.
+CREDENTIAL_CACHE_SECONDS = 2.0
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -91,17 +93,30 @@ class GeoApi:
         self.feed = feed_for(engine.dialect)
         self.signal: ChangeSignal | None = None
         self._last_touch: dict[str, float] = {}
+        self._credentials: dict[str, tuple[float, Credential]] = {}
 
     # -- plumbing -------------------------------------------------------------
 
-    def _authenticate_sync(self, token: str) -> str:
+    def _credential(self, name: str) -> Credential | None:
+        """An enabled secondary's credential is remembered for CREDENTIAL_CACHE_SECONDS,
+        sparing the database a query on every request; unknown and disabled ones are
+        always looked up, so a newly added or re-enabled secondary is admitted at once."""
+        now = time.monotonic()
+        cached = self._credentials.get(name)
+        if cached is not None and now - cached[0] < CREDENTIAL_CACHE_SECONDS:
+            return cached[1]
         with self.engine.connect() as conn:
-            name = verify_token(
-                token,
-                lambda n: secondaries.credential(conn, n),
-                leeway=self.settings.token_leeway_seconds,
-                max_ttl=self.settings.max_token_ttl_seconds,
-            )
+            found = secondaries.credential(conn, name)
+        if found is not None and found.enabled:
+            self._credentials[name] = (now, found)
+        else:
+            self._credentials.pop(name, None)
+        return found
+
+    def _authenticate_sync(self, token: str) -> str:
+        name = verify_token(token, self._credential,
+                            leeway=self.settings.token_leeway_seconds,
+                            max_ttl=self.settings.max_token_ttl_seconds)
         # Record "last seen" at most every few seconds per secondary, in a write
         # transaction of its own (a read transaction upgraded to a write can fail on SQLite).
         now = time.monotonic()

@@ -11,8 +11,10 @@ import pytest
 
 from geo_sync.auth import issue_token, new_secret
 from geo_sync.db import write_transaction
+from geo_sync.primary.api import CREDENTIAL_CACHE_SECONDS
 from geo_sync.primary.publish import Change, publish
 from geo_sync.primary.secondaries import add_secondary, set_enabled
+from tests.deployment import wait_for
 from tests.sites import PrimarySite
 
 
@@ -76,6 +78,23 @@ def test_a_disabled_secondary_is_refused_and_readmitted_when_enabled(
     assert refused.status_code == 401
     assert "disabled" in refused.json()["message"]
     assert admitted.status_code == 200
+
+
+def test_disabling_a_secondary_that_is_in_use_takes_effect_within_seconds(
+    primary: PrimarySite,
+) -> None:
+    with primary.client() as client:
+        def status() -> int:
+            return client.get("/status", headers=primary.headers()).status_code
+
+        assert status() == 200  # its credential is now remembered for a moment
+        with write_transaction(primary.engine) as conn:
+            set_enabled(conn, "s1", False)
+        wait_for(lambda: status() == 401, "the disabled secondary to be refused",
+                 timeout=CREDENTIAL_CACHE_SECONDS + 10)
+        with write_transaction(primary.engine) as conn:
+            set_enabled(conn, "s1", True)
+        assert status() == 200, "re-enabling must not wait for a cache"
 
 
 def test_unknown_secondaries_garbage_and_long_lived_tokens_are_refused(
