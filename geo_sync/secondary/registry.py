@@ -12,7 +12,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from geo_sync.db import is_postgres, utcnow
@@ -193,19 +204,32 @@ def _held(model: Registry, item: Claimed, worker: str) -> Any:
 
 def finish_synced(conn: Connection, model: Registry, item: Claimed, worker: str) -> bool:
     """Mark synced if no event arrived since the claim; else back to pending. True if synced."""
+    return not finish_synced_many(conn, model, [item], worker)
+
+
+def finish_synced_many(conn: Connection, model: Registry, items: Sequence[Claimed],
+                       worker: str) -> list[Claimed]:
+    """``finish_synced`` for a group of rows in two statements; returns the outdated ones
+    (an event arrived since their claim: they go back to pending)."""
+    if not items:
+        return []
     now = utcnow()
-    done = _transition(
+    paths = case({item.id: item.path for item in items}, value=model.id)
+    held = and_(model.id.in_([item.id for item in items]), model.claimed_by == worker)
+    done = set(_transition(
         conn, model, "succeed",
-        and_(_held(model, item, worker), model.generation == item.generation),
+        and_(held, tuple_(model.id, model.generation).in_(
+            [(item.id, item.generation) for item in items])),
         claimed_by=None, lease_until=None, enqueued_at=None, retry_count=0, retry_at=None,
-        last_error=None, last_synced_at=now, missing_on_primary=False, mirror_path=item.path,
+        last_error=None, last_synced_at=now, missing_on_primary=False, mirror_path=paths,
         verification_state=VerificationState.PENDING.value,
-    )
-    if done:
-        return True
-    _transition(conn, model, "outdated", _held(model, item, worker),
-                claimed_by=None, lease_until=None, enqueued_at=None, mirror_path=item.path)
-    return False
+    ))
+    outdated = [item for item in items if item.id not in done]
+    if outdated:
+        _transition(conn, model, "outdated",
+                    and_(held, model.id.in_([item.id for item in outdated])),
+                    claimed_by=None, lease_until=None, enqueued_at=None, mirror_path=paths)
+    return outdated
 
 
 def finish_deleted(conn: Connection, model: Registry, item: Claimed, worker: str) -> bool:

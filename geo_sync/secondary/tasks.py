@@ -111,10 +111,11 @@ class _Batch:
     def _flush(self) -> None:
         if self.done:
             with write_transaction(self.runtime.engine) as conn:
-                outdated = [item.path for item in self.done
-                            if not registry.finish_synced(conn, self.model, item, self.token)]
+                outdated = registry.finish_synced_many(conn, self.model, self.done,
+                                                       self.token)
             if outdated:
-                log.info("synced_but_outdated", replicable=self.type_name, paths=outdated)
+                log.info("synced_but_outdated", replicable=self.type_name,
+                         paths=[item.path for item in outdated])
             self.held.difference_update(item.id for item in self.done)
             self.done.clear()
         self.last_flush = time.monotonic()

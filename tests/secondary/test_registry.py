@@ -55,6 +55,26 @@ def test_an_event_during_sync_sends_the_row_back_to_pending(tracking_engine: Eng
     assert row["generation"] == item.generation + 1
 
 
+def test_a_group_finishes_in_one_go_each_row_by_its_own_generation(
+    tracking_engine: Engine,
+) -> None:
+    for n in range(4):
+        _event(tracking_engine, f"r{n}")
+    items = sorted(_claim(tracking_engine), key=lambda item: item.record_id)
+    _event(tracking_engine, "r1")  # pushed while being fetched
+    with write_transaction(tracking_engine) as conn:  # r3's lease went to another worker
+        conn.execute(update(Reg).where(Reg.record_id == "r3").values(claimed_by="other"))
+        outdated = registry.finish_synced_many(conn, Reg, items, "w1")
+    assert [item.record_id for item in outdated] == ["r1", "r3"]
+    with tracking_engine.connect() as conn:
+        rows = {r.record_id: r for r in conn.execute(select(Reg.record_id, Reg.state,
+                                                            Reg.mirror_path, Reg.claimed_by))}
+    assert {k: r.state for k, r in rows.items()} == {
+        "r0": SyncState.SYNCED, "r1": SyncState.PENDING, "r2": SyncState.SYNCED,
+        "r3": SyncState.STARTED}
+    assert rows["r2"].mirror_path == items[2].path and rows["r3"].claimed_by == "other"
+
+
 def test_two_workers_racing_for_a_row_cannot_both_claim_it(tracking_engine: Engine) -> None:
     for n in range(50):
         _event(tracking_engine, f"r{n}")
