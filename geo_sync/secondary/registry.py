@@ -72,11 +72,14 @@ def insert_ignore(conn: Connection, model: Registry, rows: Sequence[dict[str, An
     if not rows:
         return 0
     dialect = postgresql if is_postgres(conn.dialect) else sqlite
-    stmt = dialect.insert(model).values(list(rows)).on_conflict_do_nothing(
+    stmt = dialect.insert(model).on_conflict_do_nothing(
         index_elements=["record_id"]
     ).returning(model.id)
-    # rowcount is -1 for batched multi-row inserts on psycopg; count what came back.
-    return len(conn.execute(stmt).all())
+    # Executemany form: SQLAlchemy's "insertmanyvalues" sends batched multi-row INSERTs
+    # from one cached compilation (a .values(rows) statement is compiled anew each
+    # time, which dominated the cursor's CPU). rowcount is -1 for batched inserts on
+    # psycopg; count what came back.
+    return len(conn.execute(stmt, list(rows)).all())
 
 
 def new_row(record_id: str, path: str, *, size: int | None = None,
@@ -117,8 +120,9 @@ def note_changes(conn: Connection, model: Registry, changes: Sequence[NetChange]
     rows = [new_row(c.record_id, c.path, size=c.size, checksum=c.checksum,
                     tombstone=c.tombstone) for c in changes]
     inserted = set(conn.execute(
-        dialect.insert(model).values(rows)
-        .on_conflict_do_nothing(index_elements=["record_id"]).returning(model.record_id)
+        dialect.insert(model)
+        .on_conflict_do_nothing(index_elements=["record_id"]).returning(model.record_id),
+        rows,  # executemany: see insert_ignore
     ).scalars().all())
     # A row created by this run counts as one event; the rest of the run bumps it.
     params = [{"b_record_id": c.record_id, "b_path": c.path, "b_tombstone": c.tombstone,
