@@ -40,3 +40,34 @@ def test_the_status_scale_benchmark_runs() -> None:
 
 def test_the_blob_transfer_benchmark_runs() -> None:
     assert "| curl -o file, then sha256sum |" in _run("bench.blob_transfer", "--size-mib", "8")
+
+
+def _rows(output: str) -> dict[str, list[str]]:
+    """The printed markdown table: first cell -> the other cells."""
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in output.splitlines() if line.startswith("| ")]
+    return {row[0]: row[1:] for row in rows[1:]}
+
+
+def test_the_small_blobs_benchmark_runs_against_rsync_and_rclone() -> None:
+    rows = _rows(_run("bench.small_blobs", "--items", "40"))
+    assert any(name.startswith("rsync -a from") for name in rows)
+    assert any(name.startswith("rclone copy") for name in rows)
+    assert any(name.startswith("geo-sync, 2 worker") for name in rows)
+
+
+def test_the_initial_sync_benchmark_runs_against_grok_pull_and_git_clone() -> None:
+    rows = _rows(_run("bench.initial_sync", "--repos", "3", "--concurrency", "2"))
+    assert set(rows) == {"geo-sync, 1 worker process x 2 threads", "grok-pull, pull_threads=2",
+                         "git clone --mirror, 2 at a time"}
+
+
+def test_the_push_lag_benchmark_sees_every_push_on_the_mirror() -> None:
+    rows = _rows(_run("bench.push_lag", "--rate", "4", "--seconds", "3", "--repos", "2"))
+    [ours] = [cells for name, cells in rows.items() if name.startswith("geo-sync")]
+    assert ours[3] == "0", f"pushes never seen on the geo-sync mirror: {ours}"
+    assert any(name.startswith("grokmirror") for name in rows)
+
+
+def test_the_cursor_memory_benchmark_runs() -> None:
+    assert "| 2,000 |" in _run("bench.cursor_memory", "--events", "2000")
