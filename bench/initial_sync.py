@@ -30,8 +30,8 @@ from pathlib import Path
 
 from bench.gitdata import make_history_repository
 from bench.harness import time_worker_sync
-from bench.peers import grokmirror_bin
-from bench.report import append_section
+from bench.peers import grok_pull_setup, grokmirror_bin
+from bench.report import append_section, peer_table
 from tests.services import temporary_database
 from tests.sites import PrimarySite, primary_site
 
@@ -87,25 +87,11 @@ def time_clone_loop(primary: PrimarySite, names: list[str], dest: Path,
 
 def time_grok_pull(primary: PrimarySite, dest: Path, scratch: Path, concurrency: int
                    ) -> float:
-    bin_dir = grokmirror_bin()
-    manifest = scratch / "origin-manifest.js.gz"
-    subprocess.run([str(bin_dir / "grok-manifest"), "-m", str(manifest), "-t",
-                    str(primary.storage("repositories"))], check=True)
-    dest.mkdir(parents=True)
-    config = scratch / "grok-pull.conf"
-    config.write_text(f"""[core]
-toplevel = {dest}
-manifest = {dest}/manifest.js.gz
-log = {scratch}/grok-pull.log
-objstore = {dest}/objstore
-[remote]
-site = {primary.api}/git
-manifest = file://{manifest}
-[pull]
-pull_threads = {concurrency}
-""")
+    config = grok_pull_setup(primary.storage("repositories"), f"{primary.api}/git", dest,
+                             scratch, concurrency)
     started = time.monotonic()
-    subprocess.run([str(bin_dir / "grok-pull"), "-c", str(config)], env=git_auth_env(primary),
+    subprocess.run([str(grokmirror_bin() / "grok-pull"), "-c", str(config)],
+                   env=git_auth_env(primary),
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.monotonic() - started
 
@@ -137,16 +123,13 @@ def main() -> None:
         rows.append((f"git clone --mirror, {n} at a time",
                      time_clone_loop(primary, names, scratch / "clone", n)))
         check_mirrors(source, scratch / "clone", names, "git clone --mirror")
-    fastest_peer = min(seconds for name, seconds in rows if "geo-sync" not in name)
-    table = ["| tool | seconds | repositories/s | vs fastest peer |", "|---|---|---|---|"]
-    table += [f"| {name} | {seconds:.2f} | {args.repos / seconds:.1f} | "
-              f"{fastest_peer / seconds:.2f}x |" for name, seconds in rows]
-    print("\n".join(table))
+    table = peer_table(rows, args.repos, "repositories")
+    print(table)
     append_section(args.output, f"Initial sync of {args.repos} repositories",
                    "bench.initial_sync",
                    f"{size / 1e6:.0f} MB of bare repositories, loopback smart HTTP, "
                    "PostgreSQL + Redis, every mirror's refs compared with the primary's",
-                   "\n".join(table))
+                   table)
 
 
 if __name__ == "__main__":

@@ -66,3 +66,29 @@ def debian_tool(command: str, package: str | None = None) -> str:
     if found is None:
         raise PeerUnavailable(f"installed {package or command} but {command} is not on PATH")
     return found
+
+
+def grok_pull_setup(repositories: Path, site: str, mirror: Path, scratch: Path,
+                    threads: int, **pull: object) -> Path:
+    """Make the origin's manifest of ``repositories`` with grok-manifest and write a
+    grok-pull config mirroring ``site`` into ``mirror`` (created); return the config.
+    ``pull`` adds settings to its [pull] section (refresh, socket, ...)."""
+    bin_dir = grokmirror_bin()
+    manifest = scratch / "origin-manifest.js.gz"
+    subprocess.run([str(bin_dir / "grok-manifest"), "-m", str(manifest), "-t",
+                    str(repositories)], check=True)
+    mirror.mkdir(parents=True)
+    config = scratch / "grok-pull.conf"
+    extra = "".join(f"{key} = {value}\n" for key, value in pull.items())
+    config.write_text(f"""[core]
+toplevel = {mirror}
+manifest = {mirror}/manifest.js.gz
+log = {scratch}/grok-pull.log
+objstore = {mirror}/objstore
+[remote]
+site = {site}
+manifest = file://{manifest}
+[pull]
+pull_threads = {threads}
+{extra}""")
+    return config

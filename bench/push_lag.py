@@ -38,7 +38,7 @@ from pathlib import Path
 from bench.gitdata import make_history_repository
 from bench.harness import running_secondary
 from bench.initial_sync import TOKEN_TTL, git_auth_env
-from bench.peers import grokmirror_bin
+from bench.peers import grok_pull_setup, grokmirror_bin
 from bench.report import append_section
 from geo_sync.secondary.models import RepositoryRegistry
 from tests.gitutil import git
@@ -167,28 +167,11 @@ def geo_sync_lags(primary: PrimarySite, driver: PushDriver, rate: float, seconds
 
 def grokmirror_lags(primary: PrimarySite, driver: PushDriver, rate: float, seconds: float,
                     scratch: Path) -> list[float]:
-    bin_dir = grokmirror_bin()
-    manifest = scratch / "origin-manifest.js.gz"
-    subprocess.run([str(bin_dir / "grok-manifest"), "-m", str(manifest), "-t",
-                    str(primary.storage("repositories"))], check=True)
     mirror = scratch / "grok"
-    mirror.mkdir()
     sock = scratch / "grok.sock"
-    config = scratch / "grok-pull.conf"
-    config.write_text(f"""[core]
-toplevel = {mirror}
-manifest = {mirror}/manifest.js.gz
-log = {scratch}/grok-pull.log
-objstore = {mirror}/objstore
-[remote]
-site = {primary.api}/git
-manifest = file://{manifest}
-[pull]
-pull_threads = {THREADS}
-refresh = 1
-socket = {sock}
-""")
-    pull = [str(bin_dir / "grok-pull"), "-c", str(config)]
+    config = grok_pull_setup(primary.storage("repositories"), f"{primary.api}/git", mirror,
+                             scratch, THREADS, refresh=1, socket=sock)
+    pull = [str(grokmirror_bin() / "grok-pull"), "-c", str(config)]
     subprocess.run(pull, env=git_auth_env(primary), check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # first clone
     proc = subprocess.Popen([*pull, "-o"], env=git_auth_env(primary),

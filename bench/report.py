@@ -21,3 +21,13 @@ def append_section(output: Path | None, title: str, module: str, details: str,
     command = " ".join(["python", "-m", module, *sys.argv[1:]])
     with output.open("a") as handle:
         handle.write(f"\n## {title}\n\n`{command}` — {details}, {machine()}.\n\n{table}\n")
+
+
+def peer_table(rows: list[tuple[str, float]], count: int, unit: str, digits: int = 2) -> str:
+    """A markdown table of (tool, seconds) rows with ``count``/s and the ratio to the
+    fastest peer (every row not named geo-sync): above 1 is faster than that peer."""
+    fastest_peer = min(seconds for name, seconds in rows if "geo-sync" not in name)
+    table = [f"| tool | seconds | {unit}/s | vs fastest peer |", "|---|---|---|---|"]
+    table += [f"| {name} | {seconds:.2f} | {count / seconds:.1f} | "
+              f"{fastest_peer / seconds:.{digits}f}x |" for name, seconds in rows]
+    return "\n".join(table)

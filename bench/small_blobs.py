@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bench.harness import same_tree, served_primary_with_artifacts, time_worker_sync
 from bench.peers import debian_tool
-from bench.report import append_section
+from bench.report import append_section, peer_table
 from tests.sites import free_port, wait_for_port
 
 THREADS = 4  # rclone's default --transfers is 4: the same concurrency
@@ -110,15 +110,12 @@ def main() -> None:
                      time_rsync(source, scratch, ["--fsync"])))
         rows.append((f"rclone copy over HTTP (rclone serve http), --transfers {THREADS}",
                      time_rclone(source, scratch)))
-    fastest_peer = min(seconds for name, seconds in rows if "geo-sync" not in name)
-    table = ["| tool | seconds | items/s | vs fastest peer |", "|---|---|---|---|"]
-    table += [f"| {name} | {seconds:.2f} | {args.items / seconds:.0f} | "
-              f"{fastest_peer / seconds:.3f}x |" for name, seconds in rows]
-    print("\n".join(table))
+    table = peer_table(rows, args.items, "items", digits=3)
+    print(table)
     append_section(args.output, f"{args.items} artifacts of {args.size} bytes",
                    "bench.small_blobs",
                    "loopback, PostgreSQL + Redis, every copy compared with the source",
-                   "\n".join(table))
+                   table)
 
 
 if __name__ == "__main__":
