@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 import sqlalchemy.exc
+from rich.console import Console
 
 from geo_sync.errors import GeoSyncError
 from geo_sync.logging import configure_logging
 from geo_sync.settings import Settings, config_path_from, load_settings
+
+PIPE_WIDTH = 200
+
+
+def make_console() -> Console:
+    """Rich output for the CLI. Into a pipe or a file (the demo's log, `| less`) rich
+    would assume 80 columns and squeeze every table; there, use a wide line instead
+    (COLUMNS still wins)."""
+    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+        return Console()
+    return Console(width=PIPE_WIDTH)
 
 
 @dataclass

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
+from geo_sync.cli.context import make_console
 from geo_sync.cli.secondary import render_secondary_status
 from geo_sync.demo import run_demo
 from geo_sync.logging import configure_logging
 
-console = Console()
+console = make_console()
 
 
 @click.command()

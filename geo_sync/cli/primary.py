@@ -8,11 +8,10 @@ from typing import Any
 
 import click
 import uvicorn
-from rich.console import Console
 from rich.table import Table
 
 from geo_sync.auth import issue_token
-from geo_sync.cli.context import CliContext, GeoGroup, pass_cli
+from geo_sync.cli.context import CliContext, GeoGroup, make_console, pass_cli
 from geo_sync.db import write_transaction
 from geo_sync.errors import InvalidInput, NotFound
 from geo_sync.migrate import PRIMARY
@@ -26,7 +25,7 @@ from geo_sync.primary.site import init_primary, open_primary
 from replicators.registry import REPLICATORS, replicator_for
 from replicators.repository import RepositoryReplicator
 
-console = Console()
+console = make_console()
 
 
 @click.group(cls=GeoGroup)

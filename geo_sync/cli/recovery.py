@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from geo_sync.cli.context import CliContext, pass_cli
+from geo_sync.cli.context import CliContext, make_console, pass_cli
 from geo_sync.db import make_engine, write_transaction
 from geo_sync.errors import InvalidInput
 from geo_sync.migrate import TRACKING
@@ -26,7 +25,7 @@ from verification.recovery import (
 )
 from verification.verifier import verify_one
 
-console = Console()
+console = make_console()
 TYPE = click.argument("type_name", metavar="[TYPE]", required=False,
                       type=click.Choice(sorted(REPLICATORS)))
 

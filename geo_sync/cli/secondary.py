@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from geo_sync.cli.context import CliContext, GeoGroup, pass_cli
+from geo_sync.cli.context import CliContext, GeoGroup, make_console, pass_cli
 from geo_sync.db import make_engine
 from geo_sync.migrate import TRACKING
 from geo_sync.secondary.client import PrimaryClient
@@ -18,7 +17,7 @@ from geo_sync.secondary.site import init_secondary
 from geo_sync.secondary.status import secondary_status
 from geo_sync.secondary.worker import run_workers
 
-console = Console()
+console = make_console()
 
 
 @click.group(cls=GeoGroup)
