@@ -117,13 +117,18 @@ def note_changes(conn: Connection, model: Registry, changes: Sequence[NetChange]
     if not changes:
         return
     dialect = postgresql if is_postgres(conn.dialect) else sqlite
+    # Most events on a busy site touch items already known: look them up first and
+    # INSERT only the rest (an INSERT of rows that all conflict still costs the client
+    # its parameter conversion and the server its conflict checks).
+    known = set(conn.execute(select(model.record_id).where(
+        model.record_id.in_([c.record_id for c in changes]))).scalars().all())
     rows = [new_row(c.record_id, c.path, size=c.size, checksum=c.checksum,
-                    tombstone=c.tombstone) for c in changes]
+                    tombstone=c.tombstone) for c in changes if c.record_id not in known]
     inserted = set(conn.execute(
         dialect.insert(model)
         .on_conflict_do_nothing(index_elements=["record_id"]).returning(model.record_id),
         rows,  # executemany: see insert_ignore
-    ).scalars().all())
+    ).scalars().all()) if rows else set()
     # A row created by this run counts as one event; the rest of the run bumps it.
     params = [{"b_record_id": c.record_id, "b_path": c.path, "b_tombstone": c.tombstone,
                "b_size": c.size, "b_checksum": c.checksum,
