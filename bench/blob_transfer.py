@@ -8,12 +8,12 @@ both reading the same Geo API endpoint in the same run.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from bench.data import write_seeded_file
 from bench.harness import served_primary_with_artifacts, time_worker_sync
 from bench.report import append_section
 from geo_sync.secondary.client import PrimaryClient
@@ -47,9 +47,7 @@ def main() -> None:
     args = parser.parse_args()
 
     def write(path: Path) -> None:
-        with path.open("wb") as handle:
-            for _ in range(args.size_mib):
-                handle.write(os.urandom(CHUNK))
+        write_seeded_file(path, 1, args.size_mib)
 
     with served_primary_with_artifacts({"big/artifact.bin": write}) as primary, \
             tempfile.TemporaryDirectory() as tmp:

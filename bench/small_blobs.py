@@ -16,27 +16,20 @@ is compared byte for byte with the source afterwards.
 from __future__ import annotations
 
 import argparse
-import random
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.data import artifact_set
 from bench.harness import same_tree, served_primary_with_artifacts, time_worker_sync
 from bench.peers import debian_tool
 from bench.report import append_section, peer_table
 from tests.sites import free_port, wait_for_port
 
 THREADS = 4  # rclone's default --transfers is 4: the same concurrency
-
-
-def dataset(items: int, size: int) -> dict[str, Callable[[Path], None]]:
-    """``items`` files of ``size`` seeded bytes, 100 to a directory like job artifacts."""
-    def writer(n: int) -> Callable[[Path], None]:
-        return lambda path: path.write_bytes(random.Random(n).randbytes(size))  # noqa: S311
-    return {f"job-{n // 100:04d}/artifact-{n:06d}.bin": writer(n) for n in range(items)}
 
 
 @contextmanager
@@ -93,7 +86,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
     rows: list[tuple[str, float]] = []
-    with served_primary_with_artifacts(dataset(args.items, args.size)) as primary, \
+    with served_primary_with_artifacts(artifact_set(args.items, args.size)) as primary, \
             tempfile.TemporaryDirectory() as tmp:
         source = primary.storage("artifacts")
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.data import write_seeded_file
 from bench.report import append_section
 from verification.checksums import sha256_file
 
@@ -50,9 +50,7 @@ def main() -> None:
     best = dict.fromkeys(tools, float("inf"))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "blob"
-        with path.open("wb") as handle:
-            for _ in range(args.size_mib):
-                handle.write(os.urandom(1024 * 1024))
+        write_seeded_file(path, 1, args.size_mib)
         digests = set()
         for _ in range(ROUNDS):
             for name, tool in tools.items():

@@ -12,9 +12,9 @@ from starting the worker to the last item synced.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
+from bench.data import artifact_set
 from bench.harness import served_primary_with_artifacts, time_worker_sync
 from bench.report import append_section
 
@@ -23,9 +23,7 @@ THREADS = 4
 
 def run_once(items: int, size: int, batch_size: int) -> float:
     """Seconds for one worker process to sync ``items`` artifacts of ``size`` bytes."""
-    files = {f"{n:06d}.bin": (lambda p: p.write_bytes(os.urandom(size)))
-             for n in range(items)}
-    with served_primary_with_artifacts(files) as primary:
+    with served_primary_with_artifacts(artifact_set(items, size)) as primary:
         return time_worker_sync(primary, batch_size=batch_size, threads=THREADS)
 
 
