@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.data import write_seeded_file
 from bench.harness import served_primary_with_artifacts, time_worker_sync
-from bench.report import append_section
+from bench.report import add_output_argument, append_section
 from geo_sync.secondary.client import PrimaryClient
 from geo_sync.secondary.registry import Claimed
 from geo_sync.settings import SecondarySettings
@@ -43,7 +43,7 @@ def _replicator_sync(primary: PrimarySite, mirror: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--output", type=Path)
+    add_output_argument(parser)
     args = parser.parse_args()
 
     def write(path: Path) -> None:

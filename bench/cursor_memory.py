@@ -23,7 +23,7 @@ from pathlib import Path
 from sqlalchemy import select, text
 
 from bench.harness import running_secondary
-from bench.report import append_section
+from bench.report import add_output_argument, append_section
 from geo_sync.db import write_transaction
 from geo_sync.secondary.models import CursorRow
 from tests.services import temporary_database
@@ -53,7 +53,7 @@ def rss_kib(pid: int) -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--output", type=Path)
+    add_output_argument(parser)
     args = parser.parse_args()
     checkpoints = sorted({0, args.events // 10, args.events // 2, args.events})
     samples: list[tuple[int, int, int, float]] = []

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
-from bench.report import append_section
+from bench.report import add_output_argument, append_section
 from geo_sync.db import utcnow, write_transaction
 from geo_sync.primary.models import Event
 from geo_sync.secondary.cursor import LogCursor
@@ -62,7 +62,7 @@ def run(events: int) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--output", type=Path)
+    add_output_argument(parser)
     args = parser.parse_args()
     elapsed, applied = run(args.events)
     line = (f"| {applied} | {elapsed:.2f} | {applied / elapsed:.0f} |")

@@ -34,7 +34,7 @@ from pathlib import Path
 from bench.gitdata import make_history_repository
 from bench.harness import time_worker_sync
 from bench.peers import grok_pull_setup, grokmirror_bin
-from bench.report import append_section, peer_table
+from bench.report import add_output_argument, append_section, peer_table
 from tests.services import temporary_database
 from tests.sites import PrimarySite, primary_site
 
@@ -122,7 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repos", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--output", type=Path)
+    add_output_argument(parser)
     args = parser.parse_args()
     names = repository_names(args.repos)
     n = args.concurrency

@@ -39,7 +39,7 @@ from bench.gitdata import make_history_repository
 from bench.harness import running_secondary
 from bench.initial_sync import TOKEN_TTL, git_auth_env
 from bench.peers import grok_pull_setup, grokmirror_bin
-from bench.report import append_section
+from bench.report import add_output_argument, append_section
 from geo_sync.secondary.models import RepositoryRegistry
 from tests.gitutil import git
 from tests.services import temporary_database
@@ -204,7 +204,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--repos", type=int, default=10)
-    parser.add_argument("--output", type=Path)
+    add_output_argument(parser)
     args = parser.parse_args()
     if args.seconds + SETTLE_TIMEOUT + 60 > TOKEN_TTL:
         parser.error(f"--seconds must leave the run within the token lifetime ({TOKEN_TTL} s)")

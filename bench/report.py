@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import sys
 import time
 from pathlib import Path
 
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def add_output_argument(parser: argparse.ArgumentParser) -> None:
+    """``--output FILE`` (default docs/benchmarks.md): where the section is appended."""
+    parser.add_argument("--output", type=Path, default=DOCS,
+                        help="append the result as a markdown section here "
+                        "(default: docs/benchmarks.md)")
+
 
 def machine() -> str:
     return f"{platform.machine()} with {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}"
 
 
-def append_section(output: Path | None, title: str, module: str, details: str,
+def append_section(output: Path, title: str, module: str, details: str,
                    table: str) -> None:
     """Append ``## title``, the exact command line, ``details`` and ``table``."""
-    if output is None:
-        return
     command = " ".join(["python", "-m", module, *sys.argv[1:]])
     with output.open("a") as handle:
         handle.write(f"\n## {title}\n\n`{command}` — {details}, {machine()}.\n\n{table}\n")

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import append_section
+from bench.report import add_output_argument, append_section
 from verification.checksums import repository_checksum
 
 ROUNDS = 5
@@ -56,7 +56,7 @@ def best(action: object) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--refs", type=int, default=10_000)
-    parser.add_argument("--output", type=Path)
+    add_output_argument(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo.git"

@@ -26,7 +26,7 @@ from pathlib import Path
 from bench.data import artifact_set
 from bench.harness import same_tree, served_primary_with_artifacts, time_worker_sync
 from bench.peers import debian_tool
-from bench.report import append_section, peer_table
+from bench.report import add_output_argument, append_section, peer_table
 from tests.sites import free_port, wait_for_port
 
 THREADS = 4  # rclone's default --transfers is 4: the same concurrency
@@ -83,7 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--size", type=int, default=16 * 1024)
-    parser.add_argument("--output", type=Path)
+    add_output_argument(parser)
     args = parser.parse_args()
     rows: list[tuple[str, float]] = []
     with served_primary_with_artifacts(artifact_set(args.items, args.size)) as primary, \

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from bench.report import append_section
+from bench.report import add_output_argument, append_section
 from geo_sync.db import write_transaction
 from tests.services import temporary_database
 from tests.sites import GEO_SYNC, primary_site, secondary_site
@@ -41,7 +41,7 @@ FROM generate_series(1, :rows) AS n
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--output", type=Path)
+    add_output_argument(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, temporary_database("geo_tracking") as url, \
             primary_site(Path(tmp) / "p", None, serve=False) as primary:

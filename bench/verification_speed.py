@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.data import write_seeded_file
-from bench.report import append_section
+from bench.report import add_output_argument, append_section
 from verification.checksums import sha256_file
 
 ROUNDS = 3
@@ -40,7 +40,7 @@ def _sha256sum(path: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--output", type=Path)
+    add_output_argument(parser)
     args = parser.parse_args()
     tools: dict[str, Callable[[Path], str]] = {
         "geo-sync (verification.checksums.sha256_file)": sha256_file,

@@ -12,11 +12,10 @@ from starting the worker to the last item synced.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from bench.data import artifact_set
 from bench.harness import served_primary_with_artifacts, time_worker_sync
-from bench.report import append_section
+from bench.report import add_output_argument, append_section
 
 THREADS = 4
 
@@ -32,7 +31,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=3000)
     parser.add_argument("--size", type=int, default=16 * 1024)
     parser.add_argument("--batches", default="1,25")
-    parser.add_argument("--output", type=Path, help="append a markdown section here")
+    add_output_argument(parser)
     args = parser.parse_args()
     rows = []
     for batch_size in (int(b) for b in args.batches.split(",")):

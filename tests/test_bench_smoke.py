@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run(*args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
+def _run(module: str, *args: str) -> str:
+    """Run a benchmark; check it wrote its section (with its command line and machine)
+    to the --output file, as it would to docs/benchmarks.md; return what it printed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        output = Path(tmp) / "benchmarks.md"
+        result = subprocess.run([sys.executable, "-m", module, *args, "--output", str(output)],
+                                cwd=ROOT, capture_output=True, text=True, timeout=300,
+                                check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        section = output.read_text()
+    assert section.startswith("\n## ") and f"`python -m {module} " in section, section
+    assert "cores" in section, "the machine is missing from the section"
     return result.stdout
 
 
