@@ -97,13 +97,25 @@ class SecondarySettings(_Section):
     retry_cap_seconds: float = Field(default=3600.0, gt=0)
     missing_retry_cap_seconds: float = Field(default=4 * 3600.0, gt=0)
     http_timeout_seconds: float = Field(default=30.0, gt=0)
+    # A loop whose dependency (tracking DB, primary, mirror disk) fails retries at least
+    # this often, so a recovery is noticed within seconds; items back off on their own.
+    recovery_probe_seconds: float = Field(default=2.0, gt=0, le=60)
     concurrency: ConcurrencySettings = ConcurrencySettings()
-    # Verification: copies are re-checked this often; items verified at once per type;
-    # a copy still wrong after this many resyncs is left for an operator.
-    reverify_after_seconds: float = Field(default=7 * 86400.0, gt=0)
+    # Verification: every copy is verified again within this window, paced evenly (each
+    # between half the window and the window after its last verification); items
+    # verified at once per type; a copy still wrong after this many resyncs is left for
+    # an operator.
+    reverify_after_seconds: float = Field(default=86400.0, gt=0)
+    # The cheap sweep (a stat per copy against its last verified fingerprint) starts
+    # this often and checks at most this many copies per type per scheduler pass.
+    verification_sweep_interval_seconds: float = Field(default=60.0, gt=0)
+    verification_sweep_chunk: int = Field(default=5000, gt=0, le=1_000_000)
     verification_concurrency: ConcurrencySettings = ConcurrencySettings(
         repository=4, artifact=20, job_log=20)
     max_mismatch_rounds: int = Field(default=3, ge=1, le=100)
+    # A copy verified before the primary had its checksum is tried again after 2 s,
+    # doubling, at most this long apart (the primary takes checksums within seconds).
+    disabled_retry_cap_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

@@ -80,3 +80,9 @@ def test_the_push_lag_benchmark_sees_every_push_on_the_mirror() -> None:
 
 def test_the_cursor_memory_benchmark_runs() -> None:
     assert "| 2,000 |" in _run("bench.cursor_memory", "--events", "2000")
+
+
+def test_the_sweep_cost_benchmark_runs_on_both_databases() -> None:
+    rows = _rows(_run("bench.sweep_cost", "--items", "1000"))
+    assert set(rows) == {"SQLite", "PostgreSQL"}
+    assert all(cells[0] == "1,000" for cells in rows.values()), rows

@@ -9,21 +9,45 @@ in flight. It needs no queue state of its own: the registry is the truth.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import Connection
+
 from geo_sync.db import write_transaction
 from geo_sync.logging import get_logger
 from geo_sync.paths import TEMP_PREFIX
-from geo_sync.secondary import registry
+from geo_sync.secondary import blockers, registry
 from geo_sync.secondary.bootstrap import Messaging
+from geo_sync.secondary.models import Registry
 from geo_sync.secondary.runtime import Runtime
+from replicators.base import Replicator
 from replicators.registry import REPLICATORS
 from replicators.transfer import remove_path
 from verification import registry as ledger
+from verification.sweep import sweep_chunk
 
 log = get_logger("scheduler")
+
+
+@dataclass
+class _Sweep:
+    """Where the cheap sweep of one type is: ``after`` is None between sweeps."""
+
+    after: int | None = None
+    started: float | None = None
+
+
+@dataclass
+class _Pacing:
+    """The continuous re-verification's pace for one type."""
+
+    rows: int = 0
+    counted_at: float | None = None
+    last: float | None = None
+    credit: float = 0.0
 
 
 @dataclass
@@ -32,8 +56,10 @@ class SchedulerPass:
 
     expired: int = 0
     retried: int = 0
+    unblocked: int = 0
     enqueued: dict[str, int] = field(default_factory=dict)
     verifying: dict[str, int] = field(default_factory=dict)
+    suspicious: dict[str, int] = field(default_factory=dict)
 
 
 class Scheduler:
@@ -43,10 +69,16 @@ class Scheduler:
         self.runtime = runtime
         self.messaging = messaging
         self._last_janitor = 0.0
+        self._last_probe = 0.0
+        self._sweeps: dict[str, _Sweep] = {}
+        self._pacing: dict[str, _Pacing] = {}
+        #: Set when the primary answers again after failing: retry what it blocked.
+        self.dependency_recovered = threading.Event()
 
     def run_once(self) -> SchedulerPass:
         settings = self.runtime.settings
         result = SchedulerPass()
+        result.unblocked = self._unblock()
         for replicator in REPLICATORS.values():
             model = replicator.registry
             with write_transaction(self.runtime.engine) as conn:
@@ -65,7 +97,9 @@ class Scheduler:
             result.enqueued[replicator.name] = len(ids)
             with write_transaction(self.runtime.engine) as conn:
                 ledger.release_expired(conn, model)
-                ledger.reverify_due(conn, model, settings.reverify_after_seconds)
+                ledger.retry_disabled(conn, model)
+                ledger.reverify_due(conn, model, settings.reverify_after_seconds,
+                                    self._reverify_budget(conn, replicator.name, model))
                 to_verify = ledger.take_for_verify(
                     conn, model,
                     getattr(settings.verification_concurrency, replicator.name, 1),
@@ -73,23 +107,120 @@ class Scheduler:
             for start in range(0, len(to_verify), batch):
                 self.messaging.send_verify(replicator.name, to_verify[start:start + batch])
             result.verifying[replicator.name] = len(to_verify)
-        # A temp file older than two leases belongs to a worker that is gone.
+            result.suspicious[replicator.name] = self._sweep(replicator)
         if time.monotonic() - self._last_janitor > max(10.0, settings.lease_seconds * 4):
             self._last_janitor = time.monotonic()
             removed = remove_stale_temp_files(settings.mirror_root,
-                                              max_age=settings.lease_seconds * 2)
+                                              max_age=settings.lease_seconds * 2,
+                                              in_use=self._dirs_in_use())
             if removed:
                 log.info("stale_temp_files_removed", count=removed)
         return result
 
 
-def remove_stale_temp_files(root: Path, max_age: float) -> int:
-    """Delete temp files and directories a killed worker left behind."""
+    def _reverify_budget(self, conn: Connection, name: str, model: Registry) -> int:
+        """How many copies to send to re-verification this pass: the verified rows over
+        half the window, so each comes round between half the window and the window
+        after its last verification, never in one burst."""
+        settings = self.runtime.settings
+        pace = self._pacing.setdefault(name, _Pacing())
+        now = time.monotonic()
+        if pace.counted_at is None or now - pace.counted_at > settings.reverify_after_seconds / 100:
+            pace.rows, pace.counted_at = ledger.verified_count(conn, model), now
+        if pace.last is not None:
+            rate = pace.rows / (settings.reverify_after_seconds / 2)
+            # Capped: a scheduler that was down does not make up for it in one go.
+            pace.credit = min(pace.credit + rate * (now - pace.last), max(rate * 60, 1.0))
+        pace.last = now
+        budget = int(pace.credit)
+        pace.credit -= budget
+        return budget
+
+    def _sweep(self, replicator: type[Replicator]) -> int:
+        """One chunk of the cheap sweep of ``replicator``'s verified copies (a new sweep
+        starts every verification_sweep_interval_seconds); return how many were
+        suspicious and sent to full verification."""
+        settings = self.runtime.settings
+        sweep = self._sweeps.setdefault(replicator.name, _Sweep())
+        now = time.monotonic()
+        if sweep.after is None:
+            if sweep.started is not None and (
+                    now - sweep.started < settings.verification_sweep_interval_seconds):
+                return 0
+            sweep.after, sweep.started = 0, now
+        chunk = sweep_chunk(self.runtime.engine, replicator, settings.mirror_root,
+                            sweep.after, settings.verification_sweep_chunk)
+        sweep.after = chunk.next_after
+        if chunk.suspicious:
+            log.warning("verification_sweep_suspicious", replicable=replicator.name,
+                        count=len(chunk.suspicious), ids=chunk.suspicious[:20])
+        return len(chunk.suspicious)
+
+    def _dirs_in_use(self) -> set[Path]:
+        """The directories holding a row that a worker's live lease holds: its temp
+        files (a clone being staged, a download) sit there and are not stale."""
+        root = self.runtime.settings.mirror_root
+        dirs = set()
+        with self.runtime.engine.connect() as conn:
+            for replicator in REPLICATORS.values():
+                for path in registry.held_paths(conn, replicator.registry):
+                    dirs.add((root / replicator.storage_dir / path).parent)
+        return dirs
+
+    def _unblock(self) -> int:
+        """Retry at once the rows a site-wide failure blocked, once the primary or the
+        mirror's storage answers again; probed at most every recovery_probe_seconds,
+        and only while some row waits for it."""
+        settings = self.runtime.settings
+        recovered = self.dependency_recovered.is_set()
+        if not recovered and time.monotonic() - self._last_probe < settings.recovery_probe_seconds:
+            return 0
+        self._last_probe = time.monotonic()
+        self.dependency_recovered.clear()
+        with self.runtime.engine.connect() as conn:
+            waiting = {blocker for blocker in (blockers.PRIMARY, blockers.STORAGE)
+                       if any(registry.blocked(conn, r.registry, blocker)
+                              for r in REPLICATORS.values())}
+        ready = set()
+        if blockers.PRIMARY in waiting and (recovered or self._primary_answers()):
+            ready.add(blockers.PRIMARY)
+        if blockers.STORAGE in waiting and blockers.storage_writable(
+                [settings.mirror_root / r.storage_dir for r in REPLICATORS.values()]):
+            ready.add(blockers.STORAGE)
+        retried = 0
+        for blocker in sorted(ready):
+            with write_transaction(self.runtime.engine) as conn:
+                retried += sum(len(registry.retry_unblocked(conn, r.registry, blocker))
+                               for r in REPLICATORS.values())
+            log.info("dependency_recovered", dependency=blocker, retried=retried)
+        return retried
+
+    def _primary_answers(self) -> bool:
+        try:
+            self.runtime.client.head()
+        except Exception:  # still down: the next probe asks again
+            return False
+        return True
+
+
+def remove_stale_temp_files(root: Path, max_age: float, in_use: set[Path] | None = None
+                            ) -> int:
+    """Delete temp files and directories a killed worker left behind.
+
+    A temp path's life follows the lease of the row that owns it, not its mtime:
+    libgit2 does not touch a staging directory's mtime while it writes packs into
+    it, so a first clone longer than ``max_age`` looked abandoned and was deleted
+    under the worker. A temp path sits beside its row's final path, so none in a
+    directory of ``in_use`` (the parents of rows a live lease holds) is touched;
+    elsewhere, one older than ``max_age`` has no owner left (its lease ran out).
+    """
     cutoff = time.time() - max_age
+    busy = {os.path.realpath(path) for path in in_use or ()}
     removed = 0
     for dirpath, dirnames, filenames in os.walk(root):
-        for name in [*filenames, *dirnames]:
-            if name.startswith(TEMP_PREFIX):
+        names = [n for n in [*filenames, *dirnames] if n.startswith(TEMP_PREFIX)]
+        if names and os.path.realpath(dirpath) not in busy:
+            for name in names:
                 path = Path(dirpath) / name
                 try:
                     if path.lstat().st_mtime < cutoff:
