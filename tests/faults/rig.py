@@ -6,13 +6,14 @@ checker sampling the mirror's final paths the whole time."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from toxiproxy.api import APIConsumer
 from toxiproxy.proxy import Proxy
 
+from geo_sync.db import make_engine
 from geo_sync.primary.publish import Change
 from geo_sync.secondary.site import init_secondary
 from geo_sync.settings import load_settings
@@ -84,10 +86,9 @@ class Checker:
 
     def _loop(self) -> None:
         while not self._stop.wait(0.15):
-            try:
+            # A file renamed or deleted under the walk: the next sample sees it.
+            with suppress(OSError):
                 self.sample()
-            except OSError:
-                pass  # a file renamed or deleted under the walk: the next sample sees it
 
     def sample(self) -> None:
         self.samples += 1
@@ -158,7 +159,6 @@ class Rig:
         result = self.secondary.cli("status", "--json", check=False)
         if result.returncode != 0:
             return {"error": (result.stderr or result.stdout).strip()}
-        import json
         return dict(json.loads(result.stdout))
 
     def wait_status(self, predicate: Callable[[dict[str, Any]], bool], what: str,
@@ -261,7 +261,6 @@ def fault_rig(tmp_path: Path, api: ToxiproxyApi, *, private_tracking: bool = Fal
         settings = load_settings(config).require_secondary()
         if before_start is not None:
             before_start(settings.mirror_root)
-        from geo_sync.db import make_engine
         secondary = SecondarySite(config, settings, make_engine(settings.database_url))
         stack.callback(secondary.engine.dispose)
         deployment = FaultDeployment("production", primary, secondary, logs)
