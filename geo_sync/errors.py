@@ -78,3 +78,10 @@ class TransientError(GeoSyncError):
     """Raised when an operation failed for a reason that may go away (network, locks)."""
 
     retryable = True
+
+
+class DaemonFailed(GeoSyncError):
+    """Raised when a daemon loop died of a bug; the process exits non-zero."""
+
+    default_hint = ("the supervisor (systemd, compose) restarts it; report the "
+                    "daemon_thread_died log line")

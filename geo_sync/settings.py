@@ -97,6 +97,9 @@ class SecondarySettings(_Section):
     retry_cap_seconds: float = Field(default=3600.0, gt=0)
     missing_retry_cap_seconds: float = Field(default=4 * 3600.0, gt=0)
     http_timeout_seconds: float = Field(default=30.0, gt=0)
+    # A loop whose dependency (tracking DB, primary, mirror disk) fails retries at least
+    # this often, so a recovery is noticed within seconds; items back off on their own.
+    recovery_probe_seconds: float = Field(default=2.0, gt=0, le=60)
     concurrency: ConcurrencySettings = ConcurrencySettings()
     # Verification: copies are re-checked this often; items verified at once per type;
     # a copy still wrong after this many resyncs is left for an operator.

@@ -11,6 +11,7 @@ thread waits for them with sigwait, in ordinary code.
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
@@ -23,3 +24,14 @@ def block_stop_signals() -> None:
 def wait_for_stop_signal() -> signal.Signals:
     """Sleep until SIGTERM or SIGINT arrives; return which."""
     return signal.Signals(signal.sigwait(STOP_SIGNALS))
+
+
+def wait_for_stop_signal_while(alive: Callable[[], bool], poll: float = 0.5
+                               ) -> signal.Signals | None:
+    """Like ``wait_for_stop_signal``, but return None as soon as ``alive()`` turns false
+    (the work the process exists for has stopped: it must exit, non-zero)."""
+    while alive():
+        received = signal.sigtimedwait(STOP_SIGNALS, poll)
+        if received is not None:
+            return signal.Signals(received.si_signo)
+    return None

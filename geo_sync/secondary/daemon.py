@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 
 import dramatiq
 
-from geo_sync.errors import GeoSyncError
+from geo_sync.errors import DaemonFailed, GeoSyncError
 from geo_sync.logging import get_logger
 from geo_sync.secondary import bootstrap, leader
 from geo_sync.secondary.cursor import LogCursor
 from geo_sync.secondary.runtime import Runtime, open_runtime
 from geo_sync.secondary.scheduler import Scheduler
 from geo_sync.settings import SecondarySettings
-from geo_sync.signals import block_stop_signals, wait_for_stop_signal
+from geo_sync.signals import block_stop_signals, wait_for_stop_signal_while
 
 log = get_logger("daemon")
-ERROR_BACKOFF_CAP = 30.0
 
 
 def jittered(seconds: float) -> float:
@@ -45,6 +45,11 @@ class SecondaryDaemon:
         self.stop_event = threading.Event()
         self.worker: dramatiq.Worker | None = None
         self.is_leader = threading.Event()
+        self.failed = threading.Event()
+        self.loops: dict[str, threading.Thread] = {}
+        self._renewed = 0.0
+        self._lease_failures = 0
+        self._announced_standby = False
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -60,46 +65,103 @@ class SecondaryDaemon:
             self.worker.start()
 
     def run(self) -> None:
-        """Lead or stand by until ``stop()``; see ``run_secondary`` for signals."""
+        """Lead or stand by until ``stop()``; see ``run_secondary`` for signals.
+
+        Nothing the tracking DB or the primary does ends this loop: a failed lease
+        renewal is retried every ``recovery_probe_seconds``, and a leader that could
+        not renew for a whole lease period steps down (a standby may have taken
+        over). Only a bug ends it, and ``run_secondary`` then exits non-zero.
+        """
         self.start_embedded_workers()
-        holder = self.runtime.worker_id
-        ttl = self.settings.cursor_lease_seconds
-        announced_standby = False
-        threads: list[threading.Thread] = []
         try:
             while not self.stop_event.is_set():
-                if leader.acquire(self.runtime.engine, holder, ttl):
-                    if not self.is_leader.is_set():
-                        log.info("became_active_cursor", holder=holder)
-                        self.is_leader.set()
-                        threads = [self._spawn("geo-sync-cursor", self._cursor_loop),
-                                   self._spawn("geo-sync-scheduler", self._scheduler_loop)]
-                    announced_standby = False
-                elif self.is_leader.is_set():
-                    log.error("lost_cursor_lease", holder=holder)
-                    self.is_leader.clear()
-                elif not announced_standby:
-                    log.info("standby", hint="another `secondary run` holds the cursor lease")
-                    announced_standby = True
-                self.stop_event.wait(jittered(ttl / 3))
+                self.stop_event.wait(self._lead_once())
         finally:
+            self._shutdown()
+
+    def _lead_once(self) -> float:
+        """Take or renew the cursor lease and start or stop the loops to match; return
+        how long to wait before the next renewal."""
+        holder, ttl = self.runtime.worker_id, self.settings.cursor_lease_seconds
+        try:
+            acquired = leader.acquire(self.runtime.engine, holder, ttl)
+        except Exception as exc:  # the tracking DB is down or restarting
+            self._lease_failures += 1
+            if self.is_leader.is_set() and time.monotonic() - self._renewed > ttl:
+                log.error("cursor_lease_unrenewable", holder=holder, error=str(exc),
+                          hint="the tracking database is unreachable; retrying")
+                self.is_leader.clear()
+            elif self._lease_failures == 1:
+                log.warning("cursor_lease_renewal_failed", error=str(exc))
+            return jittered(self.probe_delay(self._lease_failures))
+        if self._lease_failures:
+            log.info("tracking_db_recovered", after_failures=self._lease_failures)
+            self._lease_failures = 0
+        if acquired:
+            self._renewed = time.monotonic()
+            if not self.is_leader.is_set():
+                log.info("became_active_cursor", holder=holder)
+                self.is_leader.set()
+            self._ensure_loops()
+            self._announced_standby = False
+        elif self.is_leader.is_set():
+            log.error("lost_cursor_lease", holder=holder)
             self.is_leader.clear()
-            self.wake.set()
-            # The cursor may sit in a long-poll; abandoning it is safe because a
-            # batch is applied in one transaction or not at all.
-            for thread in threads:
-                thread.join(timeout=1)
-            self.runtime.stopping.set()
-            if self.worker is not None:
-                self.worker.stop(timeout=60_000)
-            leader.release(self.runtime.engine, holder)
-            self.runtime.close()
-            log.info("stopped")
+        elif not self._announced_standby:
+            log.info("standby", hint="another `secondary run` holds the cursor lease")
+            self._announced_standby = True
+        return jittered(ttl / 3)
+
+    def _shutdown(self) -> None:
+        self.is_leader.clear()
+        self.wake.set()
+        # The cursor may sit in a long-poll; abandoning it is safe because a
+        # batch is applied in one transaction or not at all.
+        for thread in self.loops.values():
+            thread.join(timeout=1)
+        self.runtime.stopping.set()
+        if self.worker is not None:
+            self.worker.stop(timeout=60_000)
+        try:
+            leader.release(self.runtime.engine, self.runtime.worker_id)
+        except Exception as exc:  # it expires on its own within a lease
+            log.warning("cursor_lease_not_released", error=str(exc))
+        self.runtime.close()
+        log.info("stopped")
+
+    def probe_delay(self, failures: int) -> float:
+        """How long to wait after ``failures`` failures in a row of a whole loop: short
+        backoff, capped at the probe interval so a recovered dependency is noticed within
+        seconds (items back off on their own, in the registry)."""
+        return min(2.0 ** failures / 4, self.settings.recovery_probe_seconds)
+
+    def _ensure_loops(self) -> None:
+        """Start the cursor and scheduler threads unless they are running already (a
+        thread from an earlier term may still be finishing a long-poll: it carries on)."""
+        for name, target in (("geo-sync-cursor", self._cursor_loop),
+                             ("geo-sync-scheduler", self._scheduler_loop)):
+            thread = self.loops.get(name)
+            if thread is None or not thread.is_alive():
+                self.loops[name] = self._spawn(name, target)
 
     def _spawn(self, name: str, target: Callable[[], None]) -> threading.Thread:
-        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread = threading.Thread(target=self._guarded(name, target), name=name, daemon=True)
         thread.start()
         return thread
+
+    def _guarded(self, name: str, target: Callable[[], None]) -> Callable[[], None]:
+        """``target``, but an exception escaping it stops the daemon as failed, so the
+        process exits non-zero and its supervisor restarts it (never a silent death)."""
+        def body() -> None:
+            try:
+                target()
+            except BaseException as exc:
+                log.critical("daemon_thread_died", thread=name, error=repr(exc),
+                             hint="a bug: the process exits for its supervisor to restart it")
+                self.failed.set()
+                self.stop()
+                raise
+        return body
 
     def _active(self) -> bool:
         return self.is_leader.is_set() and not self.stop_event.is_set()
@@ -114,17 +176,23 @@ class SecondaryDaemon:
                 if failures:
                     self.cursor.record_error(None)
                     log.info("cursor_recovered")
+                    self.on_recovered()
                 failures = 0
             except Exception as exc:
                 failures += 1
                 message = str(exc) if isinstance(exc, GeoSyncError) else repr(exc)
-                delay = jittered(min(2.0 ** failures / 4, ERROR_BACKOFF_CAP))
+                delay = jittered(self.probe_delay(failures))
                 log.warning("cursor_error", error=message, retry_in=round(delay, 2))
                 try:
                     self.cursor.record_error(message)
                 except Exception as db_exc:  # the tracking DB is down too; logs must do
                     log.warning("cursor_error_not_recorded", error=str(db_exc))
                 self.stop_event.wait(delay)
+
+    def on_recovered(self) -> None:
+        """The primary answers again: let the scheduler retry what failed meanwhile."""
+        self.scheduler.dependency_recovered.set()
+        self.wake.set()
 
     def _scheduler_loop(self) -> None:
         while self._active():
@@ -140,9 +208,14 @@ def run_secondary(settings: SecondarySettings) -> None:
     """The body of `geo-sync secondary run`: run until SIGTERM or SIGINT."""
     block_stop_signals()
     daemon = SecondaryDaemon(settings)
-    thread = threading.Thread(target=daemon.run, name="geo-sync-daemon")
+    thread = threading.Thread(target=daemon._guarded("geo-sync-daemon", daemon.run),
+                              name="geo-sync-daemon")
     thread.start()
-    received = wait_for_stop_signal()
-    log.info("stopping", signal=received.name)
+    received = wait_for_stop_signal_while(
+        lambda: thread.is_alive() and not daemon.failed.is_set())
+    if received is not None:
+        log.info("stopping", signal=received.name)
     daemon.stop()
     thread.join()
+    if received is None or daemon.failed.is_set():
+        raise DaemonFailed("`secondary run` stopped: one of its loops died (see the log)")

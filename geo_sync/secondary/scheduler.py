@@ -9,6 +9,7 @@ in flight. It needs no queue state of its own: the registry is the truth.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,8 @@ class Scheduler:
         self.runtime = runtime
         self.messaging = messaging
         self._last_janitor = 0.0
+        #: Set when the primary answers again after failing: retry what it blocked.
+        self.dependency_recovered = threading.Event()
 
     def run_once(self) -> SchedulerPass:
         settings = self.runtime.settings

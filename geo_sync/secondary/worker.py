@@ -8,12 +8,15 @@ from pathlib import Path
 
 import dramatiq
 
-from geo_sync.errors import ConfigError
+from geo_sync.errors import ConfigError, DaemonFailed
 from geo_sync.logging import configure_logging, get_logger
 from geo_sync.secondary import bootstrap
 from geo_sync.secondary.runtime import open_runtime
 from geo_sync.settings import load_settings
-from geo_sync.signals import block_stop_signals, wait_for_stop_signal
+from geo_sync.signals import (
+    block_stop_signals,
+    wait_for_stop_signal_while,
+)
 
 log = get_logger("worker")
 
@@ -30,12 +33,25 @@ def worker_process(config: Path, threads: int) -> None:
     worker = dramatiq.Worker(messaging.broker, worker_threads=threads)
     worker.start()
     log.info("worker_started", worker=runtime.worker_id, threads=threads)
-    received = wait_for_stop_signal()
-    log.info("worker_stopping", signal=received.name)
+    received = wait_for_stop_signal_while(lambda: _threads_alive(worker))
+    if received is None:
+        # dramatiq's threads retry the broker themselves; one that died is a bug, and a
+        # worker process without it would idle forever: exit for the supervisor.
+        log.critical("worker_thread_died", worker=runtime.worker_id,
+                     hint="the process exits non-zero for its supervisor to restart it")
+    else:
+        log.info("worker_stopping", signal=received.name)
     runtime.stopping.set()
     worker.stop(timeout=60_000)
     runtime.close()
     log.info("worker_stopped", worker=runtime.worker_id)
+    if received is None:
+        raise DaemonFailed("`geo-sync worker` stopped: a dramatiq thread died (see the log)")
+
+
+def _threads_alive(worker: dramatiq.Worker) -> bool:
+    threads = [*worker.consumers.values(), *worker.workers]
+    return all(thread.is_alive() for thread in threads)
 
 
 def run_workers(config: Path, processes: int, threads: int) -> None:
@@ -58,10 +74,14 @@ def run_workers(config: Path, processes: int, threads: int) -> None:
                 for _ in range(processes)]
     for child in children:
         child.start()
-    wait_for_stop_signal()
+    received = wait_for_stop_signal_while(lambda: all(c.is_alive() for c in children))
     # Both SIGTERM and Ctrl-C mean "finish the current item and stop" for a child.
     for child in children:
         if child.is_alive():
             child.terminate()
     for child in children:
         child.join()
+    if received is None:
+        codes = [child.exitcode for child in children]
+        raise DaemonFailed(f"a worker process exited on its own (exit codes {codes}); "
+                           "the others were stopped")
