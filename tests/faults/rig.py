@@ -28,9 +28,13 @@ from geo_sync.settings import load_settings
 from geo_sync.workload import Workload
 from tests.compare import TEMP
 from tests.deployment import TUNING, Deployment, wait_for
-from tests.faults.private import PrivatePostgres, PrivateRedis, private_postgres, private_redis
 from tests.faults.toxiproxy_api import ToxiproxyApi
-from tests.services import temporary_database
+from tests.services import (
+    PrivateService,
+    private_postgres,
+    private_redis,
+    temporary_database,
+)
 from tests.sites import GEO_SYNC, PrimarySite, SecondarySite, primary_site, wait_for_port
 
 PROXY = "geo_api"  # the same name as config/compose/toxiproxy.json
@@ -131,11 +135,11 @@ class Rig:
     deployment: FaultDeployment
     api: ToxiproxyApi
     proxy: Proxy
-    redis: PrivateRedis
+    redis: PrivateService
     checker: Checker
     workload: Workload
-    tracking_pg: PrivatePostgres | None = None
-    primary_pg: PrivatePostgres | None = None
+    tracking_pg: PrivateService | None = None
+    primary_pg: PrivateService | None = None
     notes: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -240,13 +244,13 @@ def fault_rig(tmp_path: Path, api: ToxiproxyApi, *, private_tracking: bool = Fal
         redis_server = stack.enter_context(private_redis())
         primary_pg = tracking_pg = None
         if private_primary_db:
-            primary_pg = stack.enter_context(private_postgres())
-            primary_url = primary_pg.create_database("geo_primary")
+            primary_pg = stack.enter_context(private_postgres("geo_primary"))
+            primary_url = primary_pg.url
         else:
             primary_url = stack.enter_context(temporary_database())
         if private_tracking:
-            tracking_pg = stack.enter_context(private_postgres())
-            tracking_url = tracking_pg.create_database("geo_tracking")
+            tracking_pg = stack.enter_context(private_postgres("geo_tracking"))
+            tracking_url = tracking_pg.url
         else:
             tracking_url = stack.enter_context(temporary_database("geo_tracking"))
         primary = stack.enter_context(primary_site(tmp_path / "primary", primary_url))
