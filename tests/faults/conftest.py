@@ -3,12 +3,40 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 
 import pytest
 from toxiproxy import Toxiproxy
 
+from tests.faults.rig import CELL_NOTES
 from tests.faults.toxiproxy_api import ToxiproxyApi, toxiproxy_api
+
+REPORT = "GEO_SYNC_FAULT_REPORT"  # set by bench/fault_matrix.py: one JSON line per test
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[None]:
+    report = yield
+    target = os.environ.get(REPORT)
+    failed_setup = report.when == "setup" and not report.passed
+    if target and (report.when == "call" or failed_setup):
+        outcome = "xfailed" if hasattr(report, "wasxfail") else report.outcome
+        detail = ""
+        if report.skipped or outcome == "xfailed":
+            longrepr = report.longrepr
+            detail = (longrepr[2] if isinstance(longrepr, tuple)
+                      else getattr(report, "wasxfail", "")) or ""
+        elif report.failed:
+            detail = str(report.longrepr).strip().splitlines()[-1][:300]
+        with open(target, "a") as handle:
+            handle.write(json.dumps({
+                "test": item.nodeid, "outcome": outcome, "detail": str(detail),
+                "seconds": round(report.duration, 1), **CELL_NOTES.get(item.nodeid, {}),
+            }) + "\n")
+    return report
 
 
 @pytest.fixture(scope="session")

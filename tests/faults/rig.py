@@ -43,7 +43,14 @@ PROXY = "geo_api"  # the same name as config/compose/toxiproxy.json
 FAULT_TUNING: dict[str, object] = {
     **TUNING, "http_timeout_seconds": 4.0, "worker_threads": 4,
 }
-FAULT_CONVERGE = 150.0
+# What each cell's status showed and how long it took to converge, by test id; the
+# conftest hook writes it out for bench/fault_matrix.py (docs/fault-matrix.md).
+CELL_NOTES: dict[str, dict[str, Any]] = {}
+
+
+def _note(**values: Any) -> None:
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+    CELL_NOTES.setdefault(test, {}).update(values)
 
 
 class FaultDeployment(Deployment):
@@ -140,7 +147,6 @@ class Rig:
     workload: Workload
     tracking_pg: PrivateService | None = None
     primary_pg: PrivateService | None = None
-    notes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def primary(self) -> PrimarySite:
@@ -178,6 +184,7 @@ class Rig:
             wait_for(shown, f"status to show {what}", timeout)
         except AssertionError:
             raise AssertionError(f"status never showed {what}; last: {seen[-1:]}") from None
+        _note(shown=what)
         return seen[-1]
 
     def restart_primary(self, extra_env: dict[str, str] | None = None) -> None:
@@ -196,7 +203,7 @@ class Rig:
         assert not self.deployment.alive(), f"daemons died: {self.deployment.alive()}"
         assert self.checker.samples > 3, "the checker did not sample during the cell"
         assert self.checker.violations() == [], self.checker.violations()
-        self.notes["converge_seconds"] = round(took, 1)
+        _note(converge_seconds=round(took, 1))
         return took
 
 
