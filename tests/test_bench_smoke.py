@@ -80,3 +80,13 @@ def test_the_push_lag_benchmark_sees_every_push_on_the_mirror() -> None:
 
 def test_the_cursor_memory_benchmark_runs() -> None:
     assert "| 2,000 |" in _run("bench.cursor_memory", "--events", "2000")
+
+
+def test_the_kill_loop_runs_at_its_smallest_size_and_prints_its_seed() -> None:
+    result = subprocess.run([sys.executable, "-m", "bench.kill_loop", "--seed", "3",
+                             "--kills", "3"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "kill loop seed 3 (3 kills); replay: python -m bench.kill_loop --seed 3" in \
+        result.stdout
+    assert "kill loop seed 3: converged after 3 kills" in result.stdout
