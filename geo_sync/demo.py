@@ -101,6 +101,25 @@ def wait_converged(sites: DemoSites, report: Report, stage: str) -> list[str]:
     return differences or ["registry still has pending, started or failed items"]
 
 
+def _verified(sites: DemoSites) -> tuple[bool, dict[str, Any]]:
+    status = secondary_status(sites.secondary_engine, None, sites.secondary.name)
+    done = all(counts["verified"] + counts["verification_failed"] >= counts["synced"]
+               for counts in status["types"].values())
+    return done, status
+
+
+def wait_verified(sites: DemoSites, report: Report) -> None:
+    """Give verification (which follows the primary's checksums by a few seconds) a
+    bounded time to cover every copy, so the final report shows it done."""
+    deadline = time.monotonic() + CONVERGE_TIMEOUT
+    while time.monotonic() < deadline:
+        done, status = _verified(sites)
+        report("verifying the copies", status)
+        if done:
+            return
+        time.sleep(0.2)
+
+
 def run_demo(root: Path, report: Report) -> tuple[list[str], dict[str, Any], int]:
     """Build both sites under ``root``, drive the workload, return (differences, status,
     number of changes published)."""
@@ -129,6 +148,8 @@ def run_demo(root: Path, report: Report) -> tuple[list[str], dict[str, Any], int
                     workload.round(number)
                     report(f"workload round {number}", {})
                 differences = wait_converged(sites, report, "replicating the workload")
+            if not differences:
+                wait_verified(sites, report)
             final = secondary_status(sites.secondary_engine, None, secondary.name)
     finally:
         sites.secondary_engine.dispose()

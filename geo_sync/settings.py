@@ -107,6 +107,9 @@ class SecondarySettings(_Section):
     verification_concurrency: ConcurrencySettings = ConcurrencySettings(
         repository=4, artifact=20, job_log=20)
     max_mismatch_rounds: int = Field(default=3, ge=1, le=100)
+    # A copy verified before the primary had its checksum is tried again after 2 s,
+    # doubling, at most this long apart (the primary takes checksums within seconds).
+    disabled_retry_cap_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
+import pytest
 from sqlalchemy import inspect
 
-from geo_sync.db import make_engine
-from geo_sync.migrate import PRIMARY
+from geo_sync.db import make_engine, write_transaction
+from geo_sync.migrate import PRIMARY, TRACKING
 from tests.services import temporary_database
 
 
@@ -37,4 +39,33 @@ def test_primary_schema_upgrades_and_downgrades_on_postgres() -> None:
             assert conn.exec_driver_sql(
                 "SELECT count(*) FROM pg_proc WHERE proname = 'geo_publish'"
             ).scalar_one() == 0
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_tracking_t0002_adds_sweep_columns_over_existing_rows_and_back(
+    backend: str, tmp_path: Path
+) -> None:
+    with ExitStack() as stack:
+        url = (f"sqlite:///{tmp_path / 't.db'}" if backend == "sqlite"
+               else stack.enter_context(temporary_database("geo_tracking")))
+        engine = make_engine(url)
+        TRACKING.upgrade(engine, "t0001")
+        with write_transaction(engine) as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO geo_artifact_registry (record_id, path, state, generation, "
+                "tombstone, retry_count, missing_on_primary, created_at, updated_at, "
+                "verification_state, verification_retry_count, mismatch_count) VALUES "
+                "('a', 'a.bin', 'synced', 1, false, 0, false, CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP, 'succeeded', 0, 0)")
+        TRACKING.upgrade(engine)
+        assert TRACKING.current(engine) == "t0002"
+        columns = {c["name"] for c in inspect(engine).get_columns("geo_artifact_registry")}
+        assert {"verified_fingerprint", "blocked_on"} <= columns
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT record_id, verified_fingerprint, blocked_on "
+                                        "FROM geo_artifact_registry").one() == ("a", None, None)
+        TRACKING.downgrade(engine, "t0001")
+        columns = {c["name"] for c in inspect(engine).get_columns("geo_artifact_registry")}
+        assert "blocked_on" not in columns and "verified_fingerprint" not in columns
         engine.dispose()

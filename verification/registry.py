@@ -24,6 +24,8 @@ from geo_sync.secondary.states import (
     VerificationState,
 )
 
+DISABLED_FIRST_RETRY = 2.0
+
 
 @dataclass(frozen=True)
 class ToVerify:
@@ -104,11 +106,27 @@ def succeeded(conn: Connection, model: Registry, item: ToVerify, checksum: str) 
         verification_retry_count=0, verification_retry_at=None, mismatch_count=0))
 
 
-def disabled(conn: Connection, model: Registry, item: ToVerify, checksum: str | None) -> None:
+def disabled(conn: Connection, model: Registry, item: ToVerify, checksum: str | None, *,
+             retry_cap: float) -> None:
+    """The primary has no checksum yet (it takes one within seconds of a change): try
+    again after a short backoff (2 s, doubling, at most ``retry_cap``), not a whole
+    re-verification period later."""
+    attempts = conn.execute(select(model.verification_retry_count)
+                            .where(model.id == item.id)).scalar() or 0
+    delay = min(DISABLED_FIRST_RETRY * 2 ** min(attempts, 20), retry_cap)
     _verification(conn, model, "disable", _current(model, item),
                   verification_checksum=checksum, verification_expected=None,
                   verification_error="the primary has no checksum for this item yet",
-                  verified_at=utcnow(), verification_retry_at=None)
+                  verified_at=utcnow(), verification_retry_count=attempts + 1,
+                  verification_retry_at=utcnow() + timedelta(seconds=delay))
+
+
+def retry_disabled(conn: Connection, model: Registry) -> list[int]:
+    """Disabled rows whose short retry time has come are verified again."""
+    return _verification(conn, model, "reverify",
+                         and_(model.verification_state == VerificationState.DISABLED.value,
+                              model.verification_retry_at <= utcnow()),
+                         verification_retry_at=None)
 
 
 def postpone(conn: Connection, model: Registry, item: ToVerify, reason: str,

@@ -89,7 +89,8 @@ def verify_one(runtime: Runtime, replicator: type[Replicator], item: ledger.ToVe
         return Outcome("postponed", mirror, expected)
     with write_transaction(runtime.engine) as conn:
         if expected is None:
-            ledger.disabled(conn, model, item, mirror)
+            ledger.disabled(conn, model, item, mirror,
+                            retry_cap=settings.disabled_retry_cap_seconds)
             return Outcome("disabled", mirror, None)
         if mirror == expected:
             if not ledger.succeeded(conn, model, item, expected):

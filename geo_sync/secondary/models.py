@@ -75,6 +75,10 @@ class RegistryMixin:
     verification_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     mismatch_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The copy's stat fingerprint when last verified, for the cheap sweep (t0002).
+    verified_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # "primary" or "storage" when the last failure was the site's, not the item's (t0002).
+    blocked_on: Mapped[str | None] = mapped_column(String(16))
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[Index, ...]:

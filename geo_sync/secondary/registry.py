@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from geo_sync.db import is_postgres, utcnow
 from geo_sync.errors import GeoSyncError, MissingOnPrimary
 from geo_sync.logging import get_logger
+from geo_sync.secondary import blockers
 from geo_sync.secondary.backoff import retry_delay
 from geo_sync.secondary.models import Registry
 from geo_sync.secondary.states import SYNC_TRANSITIONS, SyncState, VerificationState
@@ -231,6 +232,7 @@ def finish_synced_many(conn: Connection, model: Registry, items: Sequence[Claime
             [(item.id, item.generation) for item in items])),
         claimed_by=None, lease_until=None, enqueued_at=None, retry_count=0, retry_at=None,
         last_error=None, last_synced_at=now, missing_on_primary=False, mirror_path=paths,
+        blocked_on=None,
         verification_state=VerificationState.PENDING.value,
     ))
     outdated = [item for item in items if item.id not in done]
@@ -263,6 +265,9 @@ def finish_failed(conn: Connection, model: Registry, item: Claimed, worker: str,
     message = str(error) if isinstance(error, GeoSyncError) else f"{type(error).__name__}: {error}"
     count = conn.execute(select(model.retry_count).where(model.id == item.id)).scalar() or 0
     delay = retry_delay(count + 1, cap_seconds=missing_cap if missing else retry_cap)
+    # A site-wide cause (primary down, disk full) does not count against the item: it
+    # is retried as soon as the cause is gone (see retry_unblocked).
+    blocked_on = blockers.blocker(error)
     if not retryable:
         # Retrying soon cannot help (bad credentials, an unsafe path): wait the cap, or
         # for an event or an operator's resync, whichever comes first.
@@ -278,8 +283,8 @@ def finish_failed(conn: Connection, model: Registry, item: Claimed, worker: str,
     _transition(
         conn, model, "fail", _held(model, item, worker),
         claimed_by=None, lease_until=None, enqueued_at=None,
-        retry_count=model.retry_count + 1, retry_at=utcnow() + delay,
-        last_error=message[:2000], missing_on_primary=missing,
+        retry_count=model.retry_count + (0 if blocked_on else 1), retry_at=utcnow() + delay,
+        last_error=message[:2000], missing_on_primary=missing, blocked_on=blocked_on,
     )
     log.warning("sync_failed", table=model.__tablename__, record_id=item.record_id,  # type: ignore[attr-defined]
                 path=item.path, error=message[:500], retry_in=delay.total_seconds(),
@@ -301,6 +306,27 @@ def release_expired(conn: Connection, model: Registry, now: datetime | None = No
         claimed_by=None, lease_until=None, enqueued_at=None,
         last_error="worker lease expired (worker died or hung); retrying",
     )
+
+
+def held_paths(conn: Connection, model: Registry) -> list[str]:
+    """Paths (old and new) of the rows a worker's lease holds now."""
+    rows = conn.execute(select(model.path, model.mirror_path).where(
+        model.state == SyncState.STARTED.value, model.lease_until >= utcnow())).all()
+    return [path for row in rows for path in (row.path, row.mirror_path) if path]
+
+
+def retry_unblocked(conn: Connection, model: Registry, blocked_on: str) -> list[int]:
+    """Failed rows that ``blocked_on`` (a dependency that answers again) go back to
+    pending now, whatever their retry time."""
+    return _transition(conn, model, "retry", model.blocked_on == blocked_on,
+                       retry_at=None, enqueued_at=None, blocked_on=None)
+
+
+def blocked(conn: Connection, model: Registry, blocked_on: str) -> bool:
+    """Whether any failed row waits for ``blocked_on``."""
+    return conn.execute(select(model.id).where(
+        model.state == SyncState.FAILED.value, model.blocked_on == blocked_on).limit(1)
+    ).first() is not None
 
 
 def retry_due(conn: Connection, model: Registry, now: datetime | None = None) -> list[int]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from geo_sync.db import write_transaction
 from geo_sync.logging import get_logger
 from geo_sync.paths import TEMP_PREFIX
-from geo_sync.secondary import registry
+from geo_sync.secondary import blockers, registry
 from geo_sync.secondary.bootstrap import Messaging
 from geo_sync.secondary.runtime import Runtime
 from replicators.registry import REPLICATORS
@@ -33,6 +33,7 @@ class SchedulerPass:
 
     expired: int = 0
     retried: int = 0
+    unblocked: int = 0
     enqueued: dict[str, int] = field(default_factory=dict)
     verifying: dict[str, int] = field(default_factory=dict)
 
@@ -44,12 +45,14 @@ class Scheduler:
         self.runtime = runtime
         self.messaging = messaging
         self._last_janitor = 0.0
+        self._last_probe = 0.0
         #: Set when the primary answers again after failing: retry what it blocked.
         self.dependency_recovered = threading.Event()
 
     def run_once(self) -> SchedulerPass:
         settings = self.runtime.settings
         result = SchedulerPass()
+        result.unblocked = self._unblock()
         for replicator in REPLICATORS.values():
             model = replicator.registry
             with write_transaction(self.runtime.engine) as conn:
@@ -68,6 +71,7 @@ class Scheduler:
             result.enqueued[replicator.name] = len(ids)
             with write_transaction(self.runtime.engine) as conn:
                 ledger.release_expired(conn, model)
+                ledger.retry_disabled(conn, model)
                 ledger.reverify_due(conn, model, settings.reverify_after_seconds)
                 to_verify = ledger.take_for_verify(
                     conn, model,
@@ -76,23 +80,81 @@ class Scheduler:
             for start in range(0, len(to_verify), batch):
                 self.messaging.send_verify(replicator.name, to_verify[start:start + batch])
             result.verifying[replicator.name] = len(to_verify)
-        # A temp file older than two leases belongs to a worker that is gone.
         if time.monotonic() - self._last_janitor > max(10.0, settings.lease_seconds * 4):
             self._last_janitor = time.monotonic()
             removed = remove_stale_temp_files(settings.mirror_root,
-                                              max_age=settings.lease_seconds * 2)
+                                              max_age=settings.lease_seconds * 2,
+                                              in_use=self._dirs_in_use())
             if removed:
                 log.info("stale_temp_files_removed", count=removed)
         return result
 
 
-def remove_stale_temp_files(root: Path, max_age: float) -> int:
-    """Delete temp files and directories a killed worker left behind."""
+    def _dirs_in_use(self) -> set[Path]:
+        """The directories holding a row that a worker's live lease holds: its temp
+        files (a clone being staged, a download) sit there and are not stale."""
+        root = self.runtime.settings.mirror_root
+        dirs = set()
+        with self.runtime.engine.connect() as conn:
+            for replicator in REPLICATORS.values():
+                for path in registry.held_paths(conn, replicator.registry):
+                    dirs.add((root / replicator.storage_dir / path).parent)
+        return dirs
+
+    def _unblock(self) -> int:
+        """Retry at once the rows a site-wide failure blocked, once the primary or the
+        mirror's storage answers again; probed at most every recovery_probe_seconds,
+        and only while some row waits for it."""
+        settings = self.runtime.settings
+        recovered = self.dependency_recovered.is_set()
+        if not recovered and time.monotonic() - self._last_probe < settings.recovery_probe_seconds:
+            return 0
+        self._last_probe = time.monotonic()
+        self.dependency_recovered.clear()
+        with self.runtime.engine.connect() as conn:
+            waiting = {blocker for blocker in (blockers.PRIMARY, blockers.STORAGE)
+                       if any(registry.blocked(conn, r.registry, blocker)
+                              for r in REPLICATORS.values())}
+        ready = set()
+        if blockers.PRIMARY in waiting and (recovered or self._primary_answers()):
+            ready.add(blockers.PRIMARY)
+        if blockers.STORAGE in waiting and blockers.storage_writable(
+                [settings.mirror_root / r.storage_dir for r in REPLICATORS.values()]):
+            ready.add(blockers.STORAGE)
+        retried = 0
+        for blocker in sorted(ready):
+            with write_transaction(self.runtime.engine) as conn:
+                retried += sum(len(registry.retry_unblocked(conn, r.registry, blocker))
+                               for r in REPLICATORS.values())
+            log.info("dependency_recovered", dependency=blocker, retried=retried)
+        return retried
+
+    def _primary_answers(self) -> bool:
+        try:
+            self.runtime.client.head()
+        except Exception:  # still down: the next probe asks again
+            return False
+        return True
+
+
+def remove_stale_temp_files(root: Path, max_age: float, in_use: set[Path] | None = None
+                            ) -> int:
+    """Delete temp files and directories a killed worker left behind.
+
+    A temp path's life follows the lease of the row that owns it, not its mtime:
+    libgit2 does not touch a staging directory's mtime while it writes packs into
+    it, so a first clone longer than ``max_age`` looked abandoned and was deleted
+    under the worker. A temp path sits beside its row's final path, so none in a
+    directory of ``in_use`` (the parents of rows a live lease holds) is touched;
+    elsewhere, one older than ``max_age`` has no owner left (its lease ran out).
+    """
     cutoff = time.time() - max_age
+    busy = {os.path.realpath(path) for path in in_use or ()}
     removed = 0
     for dirpath, dirnames, filenames in os.walk(root):
-        for name in [*filenames, *dirnames]:
-            if name.startswith(TEMP_PREFIX):
+        names = [n for n in [*filenames, *dirnames] if n.startswith(TEMP_PREFIX)]
+        if names and os.path.realpath(dirpath) not in busy:
+            for name in names:
                 path = Path(dirpath) / name
                 try:
                     if path.lstat().st_mtime < cutoff:

@@ -1,0 +1,243 @@
+"""The scheduler's passes, driven with ``run_once`` against real databases and a real
+primary: the temp-file janitor, retries after a site-wide failure, and re-verification
+of copies whose primary checksum came late."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import timedelta
+from pathlib import Path
+
+import dramatiq
+import pytest
+from dramatiq.brokers.stub import StubBroker
+from sqlalchemy import select, update
+
+from geo_sync.db import utcnow, write_transaction
+from geo_sync.paths import TEMP_PREFIX
+from geo_sync.primary import checksummer
+from geo_sync.primary.publish import Change, publish
+from geo_sync.secondary import bootstrap, registry, tasks
+from geo_sync.secondary.cursor import LogCursor
+from geo_sync.secondary.models import ArtifactRegistry, RepositoryRegistry
+from geo_sync.secondary.runtime import Runtime, open_runtime
+from geo_sync.secondary.scheduler import Scheduler
+from tests.deployment import wait_for
+from tests.services import temporary_database
+from tests.sites import PrimarySite, SecondarySite, primary_site, secondary_site
+from verification import verifier
+
+HOUR_AGO = time.time() - 3600
+
+
+@pytest.fixture
+def runtime(secondary: SecondarySite) -> Iterator[Runtime]:
+    rt = open_runtime(secondary.settings)
+    yield rt
+    rt.close()
+
+
+def drain(messaging: bootstrap.Messaging, runtime: Runtime) -> int:
+    """Do in this thread the work the scheduler sent (what a worker would do)."""
+    broker = messaging.broker
+    assert isinstance(broker, StubBroker)
+    done = 0
+    for queue in list(broker.queues.values()):
+        while not queue.empty():
+            message = dramatiq.Message.decode(queue.get_nowait())
+            work = (tasks.sync_items if message.actor_name == bootstrap.ACTOR
+                    else verifier.verify_items)
+            work(runtime, *message.args)
+            done += 1
+    return done
+
+
+def _age(path: Path) -> None:
+    os.utime(path, (HOUR_AGO, HOUR_AGO))
+
+
+# -- the temp-file janitor ----------------------------------------------------------
+
+def test_the_janitor_keeps_a_slow_first_clone_while_its_lease_lives(
+    runtime: Runtime,
+) -> None:
+    repos = runtime.settings.mirror_root / "repositories"
+    with write_transaction(runtime.engine) as conn:
+        registry.note_change(conn, RepositoryRegistry, "r1", "group/big.git",
+                             tombstone=False, size=None, checksum=None)
+        ids = conn.execute(select(RepositoryRegistry.id)).scalars().all()
+        [item] = registry.claim(conn, RepositoryRegistry, ids, "w1", lease_seconds=600)
+    # libgit2 writes packs into the staging directory without touching its mtime.
+    staging = repos / "group" / f"{TEMP_PREFIX}big.git-0123abcd"
+    (staging / "objects" / "pack").mkdir(parents=True)
+    (staging / "objects" / "pack" / "tmp_pack_x").write_bytes(b"p" * 1024)
+    _age(staging)
+    abandoned = repos / "other" / f"{TEMP_PREFIX}gone.git-feedbeef"
+    abandoned.mkdir(parents=True)
+    _age(abandoned)
+    messaging = bootstrap.setup(runtime.settings)
+
+    Scheduler(runtime, messaging).run_once()
+    assert staging.exists(), "the janitor deleted a clone whose worker still holds the lease"
+    assert not abandoned.exists(), "the janitor did not run (or kept an ownerless leftover)"
+
+    with write_transaction(runtime.engine) as conn:  # the worker died: its lease ran out
+        conn.execute(update(RepositoryRegistry).where(RepositoryRegistry.id == item.id)
+                     .values(lease_until=utcnow() - timedelta(seconds=1)))
+    Scheduler(runtime, messaging).run_once()
+    assert not staging.exists(), "a leftover whose lease ran out was kept"
+
+
+# -- a copy verified before the primary had its checksum -----------------------------
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def late_checksums(request: pytest.FixtureRequest, tmp_path: Path,
+                   monkeypatch: pytest.MonkeyPatch
+                   ) -> Iterator[tuple[PrimarySite, SecondarySite]]:
+    """A served primary whose own checksummer does not run (the test takes checksums
+    when it wants them), and its secondary, on one backend."""
+    with ExitStack() as stack:
+        postgres = request.param == "postgres"
+        primary_url = stack.enter_context(temporary_database()) if postgres else None
+        monkeypatch.setenv("GEO_SYNC_PRIMARY__CHECKSUM_INTERVAL_SECONDS", "86400")
+        primary = stack.enter_context(primary_site(tmp_path / "primary", primary_url))
+        monkeypatch.delenv("GEO_SYNC_PRIMARY__CHECKSUM_INTERVAL_SECONDS")
+        url = stack.enter_context(temporary_database("geo_tracking")) if postgres else None
+        secondary = secondary_site(tmp_path / "secondary", primary, url)
+        stack.callback(secondary.engine.dispose)
+        yield primary, secondary
+
+
+def _verification_state(runtime: Runtime, path: str) -> str:
+    with runtime.engine.connect() as conn:
+        return str(conn.execute(select(ArtifactRegistry.verification_state)
+                                .where(ArtifactRegistry.path == path)).scalar_one())
+
+
+def test_a_copy_verified_before_the_primary_had_a_checksum_is_verified_soon_after(
+    late_checksums: tuple[PrimarySite, SecondarySite],
+) -> None:
+    primary, secondary = late_checksums
+    blob = primary.storage("artifacts") / "p/1.bin"
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(b"artifact" * 100)
+    with write_transaction(primary.engine) as conn:
+        publish(conn, Change("artifact", "created", "p/1.bin", size=800))  # no checksum yet
+    runtime = open_runtime(secondary.settings)
+    try:
+        messaging = bootstrap.setup(runtime.settings)
+        scheduler, cursor = Scheduler(runtime, messaging), LogCursor(runtime)
+        cursor.run_once(wait=0)
+
+        def settled(state: str) -> bool:
+            scheduler.run_once()
+            drain(messaging, runtime)
+            return _verification_state(runtime, "p/1.bin") == state
+
+        wait_for(lambda: settled("disabled"), "the first verification, without a checksum")
+        checksummer.run_once(primary.engine, primary.settings.storage_root, 86400.0)
+        wait_for(lambda: settled("succeeded"),
+                 "verification once the primary has its checksum (not a week later)")
+    finally:
+        runtime.close()
+
+
+# -- a recovered dependency is noticed within seconds ----------------------------------
+
+def _state(runtime: Runtime, path: str) -> tuple[str, str | None]:
+    with runtime.engine.connect() as conn:
+        row = conn.execute(select(ArtifactRegistry.state, ArtifactRegistry.blocked_on)
+                           .where(ArtifactRegistry.path == path)).one()
+    return row.state, row.blocked_on
+
+
+def _as_if_backed_off_for_an_hour(runtime: Runtime) -> None:
+    """What a long outage leaves: every failed row's retry an hour away."""
+    with write_transaction(runtime.engine) as conn:
+        conn.execute(update(ArtifactRegistry).where(ArtifactRegistry.state == "failed")
+                     .values(retry_at=utcnow() + timedelta(hours=1)))
+
+
+def _publish_blob(primary: PrimarySite, path: str, data: bytes | None) -> None:
+    if data is not None:
+        blob = primary.storage("artifacts") / path
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+    with write_transaction(primary.engine) as conn:
+        publish(conn, Change("artifact", "created", path, size=len(data or b"")))
+
+
+def test_rows_failed_while_the_primary_was_down_are_retried_once_it_answers(
+    primary: PrimarySite, runtime: Runtime
+) -> None:
+    _publish_blob(primary, "ok/a.bin", b"a" * 4096)
+    _publish_blob(primary, "gone/b.bin", None)  # its own failure: missing on the primary
+    messaging = bootstrap.setup(runtime.settings)
+    scheduler, cursor = Scheduler(runtime, messaging), LogCursor(runtime)
+    cursor.run_once(wait=0)
+    scheduler.run_once()
+    drain(messaging, runtime)
+    assert _state(runtime, "gone/b.bin")[0] == "failed"
+    with write_transaction(runtime.engine) as conn:  # a.bin to be fetched again
+        registry.resync(conn, ArtifactRegistry, ArtifactRegistry.path == "ok/a.bin")
+    primary.stop()
+    scheduler.run_once()
+    drain(messaging, runtime)
+    assert _state(runtime, "ok/a.bin") == ("failed", "primary")
+    assert _state(runtime, "gone/b.bin") == ("failed", None)
+    _as_if_backed_off_for_an_hour(runtime)
+    primary.start()
+
+    def synced() -> bool:
+        scheduler.run_once()
+        drain(messaging, runtime)
+        return _state(runtime, "ok/a.bin")[0] == "synced"
+
+    wait_for(synced, "the blocked row to be retried once the primary answers", timeout=60)
+    assert _state(runtime, "gone/b.bin") == ("failed", None), (
+        "an item's own failure lost its backoff when the primary came back")
+
+
+@pytest.fixture
+def small_disk(runtime: Runtime) -> Iterator[Path]:
+    """The mirror's artifact storage on a 1 MiB tmpfs (root may mount; else skip)."""
+    target = runtime.settings.mirror_root / "artifacts"
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(target)],
+                             capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root): no disk-full test")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+
+
+def test_rows_failed_on_a_full_disk_are_retried_once_space_is_freed(
+    primary: PrimarySite, runtime: Runtime, small_disk: Path
+) -> None:
+    filler = small_disk / "filler"
+    with filler.open("wb") as handle, pytest.raises(OSError):
+        while True:
+            handle.write(b"\0" * 65536)
+            handle.flush()
+            os.fsync(handle.fileno())
+    _publish_blob(primary, "big/a.bin", b"a" * 200_000)
+    messaging = bootstrap.setup(runtime.settings)
+    scheduler, cursor = Scheduler(runtime, messaging), LogCursor(runtime)
+    cursor.run_once(wait=0)
+    scheduler.run_once()
+    drain(messaging, runtime)
+    assert _state(runtime, "big/a.bin") == ("failed", "storage")
+    _as_if_backed_off_for_an_hour(runtime)
+    filler.unlink()
+
+    def synced() -> bool:
+        scheduler.run_once()
+        drain(messaging, runtime)
+        return _state(runtime, "big/a.bin")[0] == "synced"
+
+    wait_for(synced, "the row to be retried once space is freed", timeout=60)
