@@ -86,3 +86,13 @@ def test_the_sweep_cost_benchmark_runs_on_both_databases() -> None:
     rows = _rows(_run("bench.sweep_cost", "--items", "1000"))
     assert set(rows) == {"SQLite", "PostgreSQL"}
     assert all(cells[0] == "1,000" for cells in rows.values()), rows
+
+
+def test_the_kill_loop_runs_at_its_smallest_size_and_prints_its_seed() -> None:
+    result = subprocess.run([sys.executable, "-m", "bench.kill_loop", "--seed", "3",
+                             "--kills", "3"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "kill loop seed 3 (3 kills); replay: python -m bench.kill_loop --seed 3" in \
+        result.stdout
+    assert "kill loop seed 3: converged after 3 kills" in result.stdout

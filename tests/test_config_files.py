@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from geo_sync.cli.main import cli
 from geo_sync.settings import load_settings
+from tests.faults.rig import PROXY
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config"
@@ -113,6 +114,17 @@ def test_the_secondary_reaches_the_primary_through_toxiproxy(compose: dict[str, 
     assert upstream_host in compose["services"]
     assert int(upstream_port) == primary.listen_port
     assert secondary.primary_url == f"http://toxiproxy:{proxy['listen'].rsplit(':', 1)[1]}"
+
+
+def test_compose_toxiproxy_has_the_proxy_the_fault_matrix_drives(compose: dict[str, Any]) -> None:
+    """TOXIPROXY_URL can point the matrix (tests/faults) at compose's real Toxiproxy."""
+    names = [p["name"] for p in json.loads((CONFIG / "compose" / "toxiproxy.json").read_text())]
+    assert names == [PROXY]
+    ports = compose["services"]["toxiproxy"]["ports"]
+    listen = json.loads((CONFIG / "compose" / "toxiproxy.json").read_text())[0]["listen"]
+    assert any(str(p).startswith("8474:") for p in ports), "the API, for toxiproxy-python"
+    assert any(str(p).endswith(":" + listen.rsplit(":", 1)[1]) for p in ports), \
+        "the proxy itself, for a secondary outside compose"
 
 
 def test_the_dockerfile_copies_what_exists() -> None:
