@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from stat import S_ISREG
+from urllib.parse import quote
 
 from sqlalchemy import Engine, select
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +23,8 @@ CHUNK = 1024 * 1024
 SIZE_HEADER = "x-geo-size"
 CHECKSUM_HEADER = "x-geo-checksum-sha256"
 MISSING_HEADER = "x-geo-missing-on-primary"
+#: Percent-encoded: a record id may hold any character, a header value only Latin-1.
+RECORD_HEADER = "x-geo-record-id"
 
 
 class LargeChunkFileResponse(FileResponse):
@@ -54,14 +57,15 @@ class LargeChunkFileResponse(FileResponse):
                     return
 
 
-def _catalog_entry(engine: Engine, type_name: str, path: str) -> tuple[int | None, str | None]:
+def _catalog_entry(engine: Engine, type_name: str, path: str
+                   ) -> tuple[str | None, int | None, str | None]:
     with engine.connect() as conn:
         row = conn.execute(
-            select(CatalogItem.size, CatalogItem.checksum).where(
+            select(CatalogItem.record_id, CatalogItem.size, CatalogItem.checksum).where(
                 CatalogItem.replicable_type == type_name, CatalogItem.path == path
             )
         ).first()
-    return (row.size, row.checksum) if row else (None, None)
+    return (row.record_id, row.size, row.checksum) if row else (None, None, None)
 
 
 async def download(request: Request, engine: Engine, storage_root: Path) -> Response:
@@ -77,8 +81,11 @@ async def download(request: Request, engine: Engine, storage_root: Path) -> Resp
         stat = None
     if stat is None or not S_ISREG(stat.st_mode):
         raise MissingOnPrimary(f"{replicator.name} {relpath} is missing on primary")
-    size, checksum = await run_in_threadpool(_catalog_entry, engine, replicator.name, relpath)
+    record_id, size, checksum = await run_in_threadpool(_catalog_entry, engine,
+                                                        replicator.name, relpath)
     headers = {SIZE_HEADER: str(stat.st_size)}
+    if record_id is not None:
+        headers[RECORD_HEADER] = quote(record_id, safe="")
     # The catalog checksum describes the file only if the file is still that size.
     if checksum and size == stat.st_size:
         headers[CHECKSUM_HEADER] = checksum
