@@ -228,6 +228,20 @@ def disable_secondary(cli_ctx: CliContext, name: str) -> None:
     _set_enabled(cli_ctx, name, False)
 
 
+@primary.command("remove-secondary")
+@click.argument("name")
+@pass_cli
+def remove_secondary(cli_ctx: CliContext, name: str) -> None:
+    """Forget a secondary: refuse its requests and stop keeping events for it."""
+    _, engine = open_primary(cli_ctx.settings)
+    with write_transaction(engine) as conn:
+        secondaries.remove_secondary(conn, name)
+    click.echo(f"removed {name}: a running `primary serve` refuses it within "
+               f"{CREDENTIAL_CACHE_SECONDS:g} s and no longer keeps events for it. Its "
+               f"mirror is untouched; to bring it back, `add-secondary` it and set it up "
+               f"again with `secondary init` (a fresh tracking database backfills)")
+
+
 @primary.command()
 @click.argument("name")
 @click.option("--ttl", default=60, show_default=True, help="Seconds until the token expires.")
