@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from stat import S_ISREG
 from urllib.parse import quote
@@ -19,6 +20,7 @@ from replicators.registry import replicator_for
 from replicators.repository import RepositoryReplicator
 
 CHUNK = 1024 * 1024
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 SIZE_HEADER = "x-geo-size"
 CHECKSUM_HEADER = "x-geo-checksum-sha256"
@@ -86,8 +88,10 @@ async def download(request: Request, engine: Engine, storage_root: Path) -> Resp
     headers = {SIZE_HEADER: str(stat.st_size)}
     if record_id is not None:
         headers[RECORD_HEADER] = quote(record_id, safe="")
-    # The catalog checksum describes the file only if the file is still that size.
-    if checksum and size == stat.st_size:
+    # The catalog checksum describes the file only if the file is still that size. A
+    # value that is not one (a row from before the rules were whole-value) would be an
+    # illegal header, and the server would drop the connection.
+    if checksum and size == stat.st_size and _SHA256.fullmatch(checksum):
         headers[CHECKSUM_HEADER] = checksum
     return LargeChunkFileResponse(
         full,

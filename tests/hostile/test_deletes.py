@@ -15,6 +15,7 @@ from geo_sync.db import utcnow, write_transaction
 from geo_sync.primary.models import Event
 from geo_sync.primary.publish import Change, publish
 from geo_sync.secondary.cursor import LogCursor
+from geo_sync.secondary.models import CursorRow
 from geo_sync.secondary.runtime import Runtime, open_runtime
 from geo_sync.secondary.tasks import sync_items
 from replicators.registry import replicator_for
@@ -117,3 +118,30 @@ def test_the_cli_refuses_to_publish_a_delete_of_an_uncatalogued_path(
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "kept" in result.stderr and "catalog" in result.stderr
+
+
+def _raw_payload_event(primary: PrimarySite, path: str, payload: dict[str, object]) -> None:
+    with write_transaction(primary.engine) as conn:
+        values = {"replicable_type": "artifact", "event": "created", "record_id": path,
+                  "path": path, "payload": payload, "created_at": utcnow()}
+        if primary.settings.database_url.startswith("postgresql"):
+            values["txid"] = conn.exec_driver_sql(
+                "SELECT pg_current_xact_id()::text::bigint").scalar_one()
+        conn.execute(insert(Event).values(values))
+
+
+@pytest.mark.parametrize("payload", [{"size": 2**64}, {"size": -1}, {"size": True},
+                                     {"size": "12"}, {"checksum": "a" * 64 + "\n"},
+                                     {"checksum": 5}])
+def test_an_event_with_a_hostile_payload_is_refused_and_the_feed_moves_on(
+    primary: PrimarySite, runtime: Runtime, payload: dict[str, object]
+) -> None:
+    _raw_payload_event(primary, "hostile.bin", payload)
+    _blob(primary, "fine.bin", b"fine")
+    _replicate(runtime, "artifact")
+    model = replicator_for("artifact").registry
+    with runtime.engine.connect() as conn:
+        rows = dict(conn.execute(select(model.record_id, model.state)).all())
+        error = conn.execute(select(CursorRow.last_error)).scalar_one()
+    assert rows == {"fine.bin": "synced"}
+    assert "payload" in error
