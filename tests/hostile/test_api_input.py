@@ -160,3 +160,34 @@ def test_an_unknown_secondary_learns_only_invalid_credentials(primary: PrimarySi
                    for t in tokens]
     assert all(a["message"] == "invalid credentials" for a in answers), answers
     assert not any("nobody" in json.dumps(a) or "s1" in json.dumps(a) for a in answers)
+
+
+@FIXTURE
+@given(value=st.one_of(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126),
+                               max_size=40),
+                       st.builds(lambda a, b: f"bytes={a}-{b}",
+                                 st.sampled_from(["", "0", "5", "9" * 30, "-3", "10"]),
+                                 st.sampled_from(["", "0", "3", "9" * 30, "1,2-3"]))))
+def test_any_range_header_on_a_blob_is_served_or_refused_never_a_5xx(
+    primary: PrimarySite, value: str
+) -> None:
+    full = primary.storage("artifacts") / "ranged.bin"
+    if not full.exists():
+        full.parent.mkdir(parents=True, exist_ok=True)
+        full.write_bytes(b"0123456789")
+    with primary.client() as client:
+        response = client.get("/blobs/artifact/ranged.bin",
+                              headers={**primary.headers(), "Range": value})
+    assert response.status_code < 500, (value, response.status_code)
+
+
+@FIXTURE
+@given(rest=st.text(max_size=60), service=st.one_of(st.none(), st.text(max_size=20)))
+def test_any_git_path_or_service_is_refused_or_served_never_a_5xx(
+    primary: PrimarySite, rest: str, service: str | None
+) -> None:
+    params = {} if service is None else {"service": service}
+    with primary.client() as client:
+        response = client.get(f"/git/{url_path(rest) or 'x'}", params=params,
+                              headers=primary.headers())
+    assert response.status_code < 500, (rest, service, response.text)
