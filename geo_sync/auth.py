@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 import jwt
 
-from geo_sync.errors import AuthError
+from geo_sync.errors import AuthError, InvalidCredentials
 
 AUDIENCE = "geo-sync-primary"
 DEFAULT_TTL = 60
+#: Secondary names are at most this long (geo_sync.primary.secondaries).
+MAX_NAME_LENGTH = 64
 
 
 @dataclass(frozen=True)
@@ -57,17 +59,9 @@ def verify_token(
     name = unverified.get("sub")
     if not isinstance(name, str) or not name:
         raise AuthError("token names no secondary (missing sub claim)")
-    credential = lookup(name)
+    credential = lookup(name) if len(name) <= MAX_NAME_LENGTH else None
     if credential is None:
-        raise AuthError(
-            f"unknown secondary {name!r}",
-            hint="register it on the primary with `geo-sync primary add-secondary NAME`",
-        )
-    if not credential.enabled:
-        raise AuthError(
-            f"secondary {name!r} is disabled",
-            hint="enable it on the primary with `geo-sync primary enable-secondary NAME`",
-        )
+        raise InvalidCredentials(f"unknown secondary {name[:80]!r}")
     try:
         claims = jwt.decode(
             token,
@@ -77,12 +71,19 @@ def verify_token(
             leeway=leeway,
             options={"require": ["exp", "iat", "sub", "aud"]},
         )
-    except jwt.ExpiredSignatureError:
-        raise AuthError(f"token of secondary {name!r} has expired") from None
     except jwt.InvalidSignatureError:
-        raise AuthError(f"token signature does not match secondary {name!r}'s secret") from None
+        raise InvalidCredentials(
+            f"token signature does not match secondary {name!r}'s secret") from None
+    except jwt.ExpiredSignatureError:
+        # PyJWT checks the signature before the expiry: the caller is who it says.
+        raise AuthError(f"token of secondary {name!r} has expired") from None
     except jwt.InvalidTokenError as exc:
-        raise AuthError(f"invalid token for secondary {name!r}: {exc}") from None
+        raise InvalidCredentials(f"invalid token for secondary {name!r}: {exc}") from None
+    if not credential.enabled:
+        raise AuthError(
+            f"secondary {name!r} is disabled",
+            hint="enable it on the primary with `geo-sync primary enable-secondary NAME`",
+        )
     if int(claims["exp"]) - int(claims["iat"]) > max_ttl:
         raise AuthError(
             f"token of secondary {name!r} lives longer than {max_ttl}s",

@@ -46,6 +46,12 @@ class InvalidCursor(InvalidInput):
     default_hint = "use the cursor the feed returned, or fetch /events/head to start over"
 
 
+class TooLarge(InvalidInput):
+    """Raised when a request body is larger than the endpoint ever needs."""
+
+    default_hint = "send only what the endpoint documents"
+
+
 class NotFound(GeoSyncError):
     """Raised when the named item does not exist."""
 
@@ -60,6 +66,17 @@ class AuthError(GeoSyncError):
     """Raised when a request's credentials are missing, invalid, expired or disabled."""
 
     default_hint = "check the secondary's name and secret, and that both clocks are in sync"
+
+
+class InvalidCredentials(AuthError):
+    """Raised when a token names an unknown secondary or is not signed with its secret.
+
+    The caller has proven nothing, so it learns nothing (not even which names exist);
+    ``detail`` is for the primary's own log."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("invalid credentials")
+        self.detail = detail
 
 
 class BackfillRequired(GeoSyncError):

@@ -8,14 +8,29 @@ it, so that the primary and every secondary agree on exactly one spelling.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from geo_sync.errors import UnsafePath
 
 MAX_PATH_BYTES = 4096
 #: Names of temporary files and directories geo-sync writes before renaming into place.
+#: Reserved: a path component starting with it is refused, since every janitor removes it.
 TEMP_PREFIX = ".geo-sync-tmp-"
 MAX_COMPONENT_BYTES = 255
+#: C0 controls, DEL and C1 controls: invisible in logs and terminals, and some break
+#: HTTP headers. The geo_check_path() SQL function (migration 0003) refuses the same set.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def utf8_length(value: str, field: str) -> int:
+    """Bytes of ``value`` in UTF-8; InvalidInput if it holds a lone surrogate, which
+    is what Python makes of bytes that are not UTF-8 (a file name from a foreign
+    file system) and what neither PostgreSQL, JSON nor a URL can carry."""
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise UnsafePath(f"{field} is not valid UTF-8: {value!r}") from None
 
 
 def validate_relpath(path: object, *, field: str = "path") -> str:
@@ -26,19 +41,22 @@ def validate_relpath(path: object, *, field: str = "path") -> str:
         raise UnsafePath(f"{field} is empty")
     if "\x00" in path:
         raise UnsafePath(f"{field} contains a NUL byte")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
+    if CONTROL.search(path):
         raise UnsafePath(f"{field} contains a control character")
     if "\\" in path:
         raise UnsafePath(f"{field} contains a backslash: {path!r}")
-    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+    if utf8_length(path, field) > MAX_PATH_BYTES:
         raise UnsafePath(f"{field} is longer than {MAX_PATH_BYTES} bytes")
     if path.startswith("/"):
         raise UnsafePath(f"{field} is absolute: {path!r}")
     for part in path.split("/"):
         if part in ("", ".", ".."):
             raise UnsafePath(f"{field} is not a normalized relative path: {path!r}")
-        if len(part.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
+        if len(part.encode("utf-8")) > MAX_COMPONENT_BYTES:
             raise UnsafePath(f"{field} has a component longer than {MAX_COMPONENT_BYTES} bytes")
+        if part.startswith(TEMP_PREFIX):
+            raise UnsafePath(f"{field} has a component starting with {TEMP_PREFIX!r}, "
+                             f"reserved for geo-sync's temporary files: {path!r}")
     return path
 
 

@@ -44,4 +44,4 @@ class ArtifactReplicator(Replicator):
         with ctx.client.blob(cls.name, item.path) as response, atomic_file(dest) as handle:
             size = stream_into(response, handle, digest)
             check_integrity(f"{cls.name} {item.path}", size, digest.hexdigest(), response,
-                            item.expected_size, item.expected_checksum)
+                            item)

@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import ClassVar
 
 from geo_sync.errors import InvalidInput
+from geo_sync.logging import get_logger
 from geo_sync.paths import TEMP_PREFIX, resolve_inside, validate_relpath
 from geo_sync.secondary.client import PrimaryClient
 from geo_sync.secondary.models import Registry
 from geo_sync.secondary.registry import Claimed
 from replicators.transfer import remove_path
+
+log = get_logger("replicator")
 
 
 @dataclass(frozen=True)
@@ -116,10 +119,27 @@ class Replicator(ABC):
 
     @classmethod
     def remove(cls, ctx: SyncContext, item: Claimed) -> None:
-        """Delete the mirror's copy of ``item`` (after a delete event)."""
+        """Delete the mirror's copy of ``item`` (after a delete event), and nothing else.
+
+        The primary refuses a delete that names no catalogued item, but an event is
+        input from the network: whatever is at the path must look like one copy of
+        this type before it goes, or it stays and the refusal is logged."""
         root = ctx.root(cls)
         for relpath in {item.path, item.mirror_path or item.path}:
-            remove_path(resolve_inside(root, relpath))
+            target = resolve_inside(root, cls.validate_path(relpath))
+            refusal = cls.not_one_item(target)
+            if refusal is not None:
+                log.warning("mirror_delete_refused", path=relpath, reason=refusal)
+                continue
+            remove_path(target)
+
+    @classmethod
+    def not_one_item(cls, path: Path) -> str | None:
+        """Why ``path`` is not just one copy of this type (None if it is, or is gone).
+        Blobs are files: a directory holds other items."""
+        if path.is_dir() and not path.is_symlink():
+            return "a directory, not one item's copy: it may hold other items"
+        return None
 
     @classmethod
     def destination(cls, ctx: SyncContext, item: Claimed) -> Path:

@@ -13,9 +13,11 @@ from geo_sync.secondary.registry import Claimed
 from replicators.base import FoundItem, KnownItem, Replicator, SyncContext, walk_files
 from replicators.transfer import (
     CHUNK,
+    SIZE_HEADER,
     IntegrityError,
     atomic_file,
     check_integrity,
+    check_record,
     stream_into,
 )
 from verification.checksums import sha256_file
@@ -79,7 +81,7 @@ class JobLogReplicator(Replicator):
         with ctx.client.blob(cls.name, item.path) as response, atomic_file(dest) as handle:
             size = stream_into(response, handle, digest)
             check_integrity(f"{cls.name} {item.path}", size, digest.hexdigest(), response,
-                            item.expected_size, item.expected_checksum)
+                            item, appendable=True)
 
     @classmethod
     def _append(cls, ctx: SyncContext, item: Claimed, dest: Path) -> bool:
@@ -92,8 +94,10 @@ class JobLogReplicator(Replicator):
         with ctx.client.blob(cls.name, item.path, start=size - overlap) as response:
             if response.status_code == 416:
                 return False  # the primary's log is now shorter than our tail
-            stated = response.headers.get("x-geo-size")
-            if stated is not None and int(stated) < size:
+            check_record(f"{cls.name} {item.path}", response, item)
+            raw = response.headers.get(SIZE_HEADER, "")
+            stated = int(raw) if raw.isascii() and raw.isdigit() else None
+            if stated is not None and stated < size:
                 return False
             iterator = response.iter_raw(CHUNK)
             head = b""
@@ -104,11 +108,16 @@ class JobLogReplicator(Replicator):
             if head[:overlap] != tail:
                 return False
             new_bytes = head[overlap:]
-            if not new_bytes and stated is not None and int(stated) == size:
+            if not new_bytes and stated == size:
                 return True  # nothing appended since our copy
             with atomic_file(dest) as handle, dest.open("rb") as old:
                 shutil.copyfileobj(old, handle, CHUNK)
                 handle.write(new_bytes)
                 for chunk in iterator:
                     handle.write(chunk)
+                total = handle.tell()
+                if item.expected_size is not None and total < item.expected_size:
+                    # Still inside atomic_file: the short copy never reaches dest.
+                    raise IntegrityError(f"{cls.name} {item.path}: {total} bytes after the "
+                                         f"append, our record says {item.expected_size}")
         return True

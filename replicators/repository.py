@@ -79,6 +79,19 @@ class RepositoryReplicator(Replicator):
         return valid
 
     @classmethod
+    def not_one_item(cls, path: Path) -> str | None:
+        """A repository's copy is one bare repository holding no other repository."""
+        if path.is_symlink() or not path.exists():
+            return None
+        if not is_bare_repository(path):
+            return "not a bare repository: it may hold other repositories"
+        for dirpath, dirnames, _ in os.walk(path):
+            for name in dirnames:
+                if name.endswith(".git") and is_bare_repository(Path(dirpath) / name):
+                    return f"holds another repository: {Path(dirpath, name).relative_to(path)}"
+        return None
+
+    @classmethod
     def discover(cls, root: Path) -> Iterator[str]:
         for dirpath, dirnames, _ in os.walk(root):
             current = Path(dirpath)

@@ -14,15 +14,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import unquote
 
 import httpx
 
 from geo_sync.errors import GeoSyncError, TransientError
 from geo_sync.paths import TEMP_PREFIX
+from geo_sync.secondary.registry import Claimed
 
 CHUNK = 1024 * 1024
 SIZE_HEADER = "x-geo-size"
 CHECKSUM_HEADER = "x-geo-checksum-sha256"
+RECORD_HEADER = "x-geo-record-id"
 
 
 class IntegrityError(GeoSyncError):
@@ -73,19 +76,38 @@ def stream_into(response: httpx.Response, handle: BinaryIO, digest: hashlib._Has
     return written
 
 
+def check_record(what: str, response: httpx.Response, item: Claimed) -> None:
+    """The primary says which record its bytes belong to: they must be ours. A path
+    that now belongs to another record would otherwise be mirrored as ours."""
+    stated = response.headers.get(RECORD_HEADER)
+    if stated is not None and unquote(stated, errors="strict") != item.record_id:
+        raise IntegrityError(f"{what}: the primary served record {unquote(stated)!r} at this "
+                             f"path, not {item.record_id!r}")
+
+
 def check_integrity(what: str, size: int, checksum: str, response: httpx.Response,
-                    expected_size: int | None, expected_checksum: str | None) -> None:
-    """Compare what we wrote with the primary's headers, else with what the event said."""
+                    item: Claimed, *, appendable: bool = False) -> None:
+    """Compare what we received with our own record of the item (its record id, and the
+    size and checksum the event or catalog gave us) and with the primary's headers.
+
+    Our record comes first: the headers only describe whatever the primary served,
+    which is not necessarily the item we asked for. An appendable item may have grown
+    since its event, never shrunk."""
+    check_record(what, response, item)
+    expected_size, expected_checksum = item.expected_size, item.expected_checksum
+    if expected_size is not None and (size < expected_size
+                                      or (size > expected_size and not appendable)):
+        raise IntegrityError(f"{what}: received {size} bytes, our record says {expected_size}")
+    if expected_checksum and expected_size == size and expected_checksum != checksum:
+        raise IntegrityError(f"{what}: sha256 {checksum} differs from our record's "
+                             f"{expected_checksum}")
     stated_size = response.headers.get(SIZE_HEADER)
     stated_checksum = response.headers.get(CHECKSUM_HEADER)
-    if stated_size is not None and int(stated_size) != size:
-        raise IntegrityError(f"{what}: received {size} bytes, primary stated {stated_size}")
+    if stated_size is not None and stated_size != str(size):
+        raise IntegrityError(f"{what}: received {size} bytes, primary stated {stated_size[:40]}")
     if stated_checksum and stated_checksum != checksum:
-        raise IntegrityError(f"{what}: sha256 {checksum} differs from primary's {stated_checksum}")
-    if (not stated_checksum and expected_checksum and expected_size == size
-            and expected_checksum != checksum):
-        raise IntegrityError(f"{what}: sha256 {checksum} differs from the event's "
-                             f"{expected_checksum}")
+        raise IntegrityError(f"{what}: sha256 {checksum} differs from primary's "
+                             f"{stated_checksum[:64]}")
 
 
 def remove_path(path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,9 @@ from geo_sync.primary.publish import Change, publish
 from geo_sync.primary.retention import prune
 from geo_sync.primary.scan import apply_plan, plan_scan
 from geo_sync.primary.site import init_primary, open_primary
+from replicators.base import Replicator
 from replicators.registry import REPLICATORS, replicator_for
-from replicators.repository import RepositoryReplicator
+from replicators.repository import RepositoryReplicator, is_bare_repository
 
 console = make_console()
 
@@ -81,7 +83,8 @@ def serve(cli_ctx: CliContext) -> None:
 @click.option("--size", type=int, help="Size in bytes (default: measured on disk).")
 @click.option("--checksum", help="sha256 hex (default: computed on disk).")
 @click.option("--old-path", help="For renamed: where the item was.")
-@click.option("--no-inspect", is_flag=True, help="Do not measure the item on disk.")
+@click.option("--no-inspect", is_flag=True,
+              help="Do not measure the item on disk, nor require it to exist there yet.")
 @pass_cli
 def publish_command(cli_ctx: CliContext, type_name: str, event: str, path: str,
                     record_id: str | None, size: int | None, checksum: str | None,
@@ -91,9 +94,12 @@ def publish_command(cli_ctx: CliContext, type_name: str, event: str, path: str,
     replicator = replicator_for(type_name)
     replicator.validate_event(event)
     replicator.validate_path(path)
-    if event != "deleted" and not no_inspect and (size is None or checksum is None):
-        full = resolve_inside(settings.storage_root / replicator.storage_dir, path)
-        if full.exists():
+    # Always, --no-inspect included: a path that leads out of the storage root through a
+    # symlink is refused before anything is published.
+    full = resolve_inside(settings.storage_root / replicator.storage_dir, path)
+    if event != "deleted" and not no_inspect:
+        _require_item(replicator, full, path)
+        if size is None or checksum is None:
             found = replicator.describe(full, path)
             size = found.size if size is None else size
             checksum = found.checksum if checksum is None else checksum
@@ -101,6 +107,26 @@ def publish_command(cli_ctx: CliContext, type_name: str, event: str, path: str,
                     old_path=old_path)
     with write_transaction(engine) as conn:
         click.echo(publish(conn, change))
+
+
+def _require_item(replicator: type[Replicator], full: Path, path: str) -> None:
+    """The item must be on disk as its type stores it. Checked with stat, before any
+    read: opening a FIFO or a device to hash it would block forever."""
+    hint = "create it first, or publish with --no-inspect (and --size/--checksum)"
+    try:
+        mode = full.stat().st_mode
+    except FileNotFoundError:
+        raise InvalidInput(f"--path {path} does not exist under {full.parent}",
+                           hint=hint) from None
+    except OSError as exc:
+        raise InvalidInput(f"--path {path} cannot be read: {exc.strerror}", hint=hint) from None
+    if replicator is RepositoryReplicator:
+        if not (stat.S_ISDIR(mode) and is_bare_repository(full)):
+            raise InvalidInput(f"--path {path} is not a bare git repository", hint=hint)
+    elif not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise InvalidInput(f"--path {path} is {kind}; a {replicator.name} is one file",
+                           hint=hint)
 
 
 @primary.command()
@@ -200,6 +226,20 @@ def enable_secondary(cli_ctx: CliContext, name: str) -> None:
 def disable_secondary(cli_ctx: CliContext, name: str) -> None:
     """Refuse every request from a secondary (within a couple of seconds)."""
     _set_enabled(cli_ctx, name, False)
+
+
+@primary.command("remove-secondary")
+@click.argument("name")
+@pass_cli
+def remove_secondary(cli_ctx: CliContext, name: str) -> None:
+    """Forget a secondary: refuse its requests and stop keeping events for it."""
+    _, engine = open_primary(cli_ctx.settings)
+    with write_transaction(engine) as conn:
+        secondaries.remove_secondary(conn, name)
+    click.echo(f"removed {name}: a running `primary serve` refuses it within "
+               f"{CREDENTIAL_CACHE_SECONDS:g} s and no longer keeps events for it. Its "
+               f"mirror is untouched; to bring it back, `add-secondary` it and set it up "
+               f"again with `secondary init` (a fresh tracking database backfills)")
 
 
 @primary.command()

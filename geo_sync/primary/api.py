@@ -8,6 +8,8 @@ the ChangeSignal without holding a thread.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -29,6 +31,7 @@ from geo_sync.errors import (
     InvalidInput,
     MissingOnPrimary,
     NotFound,
+    TooLarge,
 )
 from geo_sync.logging import get_logger
 from geo_sync.primary import blobs, checksummer, git_http, hooks, secondaries
@@ -48,6 +51,9 @@ SAFETY_REREAD = 1.0
 TOUCH_INTERVAL = 5.0
 # Disabling a secondary or rotating its secret takes effect within this.
 CREDENTIAL_CACHE_SECONDS = 2.0
+#: The only body the API reads is an ack: a cursor, at most MAX_CURSOR_CHARS.
+MAX_BODY_BYTES = 80 * 1024
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -62,6 +68,8 @@ def _error_response(exc: GeoSyncError) -> JSONResponse:
         status, code = 401, "unauthorized"
     elif isinstance(exc, BackfillRequired):
         status, code = 410, "backfill_required"
+    elif isinstance(exc, TooLarge):
+        status, code = 413, "too_large"
     elif isinstance(exc, InvalidInput):
         status, code = 400, "invalid_request"
     return JSONResponse(
@@ -75,13 +83,26 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput(f"query parameter {name} must be an integer, got {raw[:40]!r}") from None
+    # ASCII digits only: int() also takes other scripts' digits, signs, '_' and spaces.
+    if not _DIGITS.fullmatch(raw):
+        raise InvalidInput(f"query parameter {name} must be an integer, got {raw[:40]!r}")
+    value = int(raw)
     if not low <= value <= high:
         raise InvalidInput(f"query parameter {name} must be between {low} and {high}")
     return value
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"request body of {declared[:20]} bytes is over the limit of {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"request body is over the limit of {limit} bytes")
+    return bytes(body)
 
 
 class GeoApi:
@@ -138,7 +159,8 @@ class GeoApi:
                 return await handler(request, caller)
             except GeoSyncError as exc:
                 if isinstance(exc, AuthError):
-                    log.warning("request_refused", path=request.url.path, reason=exc.message)
+                    log.warning("request_refused", path=request.url.path, reason=exc.message,
+                                detail=getattr(exc, "detail", None))
                 return _error_response(exc)
 
         return endpoint
@@ -188,13 +210,14 @@ class GeoApi:
         return JSONResponse({"cursor": await run_in_threadpool(run)})
 
     async def ack(self, request: Request, caller: str) -> Response:
+        raw = await _bounded_body(request, MAX_BODY_BYTES)
         try:
-            body = await request.json()
-        except ValueError:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
             raise InvalidInput("body must be JSON: {\"cursor\": \"...\"}") from None
         cursor = body.get("cursor") if isinstance(body, dict) else None
         if not isinstance(cursor, str):
-            raise InvalidInput("body must be JSON: {\"cursor\": \"...\"}")
+            raise InvalidInput("body must be JSON with a string cursor: {\"cursor\": \"...\"}")
 
         def run() -> None:
             with write_transaction(self.engine) as conn:

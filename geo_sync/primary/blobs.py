@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from stat import S_ISREG
+from urllib.parse import quote
 
 from sqlalchemy import Engine, select
 from starlette.concurrency import run_in_threadpool
@@ -18,10 +20,13 @@ from replicators.registry import replicator_for
 from replicators.repository import RepositoryReplicator
 
 CHUNK = 1024 * 1024
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 SIZE_HEADER = "x-geo-size"
 CHECKSUM_HEADER = "x-geo-checksum-sha256"
 MISSING_HEADER = "x-geo-missing-on-primary"
+#: Percent-encoded: a record id may hold any character, a header value only Latin-1.
+RECORD_HEADER = "x-geo-record-id"
 
 
 class LargeChunkFileResponse(FileResponse):
@@ -54,14 +59,15 @@ class LargeChunkFileResponse(FileResponse):
                     return
 
 
-def _catalog_entry(engine: Engine, type_name: str, path: str) -> tuple[int | None, str | None]:
+def _catalog_entry(engine: Engine, type_name: str, path: str
+                   ) -> tuple[str | None, int | None, str | None]:
     with engine.connect() as conn:
         row = conn.execute(
-            select(CatalogItem.size, CatalogItem.checksum).where(
+            select(CatalogItem.record_id, CatalogItem.size, CatalogItem.checksum).where(
                 CatalogItem.replicable_type == type_name, CatalogItem.path == path
             )
         ).first()
-    return (row.size, row.checksum) if row else (None, None)
+    return (row.record_id, row.size, row.checksum) if row else (None, None, None)
 
 
 async def download(request: Request, engine: Engine, storage_root: Path) -> Response:
@@ -77,10 +83,15 @@ async def download(request: Request, engine: Engine, storage_root: Path) -> Resp
         stat = None
     if stat is None or not S_ISREG(stat.st_mode):
         raise MissingOnPrimary(f"{replicator.name} {relpath} is missing on primary")
-    size, checksum = await run_in_threadpool(_catalog_entry, engine, replicator.name, relpath)
+    record_id, size, checksum = await run_in_threadpool(_catalog_entry, engine,
+                                                        replicator.name, relpath)
     headers = {SIZE_HEADER: str(stat.st_size)}
-    # The catalog checksum describes the file only if the file is still that size.
-    if checksum and size == stat.st_size:
+    if record_id is not None:
+        headers[RECORD_HEADER] = quote(record_id, safe="")
+    # The catalog checksum describes the file only if the file is still that size. A
+    # value that is not one (a row from before the rules were whole-value) would be an
+    # illegal header, and the server would drop the connection.
+    if checksum and size == stat.st_size and _SHA256.fullmatch(checksum):
         headers[CHECKSUM_HEADER] = checksum
     return LargeChunkFileResponse(
         full,

@@ -46,7 +46,14 @@ from geo_sync.db import is_postgres
 from geo_sync.errors import InvalidCursor
 from geo_sync.primary.models import Event
 
-_SNAPSHOT = re.compile(r"^(\d+):(\d+):((?:\d+(?:,\d+)*)?)$")
+# ASCII digits only (\d would take any script's digits), at most a BIGINT's worth each.
+_NUMBER = r"[0-9]{1,19}"
+_SNAPSHOT = re.compile(rf"({_NUMBER}):({_NUMBER}):((?:{_NUMBER}(?:,{_NUMBER})*)?)")
+_ID = re.compile(_NUMBER)
+MAX_ID = 2**63 - 1
+#: A snapshot lists the transactions in progress when it was taken; this bounds the
+#: work a cursor can ask of us, far above any real server's max_connections.
+MAX_CURSOR_CHARS = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -115,8 +122,14 @@ class Feed(ABC):
 
     def validate(self, cursor: str) -> str:
         """Return ``cursor`` if this feed can read from it; raise InvalidCursor otherwise."""
+        if len(cursor) > MAX_CURSOR_CHARS:
+            raise InvalidCursor(f"cursor is longer than {MAX_CURSOR_CHARS} characters")
         self.delivered(cursor)
         return cursor
+
+    @abstractmethod
+    def beyond(self, cursor: str, other: str) -> bool:
+        """Whether ``cursor`` claims events past ``other`` (both valid cursors)."""
 
 
 def _rows_to_events(rows: Any) -> list[FeedEvent]:
@@ -155,13 +168,13 @@ class Snapshot:
 
     @classmethod
     def parse(cls, raw: str) -> Snapshot:
-        match = _SNAPSHOT.match(raw)
+        match = _SNAPSHOT.fullmatch(raw)
         if not match:
-            raise InvalidCursor(f"malformed snapshot in cursor: {raw!r}")
+            raise InvalidCursor(f"malformed snapshot in cursor: {raw[:80]!r}")
         xmin, xmax = int(match[1]), int(match[2])
         xip = tuple(int(x) for x in match[3].split(",")) if match[3] else ()
-        if not xmin <= xmax or any(not xmin <= x < xmax for x in xip):
-            raise InvalidCursor(f"inconsistent snapshot in cursor: {raw!r}")
+        if not xmin <= xmax <= MAX_ID or any(not xmin <= x < xmax for x in xip):
+            raise InvalidCursor(f"inconsistent snapshot in cursor: {raw[:80]!r}")
         return cls(xmin, xmax, xip)
 
     def __str__(self) -> str:
@@ -208,6 +221,13 @@ class PostgresFeed(Feed):
         lo, _, _ = self._parse(cursor)
         return lo.visible(Event.txid)
 
+    def beyond(self, cursor: str, other: str) -> bool:
+        # Transaction ids only grow: a snapshot naming an xmax the other has not
+        # reached was never taken before it.
+        lo, hi, _ = self._parse(cursor)
+        limit = self._parse(other)[0].xmax
+        return lo.xmax > limit or (hi is not None and hi.xmax > limit)
+
     @staticmethod
     def _current(conn: Connection) -> Snapshot:
         return Snapshot.parse(conn.execute(text("SELECT pg_current_snapshot()::text")).scalar_one())
@@ -217,7 +237,8 @@ class PostgresFeed(Feed):
 
     def _parse(self, cursor: str) -> tuple[Snapshot, Snapshot | None, int]:
         parts = cursor.split(";")
-        if len(parts) != 4 or parts[0] != self._PREFIX or not parts[3].isdigit():
+        if (len(parts) != 4 or parts[0] != self._PREFIX or not _ID.fullmatch(parts[3])
+                or int(parts[3]) > MAX_ID):
             raise InvalidCursor(f"not a PostgreSQL feed cursor: {cursor[:80]!r}")
         lo = Snapshot.parse(parts[1])
         hi = Snapshot.parse(parts[2]) if parts[2] else None
@@ -248,9 +269,12 @@ class SqliteFeed(Feed):
     def delivered(self, cursor: str) -> ColumnElement[bool]:
         return Event.id <= self._parse(cursor)
 
+    def beyond(self, cursor: str, other: str) -> bool:
+        return self._parse(cursor) > self._parse(other)
+
     def _parse(self, cursor: str) -> int:
         prefix, _, last = cursor.partition(";")
-        if prefix != self._PREFIX or not last.isdigit():
+        if prefix != self._PREFIX or not _ID.fullmatch(last) or int(last) > MAX_ID:
             raise InvalidCursor(f"not an embedded (SQLite) feed cursor: {cursor[:80]!r}")
         return int(last)
 

@@ -1,16 +1,20 @@
 """Publishing a change: one event row plus the matching catalog change, in the
 caller's own transaction, so the event exists if and only if the change committed.
 
-On PostgreSQL the write is the ``geo_publish()`` SQL function (migration 0001), the
+On PostgreSQL the write is the ``geo_publish()`` SQL function (migration 0003), the
 same one CI systems in other languages call; on SQLite it is done here. Both apply
-these rules:
+these rules, with word-for-word equal messages:
 
-* ``created``/``updated``/``appended``/``archived`` upsert the catalog row, found by
-  ``record_id`` when given, else by path (a new row's record id defaults to its
-  path). Size and checksum are replaced by what the caller sends: an unknown
-  checksum is stored as unknown, never left stale.
+* A path belongs to one record at a time: giving a path another record holds is
+  refused (SQLSTATE 22023, naming both records) until that record is deleted or
+  renamed away.
+* ``created``/``updated``/``appended``/``archived`` upsert the catalog row of
+  ``record_id`` (default: the path). Size and checksum are replaced by what the
+  caller sends: an unknown checksum is stored as unknown, never left stale.
 * ``renamed`` moves the row found by ``record_id`` or ``old_path`` to ``path``.
-* ``deleted`` removes the row; the event is written even if the catalog had none.
+* ``deleted`` removes exactly one catalogued item, which must be at ``path``: a
+  delete of anything the catalog does not hold is refused, since every secondary
+  would remove whatever lies at that path.
 
 Every argument is validated before anything is written.
 """
@@ -25,13 +29,15 @@ from sqlalchemy import Connection, delete, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from geo_sync.db import is_postgres, utcnow
-from geo_sync.errors import InvalidInput, NotFound
+from geo_sync.errors import InvalidInput, NotFound, UnsafePath
+from geo_sync.paths import CONTROL, utf8_length
 from geo_sync.primary.models import CatalogItem, Event
 from replicators.registry import replicator_for
 
 NOTIFY_CHANNEL = "geo_sync_events"
-_CHECKSUM = re.compile(r"^[0-9a-f]{64}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CHECKSUM = re.compile(r"[0-9a-f]{64}")
+#: Sizes are stored as BIGINT.
+MAX_SIZE = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -52,18 +58,16 @@ def validate_change(change: Change) -> Change:
     replicator = replicator_for(change.replicable_type)
     replicator.validate_event(change.event)
     replicator.validate_path(change.path)
-    if change.record_id is not None and (
-        not isinstance(change.record_id, str)
-        or not 0 < len(change.record_id.encode("utf-8", "surrogatepass")) <= 255
-        or _CONTROL.search(change.record_id)
-    ):
+    if change.record_id is not None and not _valid_record_id(change.record_id):
         raise InvalidInput("record_id must be 1 to 255 bytes without control characters")
     if change.size is not None and (
-        not isinstance(change.size, int) or isinstance(change.size, bool) or change.size < 0
+        not isinstance(change.size, int) or isinstance(change.size, bool)
+        or not 0 <= change.size <= MAX_SIZE
     ):
-        raise InvalidInput(f"size must be a non-negative integer, got {change.size!r}")
+        raise InvalidInput(f"size must be an integer from 0 to {MAX_SIZE}, "
+                           f"got {str(change.size)[:40]!r}")
     if change.checksum is not None and (
-        not isinstance(change.checksum, str) or not _CHECKSUM.match(change.checksum)
+        not isinstance(change.checksum, str) or not _CHECKSUM.fullmatch(change.checksum)
     ):
         raise InvalidInput("checksum must be 64 lowercase hex digits (sha256)")
     if change.old_path is not None:
@@ -73,6 +77,21 @@ def validate_change(change: Change) -> Change:
     if change.event == "renamed" and change.record_id is None and change.old_path is None:
         raise InvalidInput("renamed needs record_id or old_path to find the item")
     return change
+
+
+def _valid_record_id(record_id: object) -> bool:
+    if not isinstance(record_id, str) or CONTROL.search(record_id):
+        return False
+    try:
+        return 0 < utf8_length(record_id, "record_id") <= 255
+    except UnsafePath:
+        return False
+
+
+def path_taken(type_name: str, path: str, owner: str, record: str) -> str:
+    """Why ``record`` cannot have ``path``: the same words as geo_publish() (0003)."""
+    return (f"{type_name} path {path} belongs to record {owner}, not {record}; "
+            f"delete or rename {owner} first")
 
 
 def publish(conn: Connection, change: Change) -> int:
@@ -122,67 +141,92 @@ def _translate(exc: DBAPIError) -> Exception:
     return exc
 
 
+def _row(conn: Connection, type_name: str, *where: Any) -> Any:
+    return conn.execute(
+        select(CatalogItem.id, CatalogItem.record_id, CatalogItem.path)
+        .where(CatalogItem.replicable_type == type_name, *where)
+    ).first()
+
+
 def _find(conn: Connection, change: Change, by_path: str) -> Any:
     key = (
         CatalogItem.record_id == change.record_id
         if change.record_id is not None
         else CatalogItem.path == by_path
     )
-    return conn.execute(
-        select(CatalogItem.id, CatalogItem.record_id, CatalogItem.path).where(
-            CatalogItem.replicable_type == change.replicable_type, key
+    return _row(conn, change.replicable_type, key)
+
+
+def _delete_row(conn: Connection, change: Change) -> str:
+    kind = change.replicable_type
+    row = _find(conn, change, change.path)
+    if row is None:
+        raise NotFound(
+            f"cannot delete: the catalog holds no {kind} {change.record_id or change.path}",
+            hint="check the record id or path; nothing was changed",
         )
-    ).first()
+    if row.path != change.path:
+        raise InvalidInput(f"{kind} record {row.record_id} is at {row.path}, not "
+                           f"{change.path}; nothing was deleted")
+    conn.execute(delete(CatalogItem).where(CatalogItem.id == row.id))
+    return str(row.record_id)
+
+
+def _rename_row(conn: Connection, change: Change, now: Any) -> tuple[str, str]:
+    kind = change.replicable_type
+    row = _find(conn, change, change.old_path or "")
+    if row is None:
+        raise NotFound(
+            f"cannot rename: no {kind} {change.record_id or change.old_path}",
+            hint="check the record id or old path; nothing was changed",
+        )
+    if change.old_path is not None and row.path != change.old_path:
+        raise InvalidInput(f"{kind} record {row.record_id} is at {row.path}, not "
+                           f"{change.old_path}; nothing was renamed")
+    other = _row(conn, kind, CatalogItem.path == change.path, CatalogItem.id != row.id)
+    if other is not None:
+        raise InvalidInput(path_taken(kind, change.path, other.record_id, row.record_id))
+    conn.execute(update(CatalogItem).where(CatalogItem.id == row.id)
+                 .values(path=change.path, updated_at=now))
+    return str(row.record_id), str(row.path)
+
+
+def _upsert_row(conn: Connection, change: Change, now: Any) -> str:
+    kind = change.replicable_type
+    row = _find(conn, change, change.path)
+    record_id = row.record_id if row is not None else change.record_id or change.path
+    if row is None and change.record_id is None:
+        # The record id defaults to the path: is that record elsewhere?
+        row = _row(conn, kind, CatalogItem.record_id == record_id)
+    values = {
+        "size": change.size,
+        "checksum": change.checksum,
+        "checksum_at": now if change.checksum else None,
+        "updated_at": now,
+    }
+    if row is None:
+        other = _row(conn, kind, CatalogItem.path == change.path)
+        if other is not None:
+            raise InvalidInput(path_taken(kind, change.path, other.record_id, record_id))
+        conn.execute(insert(CatalogItem).values(
+            replicable_type=kind, record_id=record_id, path=change.path, **values))
+    elif row.path != change.path:
+        raise InvalidInput(f"{kind} record {row.record_id} is at {row.path}, not "
+                           f"{change.path}; publish renamed to move it")
+    else:
+        conn.execute(update(CatalogItem).where(CatalogItem.id == row.id).values(**values))
+    return str(record_id)
 
 
 def _publish_portable(conn: Connection, change: Change) -> int:
     now = utcnow()
     old_path: str | None = None
     if change.event == "deleted":
-        row = _find(conn, change, change.path)
-        if row is not None:
-            conn.execute(delete(CatalogItem).where(CatalogItem.id == row.id))
-        record_id = row.record_id if row is not None else (change.record_id or change.path)
+        record_id = _delete_row(conn, change)
     elif change.event == "renamed":
-        row = _find(conn, change, change.old_path or "")
-        if row is None:
-            raise NotFound(
-                f"cannot rename: no {change.replicable_type} "
-                f"{change.record_id or change.old_path}",
-                hint="check the record id or old path; nothing was changed",
-            )
-        old_path, record_id = row.path, row.record_id
-        conn.execute(
-            update(CatalogItem)
-            .where(CatalogItem.id == row.id)
-            .values(path=change.path, updated_at=now)
-        )
+        record_id, old_path = _rename_row(conn, change, now)
     else:
-        row = _find(conn, change, change.path)
-        values = {
-            "size": change.size,
-            "checksum": change.checksum,
-            "checksum_at": now if change.checksum else None,
-            "updated_at": now,
-        }
-        if row is None:
-            record_id = change.record_id or change.path
-            conn.execute(
-                insert(CatalogItem).values(
-                    replicable_type=change.replicable_type,
-                    record_id=record_id,
-                    path=change.path,
-                    **values,
-                )
-            )
-        else:
-            if row.path != change.path:
-                raise InvalidInput(
-                    f"{change.replicable_type} {row.record_id} is at {row.path}, not "
-                    f"{change.path}; publish renamed to move it"
-                )
-            record_id = row.record_id
-            conn.execute(update(CatalogItem).where(CatalogItem.id == row.id).values(**values))
+        record_id = _upsert_row(conn, change, now)
     payload = {
         key: value
         for key, value in (("size", change.size), ("checksum", change.checksum),

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, or_, select, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
 from geo_sync.auth import Credential, new_secret
 from geo_sync.db import utcnow
-from geo_sync.errors import InvalidInput, NotFound
+from geo_sync.errors import InvalidCursor, InvalidInput, NotFound
 from geo_sync.primary.feed import feed_for
 from geo_sync.primary.models import Event, Secondary
 
@@ -81,6 +81,15 @@ def set_enabled(conn: Connection, name: str, enabled: bool) -> None:
         raise NotFound(f"no secondary named {name!r}", hint="list them with `geo-sync status`")
 
 
+def remove_secondary(conn: Connection, name: str) -> None:
+    """Forget a secondary: its credential, and its hold on pruning. Its mirror is left
+    as it is; its old cursor means nothing once events it missed are pruned, so it
+    comes back with a fresh tracking database (which backfills)."""
+    result = conn.execute(delete(Secondary).where(Secondary.name == name))
+    if result.rowcount == 0:
+        raise NotFound(f"no secondary named {name!r}", hint="list them with `geo-sync status`")
+
+
 def credential(conn: Connection, name: str) -> Credential | None:
     """The credential of ``name``, or None if unknown."""
     row = conn.execute(
@@ -102,14 +111,34 @@ def touch(conn: Connection, name: str) -> None:
 
 
 def acknowledge(conn: Connection, name: str, cursor: str) -> None:
-    """Store the cursor ``name`` has durably applied; events before it may be pruned."""
-    feed_for(conn.dialect).validate(cursor)
+    """Store the cursor ``name`` has durably applied; events before it may be pruned.
+
+    Only a position the primary has handed out: a cursor beyond the head would let
+    pruning delete events nobody has read."""
+    feed = feed_for(conn.dialect)
+    feed.validate(cursor)
+    if feed.beyond(cursor, feed.head(conn)):
+        # SQLite reuses the ids of pruned events, so its head can fall back to a
+        # position the caller already acknowledged: that one stays acceptable.
+        held = conn.execute(select(Secondary.acked_cursor)
+                            .where(Secondary.name == name)).scalar()
+        if not held or _unreadable(feed, held) or feed.beyond(cursor, held):
+            raise InvalidCursor("cursor is beyond the feed's head: acknowledge only a "
+                                "cursor GET /events returned")
     now = utcnow()
     conn.execute(
         update(Secondary)
         .where(Secondary.name == name)
         .values(acked_cursor=cursor, acked_at=now, last_seen_at=now)
     )
+
+
+def _unreadable(feed: Any, cursor: str) -> bool:
+    try:
+        feed.validate(cursor)
+    except InvalidCursor:
+        return True
+    return False
 
 
 def is_backfill_required(conn: Connection, name: str) -> bool:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -54,7 +55,7 @@ class PrimaryClient:
         return f"Authorization: Bearer {self.token()}"
 
     def git_url(self, path: str) -> str:
-        return f"{self.base}/git/{path}"
+        return f"{self.base}/git/{url_path(path)}"
 
     def _request(self, method: str, url: str, *, timeout: float | None = None,
                  **kwargs: Any) -> httpx.Response:
@@ -107,7 +108,7 @@ class PrimaryClient:
         if start:
             headers["Range"] = f"bytes={start}-"
         try:
-            with self._http.stream("GET", f"/blobs/{type_name}/{path}",
+            with self._http.stream("GET", f"/blobs/{type_name}/{url_path(path)}",
                                    headers=headers) as response:
                 if response.status_code != 416:
                     if response.status_code >= 400:
@@ -117,6 +118,12 @@ class PrimaryClient:
         except httpx.HTTPError as exc:
             raise TransientError(f"transfer from primary failed: {type(exc).__name__}: {exc}",
                                  hint="it will be retried") from None
+
+
+def url_path(path: str) -> str:
+    """``path`` as URL path segments: every byte but the separators percent-encoded,
+    so ``a?b`` is not a query, ``a#b`` not a fragment and ``e%2ff`` not ``e/f``."""
+    return quote(path, safe="/")
 
 
 def check(response: httpx.Response) -> None:

@@ -9,6 +9,7 @@ finds pending rows on its own.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
@@ -26,7 +27,23 @@ from replicators.registry import REPLICATORS
 
 log = get_logger("cursor")
 PAGE_LIMIT = 500
+#: The primary's rules for a payload (geo_sync.primary.publish): BIGINT, whole sha256.
+MAX_SIZE = 2**63 - 1
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 ACK_INTERVAL = 1.0
+
+
+def _payload(payload: dict[str, object]) -> tuple[int | None, str | None]:
+    """An event's size and checksum, by the rules the primary publishes with: these
+    become our record of the item, which every copy is checked against."""
+    size, checksum = payload.get("size"), payload.get("checksum")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool)
+                             or not 0 <= size <= MAX_SIZE):
+        raise InvalidInput(f"payload size must be an integer from 0 to {MAX_SIZE}")
+    if checksum is not None and not (isinstance(checksum, str)
+                                     and _SHA256.fullmatch(checksum)):
+        raise InvalidInput("payload checksum must be 64 lowercase hex digits (sha256)")
+    return size, checksum
 
 
 class CursorMoved(Exception):
@@ -85,18 +102,17 @@ class LogCursor:
                     replicator.validate_event(event.event)
                     if not 0 < len(event.record_id) <= 255:
                         raise InvalidInput("record_id must be 1 to 255 characters")
+                    size, checksum = _payload(event.payload)
                 except InvalidInput as exc:
                     # A hostile or newer-than-us event must not wedge the feed.
                     skipped.append(f"event {event.id}: {exc.message}")
                     log.error("event_refused", event_id=event.id, error=exc.message)
                     continue
-                size, checksum = event.payload.get("size"), event.payload.get("checksum")
                 items = net.setdefault(replicator.name, {})
                 earlier = items.get(event.record_id)
                 items[event.record_id] = registry.NetChange(
                     event.record_id, path, tombstone=event.event == "deleted",
-                    size=size if isinstance(size, int) else None,
-                    checksum=checksum if isinstance(checksum, str) else None,
+                    size=size, checksum=checksum,
                     events=earlier.events + 1 if earlier else 1,
                 )
             for name, items in net.items():
