@@ -14,11 +14,15 @@ import threading
 from collections.abc import Callable
 
 import dramatiq
+from prometheus_client import REGISTRY
 
 from geo_sync.errors import GeoSyncError
 from geo_sync.logging import get_logger
+from geo_sync.metrics import serve_metrics
 from geo_sync.secondary import bootstrap, leader
 from geo_sync.secondary.cursor import LogCursor
+from geo_sync.secondary.heartbeat import Heartbeat
+from geo_sync.secondary.metrics import SiteCollector, run_refresher
 from geo_sync.secondary.runtime import Runtime, open_runtime
 from geo_sync.secondary.scheduler import Scheduler
 from geo_sync.settings import SecondarySettings
@@ -45,6 +49,8 @@ class SecondaryDaemon:
         self.stop_event = threading.Event()
         self.worker: dramatiq.Worker | None = None
         self.is_leader = threading.Event()
+        self.heartbeat: Heartbeat | None = None
+        self.collector: SiteCollector | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -58,6 +64,28 @@ class SecondaryDaemon:
             self.worker = dramatiq.Worker(self.messaging.broker,
                                           worker_threads=self.settings.worker_threads)
             self.worker.start()
+            self.heartbeat = Heartbeat(self.runtime, "embedded").start()
+
+    def start_metrics(self) -> None:
+        """Serve /metrics with the site gauges, refreshed on their interval (when on)."""
+        metrics = self.settings.metrics
+        if not metrics.port:
+            return
+        depth = None
+        if self.settings.broker_url == "embedded":
+            broker = self.messaging.broker
+            queue = self.settings.queue_name
+
+            def depth() -> int | None:
+                # The in-process broker's queue; dramatiq's StubBroker keeps one per name.
+                found = getattr(broker, "queues", {}).get(queue)
+                return found.qsize() if found is not None else 0
+
+        collector = self.collector = SiteCollector(self.settings, self.runtime.engine, depth)
+        REGISTRY.register(collector)
+        serve_metrics(metrics.host, metrics.port, "secondary run")
+        self._spawn("geo-sync-metrics", lambda: run_refresher(
+            collector, self.stop_event, metrics.refresh_seconds))
 
     def run(self) -> None:
         """Lead or stand by until ``stop()``; see ``run_secondary`` for signals."""
@@ -92,6 +120,11 @@ class SecondaryDaemon:
             self.runtime.stopping.set()
             if self.worker is not None:
                 self.worker.stop(timeout=60_000)
+            if self.heartbeat is not None:
+                self.heartbeat.stop()
+            if self.collector is not None:
+                REGISTRY.unregister(self.collector)
+                self.collector.close()
             leader.release(self.runtime.engine, holder)
             self.runtime.close()
             log.info("stopped")
@@ -140,6 +173,8 @@ def run_secondary(settings: SecondarySettings) -> None:
     """The body of `geo-sync secondary run`: run until SIGTERM or SIGINT."""
     block_stop_signals()
     daemon = SecondaryDaemon(settings)
+    # In the main thread, so that a busy metrics port stops the process with its hint.
+    daemon.start_metrics()
     thread = threading.Thread(target=daemon.run, name="geo-sync-daemon")
     thread.start()
     received = wait_for_stop_signal()
