@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -19,10 +20,13 @@ EXIT_CODES = """Exit status (Nagios): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, th
 all checks (CRITICAL outweighs UNKNOWN, which outweighs WARNING)."""
 
 
-def site_checks(settings: Settings) -> list[CheckResult]:
+def site_checks(settings: Settings, report: dict[str, Any] | None = None
+                ) -> list[CheckResult]:
+    """Every check of this site; ``report`` is a status report already taken (its
+    registry counts are reused)."""
     if settings.role == "primary":
         return primary_health_checks(settings.require_primary())
-    return secondary_checks(settings.require_secondary())
+    return secondary_checks(settings.require_secondary(), (report or {}).get("types"))
 
 
 def load_or_report(cli_ctx: CliContext) -> Settings | CheckResult:

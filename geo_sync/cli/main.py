@@ -61,7 +61,7 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
     except (GeoSyncError, sqlalchemy.exc.SQLAlchemyError) as exc:
         message, hint = _explain(exc)
         _status_failed(as_json, message, hint, site_checks(settings))
-    results = site_checks(settings)
+    results = site_checks(settings, report)
     overall = verdict(results)
     report["verdict"] = overall.to_json()
     if as_json:

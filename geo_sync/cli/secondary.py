@@ -9,6 +9,7 @@ import click
 
 from geo_sync.cli import secondary_view
 from geo_sync.cli.context import CliContext, GeoGroup, make_console, pass_cli
+from geo_sync.cli.preflight import verify_primary
 from geo_sync.db import make_engine
 from geo_sync.migrate import TRACKING
 from geo_sync.secondary.client import PrimaryClient
@@ -35,9 +36,16 @@ def secondary() -> None:
 @click.option("--broker-url", default="embedded", show_default=True,
               help="redis://... to use separate `geo-sync worker` processes.")
 @click.option("--force", is_flag=True, help="Overwrite an existing config.")
+@click.option("--skip-primary-check", is_flag=True,
+              help="Write the config without first reaching the primary (set up offline).")
 def init_command(directory: Path, primary_url: str, name: str, secret: str,
-                 database_url: str | None, broker_url: str, force: bool) -> None:
-    """Write a working secondary config and mirror layout, and create the tracking schema."""
+                 database_url: str | None, broker_url: str, force: bool,
+                 skip_primary_check: bool) -> None:
+    """Write a working secondary config and mirror layout, and create the tracking schema.
+    The primary is asked first (URL, name and secret verified); nothing is written if
+    it cannot be reached or refuses us."""
+    if not skip_primary_check:
+        verify_primary(primary_url=primary_url, name=name, secret=secret)
     config = init_secondary(directory, primary_url=primary_url, name=name, secret=secret,
                             database_url=database_url, broker_url=broker_url, force=force)
     click.echo(f"wrote {config}")

@@ -93,6 +93,8 @@ class _Site:
     settings: SecondarySettings
     engine: Engine
     view: PrimaryView
+    #: Registry counts per type, if the caller already has them (status does).
+    counts: dict[str, dict[str, int]] | None = None
 
 
 def _database(site: _Site) -> CheckResult:
@@ -175,8 +177,10 @@ def _cursor(site: _Site) -> CheckResult:
 
 def _counts(site: _Site) -> list[CheckResult]:
     checks = site.settings.checks
-    with site.engine.connect() as conn:
-        counts = {r.name: registry.counts(conn, r.registry) for r in REPLICATORS.values()}
+    counts = site.counts
+    if counts is None:
+        with site.engine.connect() as conn:
+            counts = {r.name: registry.counts(conn, r.registry) for r in REPLICATORS.values()}
     rows = (
         ("failed items", "failed", checks.failed_warning, checks.failed_critical,
          "`geo-sync status` lists the last errors; `geo-sync resync --failed` retries now"),
@@ -242,14 +246,16 @@ def _retention(site: _Site) -> CheckResult:
                        "the primary prunes past us and a backfill is needed" if level else "")
 
 
-def secondary_checks(settings: SecondarySettings) -> list[CheckResult]:
-    """Every check of a secondary, in the order an operator fixes things."""
+def secondary_checks(settings: SecondarySettings,
+                     counts: dict[str, dict[str, int]] | None = None) -> list[CheckResult]:
+    """Every check of a secondary, in the order an operator fixes things (``counts``:
+    registry counts per type already read, so `status` scans the registry once)."""
     results = [ok("config", "valid")]
     client = PrimaryClient(settings)
     engine = make_engine(settings.database_url)
     try:
         view = probe_primary(client)
-        site = _Site(settings, engine, view)
+        site = _Site(settings, engine, view, counts)
         database = _database(site)
         results.append(database)
         results += primary_checks(settings, view)
