@@ -36,6 +36,14 @@ WORKER_HEARTBEAT = Gauge(
     "When this process last recorded its worker heartbeat in the tracking database.")
 
 
+def declare_types(type_names: list[str]) -> None:
+    """Create each type's counters at 0 now, so that a rate() over them exists before the
+    first failure (Prometheus cannot tell a missing series from a healthy one)."""
+    for name in type_names:
+        ITEMS_SYNCED.labels(name)
+        SYNC_RETRIES.labels(name)
+
+
 def serve_metrics(host: str, port: int, what: str) -> None:
     """Serve ``/metrics`` on ``host:port`` from a background thread; port 0 means off."""
     if port == 0:

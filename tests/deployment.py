@@ -141,8 +141,9 @@ class Deployment:
         except AssertionError:
             left = differences(self.primary.settings.storage_root,
                                self.secondary.settings.mirror_root)
+            status = self.status()
             raise AssertionError(
-                f"not converged: {left[:10]}; status: {json.dumps(self.status()['types'])}; "
+                f"not converged: {left[:10]}; status: {json.dumps(status.get('types', status))}; "
                 f"logs in {self.logs}"
             ) from None
 

@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 
 from geo_sync.errors import GeoSyncError
 from geo_sync.logging import get_logger
-from geo_sync.metrics import serve_metrics
+from geo_sync.metrics import declare_types, serve_metrics
 from geo_sync.secondary import bootstrap, leader
 from geo_sync.secondary.cursor import LogCursor
 from geo_sync.secondary.heartbeat import Heartbeat
@@ -27,6 +27,7 @@ from geo_sync.secondary.runtime import Runtime, open_runtime
 from geo_sync.secondary.scheduler import Scheduler
 from geo_sync.settings import SecondarySettings
 from geo_sync.signals import block_stop_signals, wait_for_stop_signal
+from replicators.registry import REPLICATORS
 
 log = get_logger("daemon")
 ERROR_BACKOFF_CAP = 30.0
@@ -64,6 +65,7 @@ class SecondaryDaemon:
             self.worker = dramatiq.Worker(self.messaging.broker,
                                           worker_threads=self.settings.worker_threads)
             self.worker.start()
+            declare_types(list(REPLICATORS))
             self.heartbeat = Heartbeat(self.runtime, "embedded").start()
 
     def start_metrics(self) -> None:

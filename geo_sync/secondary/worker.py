@@ -10,12 +10,13 @@ import dramatiq
 
 from geo_sync.errors import ConfigError
 from geo_sync.logging import configure_logging, get_logger
-from geo_sync.metrics import serve_metrics
+from geo_sync.metrics import declare_types, serve_metrics
 from geo_sync.secondary import bootstrap
 from geo_sync.secondary.heartbeat import Heartbeat
 from geo_sync.secondary.runtime import open_runtime
 from geo_sync.settings import load_settings
 from geo_sync.signals import block_stop_signals, wait_for_stop_signal
+from replicators.registry import REPLICATORS
 
 log = get_logger("worker")
 
@@ -28,6 +29,7 @@ def worker_process(config: Path, threads: int, index: int = 0) -> None:
     configure_logging(settings_all.log.level, settings_all.log.format)
     settings = settings_all.require_secondary()
     metrics = settings.metrics
+    declare_types(list(REPLICATORS))
     if metrics.worker_port:
         serve_metrics(metrics.host, metrics.worker_port + index, f"worker process {index}")
     runtime = open_runtime(settings)
