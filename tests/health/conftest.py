@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.sites import GEO_SYNC
+import pytest
+
+from tests.deployment import wait_for
+from tests.sites import GEO_SYNC, SecondarySite
 
 
 @dataclass(frozen=True)
@@ -37,3 +41,18 @@ def run_check(config: Path, **env: str) -> Checked:
     report = json.loads(as_json.stdout)
     assert report["exit_code"] == as_json.returncode
     return Checked(as_json.returncode, report, plain.stdout)
+
+
+@pytest.fixture
+def running(secondary: SecondarySite, tmp_path: Path) -> Iterator[SecondarySite]:
+    """The secondary with its `secondary run` (embedded workers) up."""
+    with (tmp_path / "run.log").open("wb") as log:
+        proc = subprocess.Popen([GEO_SYNC, "--config", str(secondary.config), "secondary",
+                                 "run"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: run_check(secondary.config).level("log cursor") == "OK",
+                 "secondary run to hold the cursor lease", 60)
+        yield secondary
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)

@@ -3,35 +3,16 @@ SQLite and PostgreSQL: each fault shows as its own check, with Nagios exit codes
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import update
 
 from geo_sync.db import write_transaction
 from geo_sync.migrate import TRACKING
 from geo_sync.secondary.models import ArtifactRegistry
 from geo_sync.secondary.registry import insert_ignore, new_row
-from tests.deployment import wait_for
 from tests.health.conftest import run_check
-from tests.sites import GEO_SYNC, PrimarySite, SecondarySite
-
-
-@pytest.fixture
-def running(secondary: SecondarySite, tmp_path: Path) -> Iterator[SecondarySite]:
-    """The secondary with its `secondary run` (embedded workers) up."""
-    with (tmp_path / "run.log").open("wb") as log:
-        proc = subprocess.Popen([GEO_SYNC, "--config", str(secondary.config), "secondary",
-                                 "run"], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for(lambda: run_check(secondary.config).level("log cursor") == "OK",
-                 "secondary run to hold the cursor lease", 60)
-        yield secondary
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+from tests.sites import PrimarySite, SecondarySite
 
 
 def test_a_healthy_secondary_passes_every_check_and_exits_0(running: SecondarySite) -> None:
