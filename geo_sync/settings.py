@@ -32,6 +32,55 @@ class LogSettings(_Section):
     format: Literal["json", "console"] = "json"
 
 
+class MetricsSettings(_Section):
+    """Where a process serves Prometheus's ``/metrics``; port 0 turns the endpoint off.
+
+    Off by default so that two sites on one host do not fight over a port; the example
+    configs turn it on. ``geo-sync worker --processes N`` serves ``worker_port + i``
+    from its i-th process (one endpoint per process, no shared files)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    worker_port: int = Field(default=0, ge=0, le=65535)
+    # Registry counts and the primary's view are read on this interval, never per scrape.
+    refresh_seconds: float = Field(default=15.0, gt=0)
+
+
+class PrimaryCheckSettings(_Section):
+    """Thresholds of `geo-sync check` on a primary (warning, critical)."""
+
+    secondary_seen_warning_seconds: float = Field(default=300.0, gt=0)
+    secondary_seen_critical_seconds: float = Field(default=3600.0, gt=0)
+    event_log_warning_events: int = Field(default=1_000_000, gt=0)
+    event_log_critical_events: int = Field(default=10_000_000, gt=0)
+    # Items waiting for their first checksum longer than this mean the checksummer lags.
+    checksum_backlog_warning_seconds: float = Field(default=600.0, gt=0)
+    checksum_backlog_critical_seconds: float = Field(default=3600.0, gt=0)
+
+
+class SecondaryCheckSettings(_Section):
+    """Thresholds of `geo-sync check` and `status` on a secondary (warning, critical)."""
+
+    clock_skew_warning_seconds: float = Field(default=5.0, gt=0)
+    clock_skew_critical_seconds: float = Field(default=10.0, gt=0)
+    worker_stale_seconds: float = Field(default=60.0, gt=0)
+    lag_warning_events: int = Field(default=1000, gt=0)
+    lag_critical_events: int = Field(default=100_000, gt=0)
+    lag_warning_seconds: float = Field(default=300.0, gt=0)
+    lag_critical_seconds: float = Field(default=3600.0, gt=0)
+    failed_warning: int = Field(default=1, gt=0)
+    failed_critical: int = Field(default=100, gt=0)
+    mismatched_warning: int = Field(default=1, gt=0)
+    mismatched_critical: int = Field(default=10, gt=0)
+    missing_on_primary_warning: int = Field(default=1, gt=0)
+    missing_on_primary_critical: int = Field(default=1000, gt=0)
+    free_space_warning_percent: float = Field(default=10.0, ge=0, le=100)
+    free_space_critical_percent: float = Field(default=5.0, ge=0, le=100)
+    # Lag as a share of the primary's event retention: past it, a backfill is near.
+    retention_warning_ratio: float = Field(default=0.5, gt=0, le=1)
+    retention_critical_ratio: float = Field(default=0.8, gt=0, le=1)
+
+
 class PrimarySettings(_Section):
     """The primary site: its database, its storage and its Geo API."""
 
@@ -48,6 +97,8 @@ class PrimarySettings(_Section):
     reverify_after_seconds: float = Field(default=7 * 86400.0, gt=0)
     token_leeway_seconds: int = Field(default=10, ge=0, le=300)
     max_token_ttl_seconds: int = Field(default=300, gt=0, le=3600)
+    metrics: MetricsSettings = MetricsSettings()
+    checks: PrimaryCheckSettings = PrimaryCheckSettings()
 
     @field_validator("database_url")
     @classmethod
@@ -116,6 +167,10 @@ class SecondarySettings(_Section):
     # A copy verified before the primary had its checksum is tried again after 2 s,
     # doubling, at most this long apart (the primary takes checksums within seconds).
     disabled_retry_cap_seconds: float = Field(default=60.0, gt=0)
+    # Each worker process (and `secondary run`) records that it is alive this often.
+    worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    metrics: MetricsSettings = MetricsSettings()
+    checks: SecondaryCheckSettings = SecondaryCheckSettings()
 
     @field_validator("database_url")
     @classmethod

@@ -111,7 +111,8 @@ class Deployment:
         return Workload(self.primary.settings.storage_root, scratch, self.publish)
 
     def status(self) -> dict[str, Any]:
-        result = self.secondary.cli("status", "--json")
+        # status exits with its verdict (0/1/2/3); its JSON is the report either way.
+        result = self.secondary.cli("status", "--json", check=False)
         return dict(json.loads(result.stdout))
 
     def registry_busy(self) -> int:
@@ -140,8 +141,9 @@ class Deployment:
         except AssertionError:
             left = differences(self.primary.settings.storage_root,
                                self.secondary.settings.mirror_root)
+            status = self.status()
             raise AssertionError(
-                f"not converged: {left[:10]}; status: {json.dumps(self.status()['types'])}; "
+                f"not converged: {left[:10]}; status: {json.dumps(status.get('types', status))}; "
                 f"logs in {self.logs}"
             ) from None
 

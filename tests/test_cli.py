@@ -56,10 +56,15 @@ def test_init_writes_a_config_that_every_command_can_use(tmp_path: Path, backend
 
 
 def test_errors_are_one_line_with_a_hint_and_exit_non_zero(tmp_path: Path) -> None:
-    missing = run("status", config=tmp_path / "nope.toml")
+    missing = run("drift", config=tmp_path / "nope.toml")
     assert missing.returncode == 1
     assert "does not exist" in missing.stderr and "hint:" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+    # status's exit code is its verdict: no config is Unhealthy (Nagios CRITICAL).
+    unhealthy = run("status", config=tmp_path / "nope.toml")
+    assert unhealthy.returncode == 2
+    assert "does not exist" in unhealthy.stderr and "hint:" in unhealthy.stderr
+    assert len(unhealthy.stderr.strip().splitlines()) == 1
     with primary_site(tmp_path / "p", None, serve=False) as site:
         bad = run("primary", "publish", "artifact", "created", "--path", "../x",
                   config=site.config)

@@ -58,7 +58,7 @@ def test_tracking_t0002_adds_sweep_columns_over_existing_rows_and_back(
                 "verification_state, verification_retry_count, mismatch_count) VALUES "
                 "('a', 'a.bin', 'synced', 1, false, 0, false, CURRENT_TIMESTAMP, "
                 "CURRENT_TIMESTAMP, 'succeeded', 0, 0)")
-        TRACKING.upgrade(engine)
+        TRACKING.upgrade(engine, "t0002")
         assert TRACKING.current(engine) == "t0002"
         columns = {c["name"] for c in inspect(engine).get_columns("geo_artifact_registry")}
         assert {"verified_fingerprint", "blocked_on"} <= columns

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
+from typing import NoReturn
 
 import click
+import sqlalchemy.exc
 
+from geo_sync.cli.check import check, load_or_report, site_checks
 from geo_sync.cli.context import CliContext, GeoGroup, pass_cli
 from geo_sync.cli.demo import demo
 from geo_sync.cli.primary import primary, primary_status_report, render_primary_status
@@ -16,6 +20,8 @@ from geo_sync.cli.secondary import (
     secondary_status_report,
     worker,
 )
+from geo_sync.errors import GeoSyncError
+from geo_sync.health.result import CheckResult, Level, verdict
 from geo_sync.logging import configure_logging
 
 
@@ -35,23 +41,62 @@ def cli(ctx: click.Context, config_option: str | None) -> None:
     ctx.obj = CliContext(config_option)
 
 
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@cli.command(epilog="Exit status follows the verdict, as for `geo-sync check`: 0 Healthy, "
+             "1 Degraded, 2 Unhealthy (3 when the verdict could not be reached).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Machine-readable output (always JSON, errors included).")
 @pass_cli
 def status(cli_ctx: CliContext, as_json: bool) -> None:
-    """Show the state of this site: replication per type, cursor lag, last errors
-    (secondary); catalog, event log and secondaries (primary)."""
-    if cli_ctx.settings.role == "primary":
-        report, render = primary_status_report(cli_ctx), render_primary_status
-    else:
-        report, render = secondary_status_report(cli_ctx), render_secondary_status
+    """Show the state of this site and a verdict (Healthy, Degraded, Unhealthy):
+    replication per type, events seen and processed, workers, cursor holder, last
+    errors (secondary); catalog, event log and secondaries (primary)."""
+    settings = load_or_report(cli_ctx)
+    if isinstance(settings, CheckResult):
+        _status_failed(as_json, settings.message, settings.hint, [settings])
+    try:
+        if settings.role == "primary":
+            report, render = primary_status_report(cli_ctx), render_primary_status
+        else:
+            report, render = secondary_status_report(cli_ctx), render_secondary_status
+    except (GeoSyncError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        message, hint = _explain(exc)
+        _status_failed(as_json, message, hint, site_checks(settings))
+    results = site_checks(settings, report)
+    overall = verdict(results)
+    report["verdict"] = overall.to_json()
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
         render(report)
+    sys.exit(int(overall.level))
+
+
+def _explain(exc: Exception) -> tuple[str, str]:
+    if isinstance(exc, GeoSyncError):
+        return exc.message, exc.hint
+    orig = getattr(exc, "orig", None)
+    reason = str(orig or exc).strip().splitlines()[0]
+    return (f"database unreachable: {reason}",
+            "check that the database server is running and database_url in the config is right")
+
+
+def _status_failed(as_json: bool, message: str, hint: str,
+                   results: list[CheckResult]) -> NoReturn:
+    """No report: say why, with the verdict the checks reach, and exit with its code."""
+    overall = verdict(results)
+    level = overall.level if overall.level is not Level.OK else Level.UNKNOWN
+    if as_json:
+        click.echo(json.dumps({"error": message, "hint": hint or None,
+                               "verdict": {**overall.to_json(), "exit_code": int(level)}},
+                              indent=2))
+    else:
+        click.echo(f"{overall.word if overall.reasons else 'Unknown'}: {message}"
+                   + (f" (hint: {hint})" if hint else ""), err=True)
+    sys.exit(int(level))
 
 
 cli.add_command(primary)
+cli.add_command(check)
 for command in (drift, verify, resync, orphans):
     cli.add_command(command)
 cli.add_command(secondary)

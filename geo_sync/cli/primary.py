@@ -9,12 +9,14 @@ from typing import Any
 
 import click
 import uvicorn
+from prometheus_client import REGISTRY
 from rich.table import Table
 
 from geo_sync.auth import issue_token
 from geo_sync.cli.context import CliContext, GeoGroup, make_console, pass_cli
 from geo_sync.db import write_transaction
 from geo_sync.errors import InvalidInput, NotFound
+from geo_sync.metrics import serve_metrics
 from geo_sync.migrate import PRIMARY
 from geo_sync.paths import resolve_inside
 from geo_sync.primary import hooks, secondaries
@@ -67,6 +69,9 @@ def serve(cli_ctx: CliContext) -> None:
     """Serve the Geo API (events, catalog, blobs, git) and prune the event log."""
     settings, engine = open_primary(cli_ctx.settings)
     app = create_app(settings, engine)
+    if settings.metrics.port:
+        REGISTRY.register(app.state.api.collector)
+        serve_metrics(settings.metrics.host, settings.metrics.port, "primary serve")
     click.echo(f"Geo API on http://{settings.listen_host}:{settings.listen_port}/api/geo/v1",
                err=True)
     uvicorn.Server(

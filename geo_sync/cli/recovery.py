@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 from rich.progress import Progress
@@ -44,7 +45,8 @@ def _print_plan(plan: list[Planned], verb: str) -> None:
     console.print(table)
 
 
-@click.command()
+@click.command(epilog="Exit status: 0 no findings, 1 findings (so a script or a "
+               "monitoring system can act on them).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_cli
 def drift(cli_ctx: CliContext, as_json: bool) -> None:
@@ -56,13 +58,14 @@ def drift(cli_ctx: CliContext, as_json: bool) -> None:
     findings = find_drift(engine, settings.mirror_root)
     if as_json:
         click.echo(json.dumps([f.to_json() for f in findings], indent=2))
-        return
-    table = Table(title=f"drift: {len(findings)} finding(s)")
-    for column in ("kind", "type", "path", "detail", "what to do"):
-        table.add_column(column)
-    for f in findings:
-        table.add_row(f.kind, f.type, f.path, f.detail, f.action)
-    console.print(table)
+    else:
+        table = Table(title=f"drift: {len(findings)} finding(s)")
+        for column in ("kind", "type", "path", "detail", "what to do"):
+            table.add_column(column)
+        for f in findings:
+            table.add_row(f.kind, f.type, f.path, f.detail, f.action)
+        console.print(table)
+    sys.exit(1 if findings else 0)
 
 
 @click.command()
@@ -85,7 +88,7 @@ def resync(cli_ctx: CliContext, type_name: str | None, ids: tuple[int, ...], fai
         click.echo(f"{execute_resync(engine, plan)} item(s) queued for resync")
 
 
-@click.command()
+@click.command(epilog="Exit status: 0 every copy verified matched, 1 mismatches found.")
 @TYPE
 @click.option("--id", "ids", type=int, multiple=True, help="Registry id (repeatable).")
 @click.option("--failed", is_flag=True, help="Only failed or mismatched items.")
@@ -116,9 +119,10 @@ def verify(cli_ctx: CliContext, type_name: str | None, ids: tuple[int, ...], fai
         runtime.close()
     summary = ", ".join(f"{count} {verdict}" for verdict, count in sorted(verdicts.items()))
     click.echo(f"verified {len(plan)} item(s): {summary or 'nothing to verify'}")
+    sys.exit(1 if verdicts.get("mismatch") or verdicts.get("gave_up") else 0)
 
 
-@click.command()
+@click.command(epilog="Exit status: 0 no orphans, 1 orphans found (also with --delete).")
 @click.option("--delete", is_flag=True, help="Delete them (default: only list them).")
 @pass_cli
 def orphans(cli_ctx: CliContext, delete: bool) -> None:
@@ -133,3 +137,4 @@ def orphans(cli_ctx: CliContext, delete: bool) -> None:
         click.echo(f"deleted {delete_orphans(settings.mirror_root, plan)} orphan(s)")
     else:
         click.echo(f"{len(plan)} orphan(s); run with --delete to remove them")
+    sys.exit(1 if plan else 0)

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
+from geo_sync.cli import secondary_view
 from geo_sync.cli.context import CliContext, GeoGroup, make_console, pass_cli
+from geo_sync.cli.preflight import verify_primary
 from geo_sync.db import make_engine
 from geo_sync.migrate import TRACKING
 from geo_sync.secondary.client import PrimaryClient
@@ -35,9 +36,16 @@ def secondary() -> None:
 @click.option("--broker-url", default="embedded", show_default=True,
               help="redis://... to use separate `geo-sync worker` processes.")
 @click.option("--force", is_flag=True, help="Overwrite an existing config.")
+@click.option("--skip-primary-check", is_flag=True,
+              help="Write the config without first reaching the primary (set up offline).")
 def init_command(directory: Path, primary_url: str, name: str, secret: str,
-                 database_url: str | None, broker_url: str, force: bool) -> None:
-    """Write a working secondary config and mirror layout, and create the tracking schema."""
+                 database_url: str | None, broker_url: str, force: bool,
+                 skip_primary_check: bool) -> None:
+    """Write a working secondary config and mirror layout, and create the tracking schema.
+    The primary is asked first (URL, name and secret verified); nothing is written if
+    it cannot be reached or refuses us."""
+    if not skip_primary_check:
+        verify_primary(primary_url=primary_url, name=name, secret=secret)
     config = init_secondary(directory, primary_url=primary_url, name=name, secret=secret,
                             database_url=database_url, broker_url=broker_url, force=force)
     click.echo(f"wrote {config}")
@@ -75,42 +83,13 @@ def secondary_status_report(cli_ctx: CliContext) -> dict[str, Any]:
     TRACKING.require_current(engine)
     client = PrimaryClient(settings)
     try:
-        return secondary_status(engine, client, settings.name)
+        return secondary_status(engine, client, settings.name,
+                                settings.checks.worker_stale_seconds)
     finally:
         client.close()
         engine.dispose()
 
 
 def render_secondary_status(report: dict[str, Any]) -> None:
-    """The secondary's status as tables."""
-    table = Table(title=f"secondary {report['name']}")
-    columns = ("total", "synced", "pending", "started", "failed", "missing_on_primary",
-               "verified", "verification_failed", "mismatched")
-    table.add_column("type")
-    for column in columns:
-        table.add_column(column.replace("_", " "), justify="right")
-    for name, counts in report["types"].items():
-        table.add_row(name, *(str(counts.get(column, 0)) for column in columns))
-    console.print(table)
-    cursor, lag, primary = report["cursor"], report["lag"], report["primary"]
-    line = (f"cursor: last event processed {cursor['last_event_id_processed']}, "
-            f"{cursor['events_applied']} applied")
-    if primary["reachable"]:
-        line += (f"; primary's last event {primary['last_event_id']}; lag {lag['events']} "
-                 f"events, {lag['seconds']} s")
-    console.print(line)
-    if primary["queried"] and not primary["reachable"]:
-        console.print(f"[red]primary unreachable:[/] {primary.get('error', '')}")
-    if cursor["backfill_required"] or (cursor["backfill_progress"] or "").startswith(
-            tuple(f"{n}:" for n in report["types"])):
-        console.print(f"backfill: {cursor['backfill_progress'] or 'not started'}")
-    if cursor["last_error"]:
-        console.print(f"[yellow]cursor error:[/] {cursor['last_error']}")
-    if report["last_errors"]:
-        errors = Table(title="last errors")
-        for column in ("type", "path", "error", "retry at"):
-            errors.add_column(column)
-        for error in report["last_errors"]:
-            errors.add_row(error["type"], error["path"], error["error"],
-                           error["retry_at"] or "")
-        console.print(errors)
+    """The secondary's status in 80 columns (see secondary_view)."""
+    secondary_view.render(console, report)

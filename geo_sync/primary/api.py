@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from geo_sync.auth import Credential, verify_token
-from geo_sync.db import write_transaction
+from geo_sync.db import utcnow, write_transaction
 from geo_sync.errors import (
     AuthError,
     BackfillRequired,
@@ -34,9 +34,11 @@ from geo_sync.errors import (
     TooLarge,
 )
 from geo_sync.logging import get_logger
+from geo_sync.metrics import METRICS_REFRESH_ERRORS
 from geo_sync.primary import blobs, checksummer, git_http, hooks, secondaries
 from geo_sync.primary.checksummer import take_checksum
 from geo_sync.primary.feed import feed_for
+from geo_sync.primary.metrics import PrimaryCollector
 from geo_sync.primary.models import CatalogItem, Event
 from geo_sync.primary.notify import ChangeSignal, Watcher
 from geo_sync.primary.retention import prune
@@ -115,6 +117,7 @@ class GeoApi:
         self.signal: ChangeSignal | None = None
         self._last_touch: dict[str, float] = {}
         self._credentials: dict[str, tuple[float, Credential]] = {}
+        self.collector = PrimaryCollector(settings, engine)
 
     # -- plumbing -------------------------------------------------------------
 
@@ -320,17 +323,29 @@ class GeoApi:
                 ).all()
             )
             events = conn.execute(select(func.count(), func.max(Event.id))).one()
+            last_at = conn.execute(select(Event.created_at).where(Event.id == events[1])
+                                   ).scalar() if events[1] is not None else None
             peers = secondaries.statuses(conn, self.settings.event_retention_seconds)
         return {
             "role": "primary",
             "catalog": {name: counts.get(name, 0) for name in REPLICATORS},
             "events_retained": events[0],
             "last_event_id": events[1],
+            "last_event_at": last_at.isoformat() if last_at else None,
+            # Lets a secondary measure the clock skew between the two sites.
+            "server_time": utcnow().isoformat(),
             "event_retention_seconds": self.settings.event_retention_seconds,
             "secondaries": [peer.to_json() for peer in peers],
         }
 
     # -- background work ------------------------------------------------------
+
+    def refresh_metrics(self) -> None:
+        try:
+            self.collector.refresh()
+        except Exception:
+            METRICS_REFRESH_ERRORS.inc()
+            raise
 
     def prune_once(self) -> None:
         with write_transaction(self.engine) as conn:
@@ -364,6 +379,10 @@ class GeoApi:
             asyncio.create_task(self._every(self.settings.push_spool_interval_seconds,
                                             self.drain_pushes, "push_spool")),
         ]
+        if self.settings.metrics.port:
+            await run_in_threadpool(self.refresh_metrics)
+            jobs.append(asyncio.create_task(self._every(
+                self.settings.metrics.refresh_seconds, self.refresh_metrics, "metrics")))
         log.info("geo_api_started")
         try:
             yield

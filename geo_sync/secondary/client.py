@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -100,6 +103,20 @@ class PrimaryClient:
 
     def status(self) -> dict[str, Any]:
         return dict(self._request("GET", "/status").json())
+
+    def status_and_skew(self) -> tuple[dict[str, Any], float | None]:
+        """The primary's /status and how far its clock is ahead of ours, in seconds
+        (from its ``server_time``, else its ``Date`` header; None if it sent neither)."""
+        before = time.time()
+        response = self._request("GET", "/status")
+        middle = (before + time.time()) / 2
+        body = dict(response.json())
+        if isinstance(body.get("server_time"), str):
+            return body, datetime.fromisoformat(body["server_time"]).timestamp() - middle
+        if date := response.headers.get("date"):
+            # A Date header has whole seconds: centre it within its second.
+            return body, parsedate_to_datetime(date).timestamp() + 0.5 - middle
+        return body, None
 
     @contextmanager
     def blob(self, type_name: str, path: str, *, start: int = 0) -> Iterator[httpx.Response]:

@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from geo_sync.db import utcnow, write_transaction
 from geo_sync.errors import BackfillRequired, InvalidInput
 from geo_sync.logging import get_logger
+from geo_sync.metrics import EVENTS_APPLIED
 from geo_sync.secondary import registry
 from geo_sync.secondary.backfill import backfill
 from geo_sync.secondary.client import EventPage
@@ -130,6 +131,7 @@ class LogCursor:
             if moved.rowcount != 1:
                 raise CursorMoved("another log cursor advanced the position; dropping batch")
         if page.events:
+            EVENTS_APPLIED.inc(len(page.events))
             log.info("events_applied", count=len(page.events), last_event_id=page.events[-1].id)
         return len(page.events)
 

@@ -15,15 +15,20 @@ import time
 from collections.abc import Callable
 
 import dramatiq
+from prometheus_client import REGISTRY
 
 from geo_sync.errors import DaemonFailed, GeoSyncError
 from geo_sync.logging import get_logger
+from geo_sync.metrics import declare_types, serve_metrics
 from geo_sync.secondary import bootstrap, leader
 from geo_sync.secondary.cursor import LogCursor
+from geo_sync.secondary.heartbeat import Heartbeat
+from geo_sync.secondary.metrics import SiteCollector, run_refresher
 from geo_sync.secondary.runtime import Runtime, open_runtime
 from geo_sync.secondary.scheduler import Scheduler
 from geo_sync.settings import SecondarySettings
 from geo_sync.signals import block_stop_signals, wait_for_stop_signal_while
+from replicators.registry import REPLICATORS
 
 log = get_logger("daemon")
 
@@ -50,6 +55,8 @@ class SecondaryDaemon:
         self._renewed = 0.0
         self._lease_failures = 0
         self._announced_standby = False
+        self.heartbeat: Heartbeat | None = None
+        self.collector: SiteCollector | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -63,6 +70,29 @@ class SecondaryDaemon:
             self.worker = dramatiq.Worker(self.messaging.broker,
                                           worker_threads=self.settings.worker_threads)
             self.worker.start()
+            declare_types(list(REPLICATORS))
+            self.heartbeat = Heartbeat(self.runtime, "embedded").start()
+
+    def start_metrics(self) -> None:
+        """Serve /metrics with the site gauges, refreshed on their interval (when on)."""
+        metrics = self.settings.metrics
+        if not metrics.port:
+            return
+        depth = None
+        if self.settings.broker_url == "embedded":
+            broker = self.messaging.broker
+            queue = self.settings.queue_name
+
+            def depth() -> int | None:
+                # The in-process broker's queue; dramatiq's StubBroker keeps one per name.
+                found = getattr(broker, "queues", {}).get(queue)
+                return found.qsize() if found is not None else 0
+
+        collector = self.collector = SiteCollector(self.settings, self.runtime.engine, depth)
+        REGISTRY.register(collector)
+        serve_metrics(metrics.host, metrics.port, "secondary run")
+        self._spawn("geo-sync-metrics", lambda: run_refresher(
+            collector, self.stop_event, metrics.refresh_seconds))
 
     def run(self) -> None:
         """Lead or stand by until ``stop()``; see ``run_secondary`` for signals.
@@ -122,6 +152,11 @@ class SecondaryDaemon:
         self.runtime.stopping.set()
         if self.worker is not None:
             self.worker.stop(timeout=60_000)
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        if self.collector is not None:
+            REGISTRY.unregister(self.collector)
+            self.collector.close()
         try:
             leader.release(self.runtime.engine, self.runtime.worker_id)
         except Exception as exc:  # it expires on its own within a lease
@@ -208,6 +243,8 @@ def run_secondary(settings: SecondarySettings) -> None:
     """The body of `geo-sync secondary run`: run until SIGTERM or SIGINT."""
     block_stop_signals()
     daemon = SecondaryDaemon(settings)
+    # In the main thread, so that a busy metrics port stops the process with its hint.
+    daemon.start_metrics()
     thread = threading.Thread(target=daemon._guarded("geo-sync-daemon", daemon.run),
                               name="geo-sync-daemon")
     thread.start()

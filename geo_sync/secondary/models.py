@@ -42,6 +42,22 @@ class Lease(TrackingBase):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class WorkerRow(TrackingBase):
+    """A worker process's heartbeat: alive while ``beat_at`` is recent, consuming while
+    ``items_done`` grows. Removed when the process stops cleanly."""
+
+    __tablename__ = "geo_workers"
+
+    worker_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    hostname: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    items_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_item_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class RegistryMixin:
     """The columns every registry has: sync state, lease, retries, verification."""
 

@@ -7,10 +7,11 @@ import socket
 import threading
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import Engine
 
-from geo_sync.db import make_engine
+from geo_sync.db import make_engine, utcnow
 from geo_sync.migrate import TRACKING
 from geo_sync.secondary.client import PrimaryClient
 from geo_sync.settings import SecondarySettings
@@ -27,6 +28,16 @@ class Runtime:
     client: PrimaryClient
     worker_id: str
     stopping: threading.Event = field(default_factory=threading.Event)
+    #: Items this process finished (synced, deleted or failed): its heartbeat reports them,
+    #: so `check` can tell a worker that is alive from one that is consuming.
+    items_done: int = 0
+    last_item_at: datetime | None = None
+    _count_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def note_item_done(self) -> None:
+        with self._count_lock:
+            self.items_done += 1
+            self.last_item_at = utcnow()
 
     @property
     def sync_context(self) -> SyncContext:

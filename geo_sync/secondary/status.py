@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from geo_sync.db import utcnow
-from geo_sync.secondary import registry
+from geo_sync.secondary import heartbeat, registry
 from geo_sync.secondary.client import PrimaryClient
-from geo_sync.secondary.models import CursorRow
+from geo_sync.secondary.leader import CURSOR_LEASE
+from geo_sync.secondary.models import CursorRow, Lease
 from replicators.registry import REPLICATORS
 
 LAST_ERRORS = 10
@@ -20,11 +21,24 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def secondary_status(engine: Engine, client: PrimaryClient | None, name: str) -> dict[str, Any]:
-    """Counts per type, cursor position and lag, and the most recent errors."""
+def _age(value: datetime | None) -> float | None:
+    return round((utcnow() - value).total_seconds(), 1) if value else None
+
+
+def secondary_status(engine: Engine, client: PrimaryClient | None, name: str,
+                     worker_stale_seconds: float = 60.0) -> dict[str, Any]:
+    """Counts per type, cursor position and lag, workers, and the most recent errors."""
     with engine.connect() as conn:
         types = {r.name: registry.counts(conn, r.registry) for r in REPLICATORS.values()}
         cursor = conn.execute(select(CursorRow).where(CursorRow.id == 1)).one()
+        lease = conn.execute(select(Lease.holder, Lease.lease_until)
+                             .where(Lease.name == CURSOR_LEASE)).one()
+        now = utcnow()
+        workers = [{"worker": w.worker_id, "kind": w.kind, "pid": w.pid,
+                    "host": w.hostname, "beat_age_seconds": _age(w.beat_at),
+                    "alive": (now - w.beat_at).total_seconds() < worker_stale_seconds,
+                    "items_done": w.items_done, "last_item_at": _iso(w.last_item_at)}
+                   for w in heartbeat.all_workers(conn)]
         errors = []
         for replicator in REPLICATORS.values():
             model = replicator.registry
@@ -47,6 +61,7 @@ def secondary_status(engine: Engine, client: PrimaryClient | None, name: str) ->
                 (s for s in report["secondaries"] if s["name"] == name), {})
             primary = {"queried": True, "reachable": True,
                        "last_event_id": report["last_event_id"],
+                       "last_event_at": report.get("last_event_at"),
                        "pending_events": mine.get("pending_events"),
                        "backfill_required": mine.get("backfill_required")}
         except Exception as exc:
@@ -70,5 +85,20 @@ def secondary_status(engine: Engine, client: PrimaryClient | None, name: str) ->
         },
         "primary": primary,
         "lag": {"events": pending, "seconds": round(lag_seconds, 3)},
+        "events": {
+            "last_seen_id": primary.get("last_event_id"),
+            "last_seen_at": primary.get("last_event_at"),
+            "last_seen_age_seconds": _age(datetime.fromisoformat(primary["last_event_at"]))
+            if primary.get("last_event_at") else None,
+            "last_processed_id": cursor.last_event_id,
+            "last_processed_at": _iso(cursor.last_event_at),
+            "last_processed_age_seconds": _age(cursor.last_event_at),
+        },
+        "cursor_holder": {
+            "holder": lease.holder,
+            "alive": bool(lease.holder and lease.lease_until and lease.lease_until > now),
+            "lease_until": _iso(lease.lease_until),
+        },
+        "workers": workers,
         "last_errors": errors[:LAST_ERRORS],
     }

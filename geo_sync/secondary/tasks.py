@@ -18,6 +18,7 @@ import structlog
 
 from geo_sync.db import write_transaction
 from geo_sync.logging import get_logger
+from geo_sync.metrics import ITEMS_SYNCED, SYNC_RETRIES, TRANSFER_BYTES, TRANSFER_SECONDS
 from geo_sync.secondary import registry
 from geo_sync.secondary.models import Registry
 from geo_sync.secondary.runtime import Runtime
@@ -94,6 +95,7 @@ class _Batch:
                 with write_transaction(self.runtime.engine) as conn:
                     registry.finish_deleted(conn, self.model, item, self.token)
                 self.held.discard(item.id)
+                self._measure(item, "deleted", started)
                 log.info("mirror_copy_deleted", path=item.path)
                 return
             self.replicator.sync(self.runtime.sync_context, item)
@@ -104,9 +106,20 @@ class _Batch:
                                        retry_cap=settings.retry_cap_seconds,
                                        missing_cap=settings.missing_retry_cap_seconds)
             self.held.discard(item.id)
+            self._measure(item, "failed", started)
+            SYNC_RETRIES.labels(self.type_name).inc()
             return
         self.done.append(item)
+        self._measure(item, "synced", started)
+        if item.expected_size is not None:
+            TRANSFER_BYTES.labels(self.type_name).observe(item.expected_size)
         log.info("synced", path=item.path, seconds=round(time.monotonic() - started, 3))
+
+    def _measure(self, item: registry.Claimed, outcome: str, started: float) -> None:
+        TRANSFER_SECONDS.labels(self.type_name, outcome).observe(time.monotonic() - started)
+        if outcome != "failed":
+            ITEMS_SYNCED.labels(self.type_name).inc()
+        self.runtime.note_item_done()
 
     def _flush(self) -> None:
         if self.done:

@@ -10,28 +10,37 @@ import dramatiq
 
 from geo_sync.errors import ConfigError, DaemonFailed
 from geo_sync.logging import configure_logging, get_logger
+from geo_sync.metrics import declare_types, serve_metrics
 from geo_sync.secondary import bootstrap
+from geo_sync.secondary.heartbeat import Heartbeat
 from geo_sync.secondary.runtime import open_runtime
 from geo_sync.settings import load_settings
 from geo_sync.signals import (
     block_stop_signals,
     wait_for_stop_signal_while,
 )
+from replicators.registry import REPLICATORS
 
 log = get_logger("worker")
 
 
-def worker_process(config: Path, threads: int) -> None:
-    """One worker process: consume until SIGTERM, finish the current item, exit."""
+def worker_process(config: Path, threads: int, index: int = 0) -> None:
+    """One worker process: consume until SIGTERM, finish the current item, exit.
+    It serves its own /metrics on ``metrics.worker_port + index`` (when on)."""
     block_stop_signals()
     settings_all = load_settings(config)
     configure_logging(settings_all.log.level, settings_all.log.format)
     settings = settings_all.require_secondary()
+    metrics = settings.metrics
+    declare_types(list(REPLICATORS))
+    if metrics.worker_port:
+        serve_metrics(metrics.host, metrics.worker_port + index, f"worker process {index}")
     runtime = open_runtime(settings)
     messaging = bootstrap.setup(settings)
     bootstrap.install_runtime(runtime)
     worker = dramatiq.Worker(messaging.broker, worker_threads=threads)
     worker.start()
+    beating = Heartbeat(runtime, "worker").start()
     log.info("worker_started", worker=runtime.worker_id, threads=threads)
     received = wait_for_stop_signal_while(lambda: _threads_alive(worker))
     if received is None:
@@ -43,6 +52,7 @@ def worker_process(config: Path, threads: int) -> None:
         log.info("worker_stopping", signal=received.name)
     runtime.stopping.set()
     worker.stop(timeout=60_000)
+    beating.stop()
     runtime.close()
     log.info("worker_stopped", worker=runtime.worker_id)
     if received is None:
@@ -70,8 +80,8 @@ def run_workers(config: Path, processes: int, threads: int) -> None:
     resource_tracker.ensure_running()
     block_stop_signals()
     context = multiprocessing.get_context("spawn")
-    children = [context.Process(target=worker_process, args=(config, threads), daemon=False)
-                for _ in range(processes)]
+    children = [context.Process(target=worker_process, args=(config, threads, index),
+                                daemon=False) for index in range(processes)]
     for child in children:
         child.start()
     received = wait_for_stop_signal_while(lambda: all(c.is_alive() for c in children))

@@ -32,25 +32,32 @@ def _artifact_rows(deployment: Deployment) -> dict[str, tuple[int, str]]:
 
 
 def test_drift_reports_each_problem_with_what_to_do(quiet: Deployment) -> None:
+    clean = quiet.secondary.cli("drift", "--json", check=False)
+    assert clean.returncode == 0, clean.stdout
     artifacts = quiet.secondary.mirror("artifacts")
     (artifacts / "pipelines/0/artifacts.zip").unlink()
     (artifacts / "stray").mkdir()
     (artifacts / "stray/leftover.bin").write_bytes(b"x")
-    findings = json.loads(quiet.secondary.cli("drift", "--json").stdout)
+    found = quiet.secondary.cli("drift", "--json", check=False)
+    assert found.returncode == 1
+    findings = json.loads(found.stdout)
     kinds = {(f["kind"], f["path"]) for f in findings}
     assert ("missing_on_mirror", "pipelines/0/artifacts.zip") in kinds
     assert ("orphaned", "stray/leftover.bin") in kinds
     assert all(f["action"] for f in findings)
-    assert f"drift: {len(findings)} finding(s)" in quiet.secondary.cli("drift").stdout
+    assert f"drift: {len(findings)} finding(s)" in quiet.secondary.cli(
+        "drift", check=False).stdout
 
 
 def test_orphans_are_only_deleted_when_asked(quiet: Deployment) -> None:
     stray = quiet.secondary.mirror("artifacts") / "stray.bin"
     stray.write_bytes(b"x")
-    listed = quiet.secondary.cli("orphans")
+    listed = quiet.secondary.cli("orphans", check=False)
+    assert listed.returncode == 1
     assert "would delete artifact stray.bin" in listed.stdout and stray.exists()
-    quiet.secondary.cli("orphans", "--delete")
+    assert quiet.secondary.cli("orphans", "--delete", check=False).returncode == 1
     assert not stray.exists()
+    assert quiet.secondary.cli("orphans", check=False).returncode == 0
     assert (quiet.secondary.mirror("artifacts") / "pipelines/1/artifacts.zip").exists()
 
 
@@ -73,7 +80,8 @@ def test_verify_checks_now_and_finds_a_corrupt_copy(quiet: Deployment) -> None:
     assert "verified" in ok.stdout and "mismatch" not in ok.stdout
     corrupt = quiet.secondary.mirror("artifacts") / "pipelines/1/artifacts.zip"
     corrupt.write_bytes(b"garbage")
-    result = quiet.secondary.cli("verify", "artifact")
+    result = quiet.secondary.cli("verify", "artifact", check=False)
+    assert result.returncode == 1
     assert "1 mismatch" in result.stdout
     assert _artifact_rows(quiet)["pipelines/1/artifacts.zip"][1] == "failed"
     quiet.start()

@@ -1,0 +1,60 @@
+"""`geo-sync check` and the verdict of `geo-sync status`: exit codes a monitoring
+system can trust (Nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from geo_sync.cli.context import CliContext, pass_cli
+from geo_sync.errors import ConfigError
+from geo_sync.health.primary import primary_health_checks
+from geo_sync.health.result import CheckResult, Level, verdict, worst
+from geo_sync.health.secondary import secondary_checks
+from geo_sync.settings import Settings
+
+EXIT_CODES = """Exit status (Nagios): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, the worst of
+all checks (CRITICAL outweighs UNKNOWN, which outweighs WARNING)."""
+
+
+def site_checks(settings: Settings, report: dict[str, Any] | None = None
+                ) -> list[CheckResult]:
+    """Every check of this site; ``report`` is a status report already taken (its
+    registry counts are reused)."""
+    if settings.role == "primary":
+        return primary_health_checks(settings.require_primary())
+    return secondary_checks(settings.require_secondary(), (report or {}).get("types"))
+
+
+def load_or_report(cli_ctx: CliContext) -> Settings | CheckResult:
+    """The settings, or the CRITICAL config check saying why there are none."""
+    try:
+        return cli_ctx.settings
+    except ConfigError as exc:
+        return CheckResult("config", Level.CRITICAL, exc.message, exc.hint)
+
+
+@click.command(epilog=EXIT_CODES)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@pass_cli
+def check(cli_ctx: CliContext, as_json: bool) -> None:
+    """Check this site: one line per check (OK, WARNING, CRITICAL or UNKNOWN), with a
+    hint for each that is not OK."""
+    settings = load_or_report(cli_ctx)
+    if isinstance(settings, CheckResult):
+        results, role = [settings], None
+    else:
+        results, role = site_checks(settings), settings.role
+    overall = worst(results)
+    if as_json:
+        click.echo(json.dumps({"role": role, "status": overall.name,
+                               **verdict(results).to_json(),
+                               "checks": [r.to_json() for r in results]}, indent=2))
+    else:
+        for result in results:
+            click.echo(result.line())
+        click.echo(f"{overall.name}: {verdict(results).word}")
+    sys.exit(int(overall))
