@@ -13,6 +13,7 @@ from geo_sync.db import utcnow
 from geo_sync.errors import InvalidInput, NotFound
 from geo_sync.primary.feed import feed_for
 from geo_sync.primary.models import Event, Secondary
+from geo_sync.settings import MIN_SECRET_BYTES
 
 _SEEN_RESOLUTION = timedelta(seconds=5)
 
@@ -41,9 +42,6 @@ class SecondaryStatus:
         }
 
 
-MIN_SECRET_LENGTH = 32
-
-
 def add_secondary(conn: Connection, name: str, secret: str | None = None) -> str:
     """Register ``name`` with its cursor at the log's head; return its (new) secret."""
     if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
@@ -55,9 +53,9 @@ def add_secondary(conn: Connection, name: str, secret: str | None = None) -> str
             f"secondary {name!r} is already registered",
             hint="pick another name, or `geo-sync primary remove-secondary` the old one",
         )
-    if secret is not None and len(secret) < MIN_SECRET_LENGTH:
-        raise InvalidInput(f"a secondary's secret must be at least {MIN_SECRET_LENGTH} "
-                           "characters", hint="omit it and geo-sync generates one")
+    if secret is not None and len(secret.encode()) < MIN_SECRET_BYTES:
+        raise InvalidInput(f"a secondary's secret must be at least {MIN_SECRET_BYTES} "
+                           "bytes", hint="omit it and geo-sync generates one")
     secret = secret or new_secret()
     now = utcnow()
     conn.execute(
