@@ -237,6 +237,15 @@ def primary_status_report(cli_ctx: CliContext) -> dict[str, Any]:
     return GeoApi(settings, engine).status_report()
 
 
+_PEER_NOTES = {
+    "must_backfill": "fell behind retention: must backfill",
+    "silent": "silent past retention: no longer holds pruning",
+    "never_connected": "never connected: start `geo-sync secondary run` there and check its "
+                       "primary_url, name and secret",
+    "disabled": "disabled: `geo-sync primary enable-secondary` lets it in again",
+}
+
+
 def render_primary_status(report: dict[str, Any]) -> None:
     """The primary's status as tables."""
     catalog = Table(title="primary catalog")
@@ -251,11 +260,7 @@ def render_primary_status(report: dict[str, Any]) -> None:
     for column in ("name", "enabled", "healthy", "pending events", "last seen", "note"):
         peers.add_column(column)
     for peer in report["secondaries"]:
-        note = ""
-        if peer["backfill_required"]:
-            note = "fell behind retention: must backfill"
-        elif not peer["healthy"]:
-            note = "silent past retention: no longer holds pruning"
-        peers.add_row(peer["name"], str(peer["enabled"]), str(peer["healthy"]),
-                      str(peer["pending_events"]), peer["last_seen_at"] or "never", note)
+        peers.add_row(peer["name"], "yes" if peer["enabled"] else "no",
+                      "yes" if peer["healthy"] else "no", str(peer["pending_events"]),
+                      peer["last_seen_at"] or "never", _PEER_NOTES.get(peer["state"], ""))
     console.print(peers)

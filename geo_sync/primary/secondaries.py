@@ -24,17 +24,33 @@ class SecondaryStatus:
 
     name: str
     enabled: bool
+    # Healthy: enabled, connected at least once, seen within retention, no backfill due.
     healthy: bool
+    # Holds pruning back: a new secondary does so from registration, before it connects.
+    holds_pruning: bool
     backfill_required: bool
     acked_at: datetime | None
     last_seen_at: datetime | None
     pending_events: int
+
+    @property
+    def state(self) -> str:
+        """One word for an operator: why it is (not) healthy."""
+        if not self.enabled:
+            return "disabled"
+        if self.backfill_required:
+            return "must_backfill"
+        if self.last_seen_at is None:
+            return "never_connected"
+        return "connected" if self.healthy else "silent"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "enabled": self.enabled,
             "healthy": self.healthy,
+            "state": self.state,
+            "holds_pruning": self.holds_pruning,
             "backfill_required": self.backfill_required,
             "acked_at": self.acked_at.isoformat() if self.acked_at else None,
             "last_seen_at": self.last_seen_at.isoformat() if self.last_seen_at else None,
@@ -139,6 +155,7 @@ def statuses(conn: Connection, retention_seconds: int) -> list[SecondaryStatus]:
     result = []
     for row in conn.execute(select(Secondary.__table__).order_by(Secondary.name)):
         seen = row.last_seen_at or row.created_at
+        holds_pruning = row.enabled and seen >= cutoff and not row.backfill_required
         pending = 0
         if row.acked_cursor:
             pending = conn.execute(
@@ -148,7 +165,8 @@ def statuses(conn: Connection, retention_seconds: int) -> list[SecondaryStatus]:
             SecondaryStatus(
                 name=row.name,
                 enabled=row.enabled,
-                healthy=row.enabled and seen >= cutoff and not row.backfill_required,
+                healthy=holds_pruning and row.last_seen_at is not None,
+                holds_pruning=holds_pruning,
                 backfill_required=row.backfill_required,
                 acked_at=row.acked_at,
                 last_seen_at=row.last_seen_at,
