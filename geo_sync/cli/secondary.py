@@ -140,8 +140,9 @@ def render_secondary_status(report: dict[str, Any]) -> None:
     line = (f"cursor: last event processed {cursor['last_event_id_processed']}, "
             f"{cursor['events_applied']} applied")
     if primary["reachable"]:
-        line += (f"; primary's last event {primary['last_event_id']}; lag {lag['events']} "
-                 f"events, {lag['seconds']} s")
+        last = primary["last_event_id"]
+        line += (f"; primary's last event {last if last is not None else 'none yet'}; "
+                 f"lag {lag['events']} events, {lag['seconds']} s")
     console.print(line)
     if primary["queried"] and not primary["reachable"]:
         console.print(f"[red]primary unreachable:[/] {primary.get('error', '')}")

@@ -296,13 +296,15 @@ class GeoApi:
                     )
                 ).all()
             )
-            events = conn.execute(select(func.count(), func.max(Event.id))).one()
+            retained = conn.execute(select(func.count()).select_from(Event)).scalar_one()
+            # Not max(id): pruning may have emptied the log, the ids go on.
+            last_event_id = feed_for(conn.dialect).last_id(conn)
             peers = secondaries.statuses(conn, self.settings.event_retention_seconds)
         return {
             "role": "primary",
             "catalog": {name: counts.get(name, 0) for name in REPLICATORS},
-            "events_retained": events[0],
-            "last_event_id": events[1],
+            "events_retained": retained,
+            "last_event_id": last_event_id,
             "event_retention_seconds": self.settings.event_retention_seconds,
             "secondaries": [peer.to_json() for peer in peers],
         }
