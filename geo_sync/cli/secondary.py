@@ -139,13 +139,17 @@ def render_secondary_status(report: dict[str, Any]) -> None:
     cursor, lag, primary = report["cursor"], report["lag"], report["primary"]
     line = (f"cursor: last event processed {cursor['last_event_id_processed']}, "
             f"{cursor['events_applied']} applied")
-    if primary["reachable"]:
+    if primary["reachable"] and not primary.get("refused"):
         last = primary["last_event_id"]
         line += (f"; primary's last event {last if last is not None else 'none yet'}; "
                  f"lag {lag['events']} events, {lag['seconds']} s")
     console.print(line)
-    if primary["queried"] and not primary["reachable"]:
-        console.print(f"[red]primary unreachable:[/] {primary.get('error', '')}")
+    if primary.get("refused"):
+        console.print(f"[red]primary refuses us:[/] {primary.get('error', '')}",
+                      highlight=False)
+    elif primary["queried"] and not primary["reachable"]:
+        # The error says "primary unreachable ..." itself: no second prefix.
+        console.print(f"[red]{primary.get('error', '')}[/]", highlight=False)
     if cursor["backfill_required"] or (cursor["backfill_progress"] or "").startswith(
             tuple(f"{n}:" for n in report["types"])):
         console.print(f"backfill: {cursor['backfill_progress'] or 'not started'}")
