@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +15,12 @@ from rich.table import Table
 from geo_sync.auth import issue_token
 from geo_sync.cli.context import CliContext, GeoGroup, make_console, pass_cli
 from geo_sync.db import write_transaction
-from geo_sync.errors import InvalidInput, NotFound
+from geo_sync.errors import GeoSyncError, InvalidInput, NotFound
+from geo_sync.logging import get_logger, set_process_title
 from geo_sync.migrate import PRIMARY
 from geo_sync.paths import resolve_inside
 from geo_sync.primary import hooks, secondaries
-from geo_sync.primary.api import CREDENTIAL_CACHE_SECONDS, GeoApi, create_app
+from geo_sync.primary.api import CREDENTIAL_CACHE_SECONDS, PREFIX, GeoApi, create_app
 from geo_sync.primary.publish import Change, publish
 from geo_sync.primary.retention import prune
 from geo_sync.primary.scan import apply_plan, plan_scan
@@ -26,6 +29,28 @@ from replicators.registry import REPLICATORS, replicator_for
 from replicators.repository import RepositoryReplicator
 
 console = make_console()
+log = get_logger("cli")
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A bound socket for the Geo API, or an error that says who to ask about the port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            hint = (f"another process listens on port {port} (`ss -ltnp 'sport = :{port}'` "
+                    "names it): stop it, or set primary.listen_port to a free port")
+        elif exc.errno == errno.EACCES:
+            hint = "ports below 1024 need privileges: use a port above 1024"
+        else:
+            hint = "set primary.listen_host to an address of this machine (or 0.0.0.0)"
+        raise GeoSyncError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                           hint=hint) from None
+    return sock
 
 
 @click.group(cls=GeoGroup)
@@ -63,14 +88,18 @@ def migrate(cli_ctx: CliContext) -> None:
 @pass_cli
 def serve(cli_ctx: CliContext) -> None:
     """Serve the Geo API (events, catalog, blobs, git) and prune the event log."""
+    cli_ctx.daemon = True
     settings, engine = open_primary(cli_ctx.settings)
+    # Bind before anything says "started": a busy port is one line with a hint, not
+    # uvicorn's raw errno after a startup message.
+    sock = listen_socket(settings.listen_host, settings.listen_port)
+    set_process_title(f"primary serve {settings.listen_host}:{settings.listen_port}")
     app = create_app(settings, engine)
-    click.echo(f"Geo API on http://{settings.listen_host}:{settings.listen_port}/api/geo/v1",
-               err=True)
+    log.info("geo_api_listening", url=f"http://{settings.listen_host}:"
+             f"{sock.getsockname()[1]}/api/geo/v1", openapi=f"{PREFIX}/openapi.json")
     uvicorn.Server(
-        uvicorn.Config(app, host=settings.listen_host, port=settings.listen_port,
-                       log_config=None, access_log=False, timeout_graceful_shutdown=5)
-    ).run()
+        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5)
+    ).run(sockets=[sock])
 
 
 @primary.command("publish")

@@ -100,6 +100,7 @@ def migrate(cli_ctx: CliContext) -> None:
 @pass_cli
 def run(cli_ctx: CliContext) -> None:
     """Follow the primary: log cursor and scheduler (and embedded workers)."""
+    cli_ctx.daemon = True
     run_secondary(cli_ctx.settings.require_secondary())
 
 
@@ -109,6 +110,7 @@ def run(cli_ctx: CliContext) -> None:
 @pass_cli
 def worker(cli_ctx: CliContext, processes: int, threads: int) -> None:
     """Replicate items from the Redis queue (any machine reaching Redis, DB and storage)."""
+    cli_ctx.daemon = True
     cli_ctx.settings.require_secondary()
     run_workers(cli_ctx.config_path, processes, threads)
 

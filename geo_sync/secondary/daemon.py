@@ -16,7 +16,7 @@ from collections.abc import Callable
 import dramatiq
 
 from geo_sync.errors import GeoSyncError
-from geo_sync.logging import get_logger
+from geo_sync.logging import get_logger, set_process_title
 from geo_sync.secondary import bootstrap, leader
 from geo_sync.secondary.cursor import LogCursor
 from geo_sync.secondary.runtime import Runtime, open_runtime
@@ -138,6 +138,7 @@ class SecondaryDaemon:
 
 def run_secondary(settings: SecondarySettings) -> None:
     """The body of `geo-sync secondary run`: run until SIGTERM or SIGINT."""
+    set_process_title(f"secondary run {settings.name}")
     block_stop_signals()
     daemon = SecondaryDaemon(settings)
     thread = threading.Thread(target=daemon.run, name="geo-sync-daemon")
