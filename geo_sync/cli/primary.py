@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hmac
 import os
 import socket
 from pathlib import Path
@@ -187,8 +188,12 @@ def hook_post_receive(cli_ctx: CliContext, repository: Path) -> None:
 @click.option("--secret-env", metavar="VAR",
               help="Use the secret in environment variable VAR (e.g. from a vault) "
               "instead of generating one.")
+@click.option("--exist-ok", is_flag=True,
+              help="Succeed without change if NAME is already registered (with the same "
+              "secret, when --secret-env is given): for provisioning scripts.")
 @pass_cli
-def add_secondary(cli_ctx: CliContext, name: str, secret_env: str | None) -> None:
+def add_secondary(cli_ctx: CliContext, name: str, secret_env: str | None,
+                  exist_ok: bool) -> None:
     """Register a secondary and print its secret (shown only this once)."""
     given = None
     if secret_env:
@@ -197,13 +202,22 @@ def add_secondary(cli_ctx: CliContext, name: str, secret_env: str | None) -> Non
             raise InvalidInput(f"environment variable {secret_env} is not set or empty")
     _, engine = open_primary(cli_ctx.settings)
     with write_transaction(engine) as conn:
+        existing = secondaries.credential(conn, name)
+        if existing is not None and exist_ok:
+            if given is not None and not hmac.compare_digest(existing.secret, given):
+                raise InvalidInput(
+                    f"secondary {name!r} is already registered with a different secret",
+                    hint=f"give ${secret_env} the secret it was registered with, or register "
+                    "it under another name")
+            click.echo(f"{name} is already registered; nothing changed")
+            return
         secret = secondaries.add_secondary(conn, name, given)
     if given:
         click.echo(f"registered {name} with the secret from ${secret_env}")
         return
     click.echo(secret)
     click.echo(f"registered {name}; the secret above is shown only once: give it to "
-               f"`geo-sync secondary init --secret`", err=True)
+               f"`geo-sync secondary init --secret-env VAR` (or --secret-file)", err=True)
 
 
 def _set_enabled(cli_ctx: CliContext, name: str, enabled: bool) -> None:
