@@ -36,6 +36,7 @@ from geo_sync.primary.checksummer import take_checksum
 from geo_sync.primary.feed import feed_for
 from geo_sync.primary.models import CatalogItem, Event
 from geo_sync.primary.notify import ChangeSignal, Watcher
+from geo_sync.primary.openapi import OPENAPI_PATH, openapi_document
 from geo_sync.primary.retention import prune
 from geo_sync.settings import PrimarySettings
 from replicators.registry import REPLICATORS, replicator_for
@@ -352,6 +353,22 @@ class GeoApi:
             watcher.stop()
 
 
+async def _no_such_endpoint(request: Request, _exc: Exception) -> Response:
+    """Unknown URLs get the API's JSON error too, with the likely cause: a primary_url
+    whose path is wrong."""
+    return JSONResponse(
+        {"error": "no_such_endpoint",
+         "message": f"no Geo API at that URL: {request.url.path[:200]}",
+         "hint": "primary_url must be the primary's scheme://host:port (plus any path a "
+                 f"reverse proxy adds) without {PREFIX}; geo-sync adds that itself"},
+        status_code=404)
+
+
+async def _openapi(_request: Request) -> Response:
+    """The API's description needs no token: it holds no data."""
+    return JSONResponse(openapi_document())
+
+
 def create_app(settings: PrimarySettings, engine: Engine) -> Starlette:
     """The Starlette application serving the Geo API."""
     api = GeoApi(settings, engine)
@@ -365,7 +382,9 @@ def create_app(settings: PrimarySettings, engine: Engine) -> Starlette:
               methods=["GET", "HEAD"]),
         Route(f"{PREFIX}/git/{{rest:path}}", api.guarded(api.git), methods=["GET", "POST"]),
         Route(f"{PREFIX}/status", api.guarded(api.status)),
+        Route(OPENAPI_PATH, _openapi),
     ]
-    app = Starlette(routes=routes, lifespan=api.lifespan)
+    app = Starlette(routes=routes, lifespan=api.lifespan,
+                    exception_handlers={404: _no_such_endpoint})
     app.state.api = api
     return app
