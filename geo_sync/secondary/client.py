@@ -136,11 +136,12 @@ def check(response: httpx.Response) -> None:
                 f"primary answered 404 for {where}: no Geo API at that URL",
                 hint="primary_url must be the primary's scheme://host:port (plus any path "
                 "a reverse proxy adds) without /api/geo/v1; geo-sync adds that itself")
+        snippet = " ".join(response.text[:200].split())
         if code >= 500 or code == 429:
-            raise TransientError(f"primary answered {code} for {where}: "
-                                 f"{response.text[:200].strip()}")
-        raise GeoSyncError(f"primary answered {code} for {where}: "
-                           f"{response.text[:200].strip()}",
+            raise TransientError(f"primary answered {code} for {where}: {snippet}",
+                                 hint="not the Geo API's own answer: check the primary and "
+                                 "any proxy in front of it; it will be retried")
+        raise GeoSyncError(f"primary answered {code} for {where}: {snippet}",
                            hint="check primary_url and any proxy in front of the primary")
     message, hint = body
     if code == 401:
