@@ -4,6 +4,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends git \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/geo-sync
 COPY requirements.lock pyproject.toml README.md ./
+# The runtime lock only: the test and lint tools of the dev lock stay out of production.
 RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY geo_sync ./geo_sync
 COPY replicators ./replicators

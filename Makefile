@@ -1,5 +1,7 @@
 # The two entry points a newcomer needs: `make demo` and `make test`.
-# Both build .venv from requirements.lock (hash-pinned) the first time.
+# Both build .venv from the hash-pinned locks the first time: requirements.lock is what
+# production runs (the Docker image installs only it); requirements-dev.lock adds the
+# test and lint tools on top, pinned to the same versions.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -7,9 +9,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint lock clean
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock \
+		-r requirements-dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
@@ -23,11 +26,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check geo_sync replicators verification tests bench
 	$(BIN)/mypy
 
-# Regenerate the lock after changing dependencies in pyproject.toml.
+# Regenerate both locks after changing dependencies in pyproject.toml. The dev lock is
+# resolved against the runtime lock and leaves out every package already in it.
+UV := /tmp/geo-sync-uv/bin/uv
 lock:
 	$(PYTHON) -m venv /tmp/geo-sync-uv && /tmp/geo-sync-uv/bin/pip install --quiet uv
-	/tmp/geo-sync-uv/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
-		--generate-hashes -o requirements.lock
+	$(UV) pip compile pyproject.toml --python-version 3.11 --generate-hashes \
+		-o requirements.lock
+	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes \
+		-c requirements.lock \
+		$$(sed -n 's/^\([A-Za-z0-9._-]*\)==.*/--no-emit-package \1/p' requirements.lock) \
+		-o requirements-dev.lock
 
 clean:
 	rm -rf $(VENV)

@@ -8,9 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, create_engine, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
+
+from geo_sync.errors import ConfigError
 
 
 def utcnow() -> datetime:
@@ -84,3 +87,27 @@ def is_postgres(engine_or_dialect: Engine | Dialect) -> bool:
     """True when talking to PostgreSQL (the production backend)."""
     dialect = getattr(engine_or_dialect, "dialect", engine_or_dialect)
     return str(dialect.name) == "postgresql"
+
+
+def require_reachable(url: str) -> None:
+    """Connect once to ``url`` or raise a ConfigError saying what to do: `init` commands
+    call this before they write anything, so a wrong URL leaves nothing behind."""
+    engine = make_engine(url)
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        name = make_url(url).database
+        if "does not exist" in reason and not url.startswith("sqlite"):
+            hint = (f"create the database first (e.g. `createdb {name}` or "
+                    f"CREATE DATABASE \"{name}\"), then run init again; nothing was written")
+        elif url.startswith("sqlite"):
+            hint = "create the database file's directory or fix --database-url; nothing was written"
+        else:
+            hint = ("check that the database server is running and the URL's host, port, user "
+                    "and password are right; nothing was written")
+        raise ConfigError(f"cannot use database {make_url(url).render_as_string()}: {reason}",
+                          hint=hint) from None
+    finally:
+        engine.dispose()

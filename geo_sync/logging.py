@@ -1,12 +1,20 @@
-"""structlog configuration, in one place: JSON lines on stderr, secrets redacted."""
+"""structlog configuration, in one place: JSON lines on stderr, secrets redacted.
+
+Libraries log through the standard library (uvicorn, dramatiq) or warn through
+``warnings`` (PyJWT); both are routed through the same renderer, so every line a
+daemon writes is one JSON object, and so is an uncaught exception's traceback.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
+import types
 from collections.abc import MutableMapping
 from typing import Any
 
+import setproctitle
 import structlog
 
 _SECRET_KEYS = ("secret", "token", "authorization", "password", "jwt")
@@ -25,7 +33,8 @@ def redact_secrets(
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
-    """Set up structlog for the whole process; safe to call more than once."""
+    """Set up structlog and the standard library's logging for the whole process; safe
+    to call more than once."""
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
@@ -44,6 +53,65 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _component_from_logger_name,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            redact_secrets,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    ))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(_LEVELS[level])
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "dramatiq"):
+        library = logging.getLogger(name)
+        library.handlers = []
+        library.propagate = True
+    # Alembic narrates every schema check at INFO; only its problems matter in a log.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, _LEVELS[level]))
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def _component_from_logger_name(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    record = event_dict.get("_record")
+    if record is not None:
+        event_dict.setdefault("component", record.name)
+    return event_dict
+
+
+def _log_uncaught(kind: type[BaseException], value: BaseException,
+                  traceback: types.TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, traceback)
+        return
+    structlog.get_logger(component="process").critical(
+        "uncaught_exception", exc_info=(kind, value, traceback))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None:
+        return
+    structlog.get_logger(component="thread").critical(
+        "uncaught_exception", thread=args.thread.name if args.thread else None,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
+def set_process_title(role: str) -> None:
+    """Name this process in ps and top ("geo-sync worker east #2") instead of the
+    interpreter's command line, which for spawned children is `python -c from
+    multiprocessing.spawn ...`."""
+    setproctitle.setproctitle(f"geo-sync {role}")
 
 
 def get_logger(name: str) -> Any:

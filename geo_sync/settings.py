@@ -13,12 +13,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from geo_sync.errors import ConfigError
+from geo_sync.settings_errors import describe_env_parse, describe_toml, describe_validation
 
 CONFIG_ENV = "GEO_SYNC_CONFIG"
 DEFAULT_PORT = 8650
+# HS256 keys shorter than the hash (32 bytes) are brute-forceable; PyJWT warns below it.
+MIN_SECRET_BYTES = 32
 
 
 class _Section(BaseModel):
@@ -130,7 +138,7 @@ class SecondarySettings(_Section):
     """A secondary site: who it is, where its primary is, where it keeps its copies."""
 
     name: str = Field(min_length=1, max_length=64)
-    secret: str = Field(min_length=16, repr=False)
+    secret: str = Field(min_length=1, repr=False)
     primary_url: str = Field(min_length=1)
     database_url: str = Field(min_length=1)
     mirror_root: Path
@@ -182,6 +190,14 @@ class SecondarySettings(_Section):
     def _one_batch_size_for_all(cls, value: object) -> object:
         if isinstance(value, int) and not isinstance(value, bool):
             return {name: value for name in BatchSettings.model_fields}
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _long_secret(cls, value: str) -> str:
+        if len(value.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes (use the one "
+                             "`geo-sync primary add-secondary` printed)")
         return value
 
     @field_validator("broker_url")
@@ -258,15 +274,6 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
                     value[key] = str(base / value[key])
 
 
-def _describe(error: ValidationError, source: Path) -> str:
-    lines = []
-    for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"])
-        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
-        lines.append(f"{key}: {message}")
-    return f"invalid config {source}: " + "; ".join(lines)
-
-
 def config_path_from(option: str | None) -> Path:
     """The config file named by ``--config`` or ``GEO_SYNC_CONFIG``; one of them is required."""
     raw = option or os.environ.get(CONFIG_ENV)
@@ -290,11 +297,29 @@ def load_settings(path: Path) -> Settings:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start})",
+                          hint="save the file as UTF-8") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise describe_toml(exc, path, text) from None
     _resolve_relative_paths(data, path.resolve().parent)
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path)) from None
+        raise describe_validation(exc, Settings, path, data) from None
+    except SettingsError as exc:
+        raise describe_env_parse(exc, path) from None
+
+
+def validate_section(model: type[BaseModel], section: dict[str, Any]) -> None:
+    """Check a section an `init` command is about to write, before anything is written."""
+    try:
+        model(**section)
+    except ValidationError as exc:
+        bad = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                        for e in exc.errors())
+        raise ConfigError(f"invalid option: {bad}", hint="correct the named option; nothing "
+                          "was written") from None

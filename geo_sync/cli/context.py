@@ -6,13 +6,14 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import sqlalchemy.exc
 from rich.console import Console
 
 from geo_sync.errors import GeoSyncError
-from geo_sync.logging import configure_logging
+from geo_sync.logging import configure_logging, get_logger
 from geo_sync.settings import Settings, config_path_from, load_settings
 
 PIPE_WIDTH = 200
@@ -33,6 +34,8 @@ class CliContext:
 
     config_option: str | None
     _settings: Settings | None = field(default=None, init=False)
+    # Set by long-running commands: their errors are log lines (JSON) like the rest.
+    daemon: bool = field(default=False, init=False)
 
     @property
     def config_path(self) -> Path:
@@ -56,10 +59,17 @@ class GeoGroup(click.Group):
         try:
             return super().invoke(ctx)
         except GeoSyncError as exc:
-            raise click.ClickException(str(exc)) from None
+            _fail(ctx, exc.message, exc.hint)
         except sqlalchemy.exc.OperationalError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise click.ClickException(
-                f"database unreachable: {reason} (hint: check that the database server is "
-                "running and database_url in the config is right)"
-            ) from None
+            _fail(ctx, f"database unreachable: {reason}", "check that the database server "
+                  "is running and database_url in the config is right")
+
+
+def _fail(ctx: click.Context, message: str, hint: str) -> NoReturn:
+    """A one-line error: plain text for commands, a JSON log line for daemons."""
+    cli_ctx = ctx.find_object(CliContext)
+    if cli_ctx is not None and cli_ctx.daemon and not sys.stderr.isatty():
+        get_logger("cli").error("cannot_start", error=message, hint=hint)
+        raise click.exceptions.Exit(1)
+    raise click.ClickException(f"{message} (hint: {hint})" if hint else message) from None

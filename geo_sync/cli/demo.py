@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +30,20 @@ def demo(directory: Path | None) -> None:
     configure_logging("error", "json")
     if directory and directory.exists() and any(directory.iterdir()):
         raise click.ClickException(f"{directory} is not empty (hint: pass an empty or new --dir)")
-    root = directory or Path(tempfile.mkdtemp(prefix="geo-sync-demo-"))
+    if directory is not None:
+        _demo(directory)
+        return
+    # A temporary directory goes away whatever happens: a demo must not leave gigabytes
+    # of sites behind in /tmp. --dir keeps them for a look afterwards.
+    root = Path(tempfile.mkdtemp(prefix="geo-sync-demo-"))
+    try:
+        _demo(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        console.print(f"removed {root} (pass --dir DIR to keep the sites)")
+
+
+def _demo(root: Path) -> None:
     console.print(f"[bold]geo-sync demo[/] in {root}: embedded primary and secondary "
                   "(SQLite, in-process broker and workers)")
     started = time.monotonic()

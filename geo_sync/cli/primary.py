@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import hmac
 import os
+import socket
 import stat
 from pathlib import Path
 from typing import Any
@@ -15,12 +18,13 @@ from rich.table import Table
 from geo_sync.auth import issue_token
 from geo_sync.cli.context import CliContext, GeoGroup, make_console, pass_cli
 from geo_sync.db import write_transaction
-from geo_sync.errors import InvalidInput, NotFound
+from geo_sync.errors import GeoSyncError, InvalidInput, NotFound
+from geo_sync.logging import get_logger, set_process_title
 from geo_sync.metrics import serve_metrics
 from geo_sync.migrate import PRIMARY
 from geo_sync.paths import resolve_inside
 from geo_sync.primary import hooks, secondaries
-from geo_sync.primary.api import CREDENTIAL_CACHE_SECONDS, GeoApi, create_app
+from geo_sync.primary.api import CREDENTIAL_CACHE_SECONDS, PREFIX, GeoApi, create_app
 from geo_sync.primary.publish import Change, publish
 from geo_sync.primary.retention import prune
 from geo_sync.primary.scan import apply_plan, plan_scan
@@ -30,6 +34,28 @@ from replicators.registry import REPLICATORS, replicator_for
 from replicators.repository import RepositoryReplicator, is_bare_repository
 
 console = make_console()
+log = get_logger("cli")
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A bound socket for the Geo API, or an error that says who to ask about the port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            hint = (f"another process listens on port {port} (`ss -ltnp 'sport = :{port}'` "
+                    "names it): stop it, or set primary.listen_port to a free port")
+        elif exc.errno == errno.EACCES:
+            hint = "ports below 1024 need privileges: use a port above 1024"
+        else:
+            hint = "set primary.listen_host to an address of this machine (or 0.0.0.0)"
+        raise GeoSyncError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                           hint=hint) from None
+    return sock
 
 
 @click.group(cls=GeoGroup)
@@ -67,17 +93,21 @@ def migrate(cli_ctx: CliContext) -> None:
 @pass_cli
 def serve(cli_ctx: CliContext) -> None:
     """Serve the Geo API (events, catalog, blobs, git) and prune the event log."""
+    cli_ctx.daemon = True
     settings, engine = open_primary(cli_ctx.settings)
+    # Bind before anything says "started": a busy port is one line with a hint, not
+    # uvicorn's raw errno after a startup message.
+    sock = listen_socket(settings.listen_host, settings.listen_port)
+    set_process_title(f"primary serve {settings.listen_host}:{settings.listen_port}")
     app = create_app(settings, engine)
     if settings.metrics.port:
         REGISTRY.register(app.state.api.collector)
         serve_metrics(settings.metrics.host, settings.metrics.port, "primary serve")
-    click.echo(f"Geo API on http://{settings.listen_host}:{settings.listen_port}/api/geo/v1",
-               err=True)
+    log.info("geo_api_listening", url=f"http://{settings.listen_host}:"
+             f"{sock.getsockname()[1]}/api/geo/v1", openapi=f"{PREFIX}/openapi.json")
     uvicorn.Server(
-        uvicorn.Config(app, host=settings.listen_host, port=settings.listen_port,
-                       log_config=None, access_log=False, timeout_graceful_shutdown=5)
-    ).run()
+        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5)
+    ).run(sockets=[sock])
 
 
 @primary.command("publish")
@@ -189,8 +219,12 @@ def hook_post_receive(cli_ctx: CliContext, repository: Path) -> None:
 @click.option("--secret-env", metavar="VAR",
               help="Use the secret in environment variable VAR (e.g. from a vault) "
               "instead of generating one.")
+@click.option("--exist-ok", is_flag=True,
+              help="Succeed without change if NAME is already registered (with the same "
+              "secret, when --secret-env is given): for provisioning scripts.")
 @pass_cli
-def add_secondary(cli_ctx: CliContext, name: str, secret_env: str | None) -> None:
+def add_secondary(cli_ctx: CliContext, name: str, secret_env: str | None,
+                  exist_ok: bool) -> None:
     """Register a secondary and print its secret (shown only this once)."""
     given = None
     if secret_env:
@@ -199,13 +233,22 @@ def add_secondary(cli_ctx: CliContext, name: str, secret_env: str | None) -> Non
             raise InvalidInput(f"environment variable {secret_env} is not set or empty")
     _, engine = open_primary(cli_ctx.settings)
     with write_transaction(engine) as conn:
+        existing = secondaries.credential(conn, name)
+        if existing is not None and exist_ok:
+            if given is not None and not hmac.compare_digest(existing.secret, given):
+                raise InvalidInput(
+                    f"secondary {name!r} is already registered with a different secret",
+                    hint=f"give ${secret_env} the secret it was registered with, or register "
+                    "it under another name")
+            click.echo(f"{name} is already registered; nothing changed")
+            return
         secret = secondaries.add_secondary(conn, name, given)
     if given:
         click.echo(f"registered {name} with the secret from ${secret_env}")
         return
     click.echo(secret)
     click.echo(f"registered {name}; the secret above is shown only once: give it to "
-               f"`geo-sync secondary init --secret`", err=True)
+               f"`geo-sync secondary init --secret-env VAR` (or --secret-file)", err=True)
 
 
 def _set_enabled(cli_ctx: CliContext, name: str, enabled: bool) -> None:
@@ -282,6 +325,15 @@ def primary_status_report(cli_ctx: CliContext) -> dict[str, Any]:
     return GeoApi(settings, engine).status_report()
 
 
+_PEER_NOTES = {
+    "must_backfill": "fell behind retention: must backfill",
+    "silent": "silent past retention: no longer holds pruning",
+    "never_connected": "never connected: start `geo-sync secondary run` there and check its "
+                       "primary_url, name and secret",
+    "disabled": "disabled: `geo-sync primary enable-secondary` lets it in again",
+}
+
+
 def render_primary_status(report: dict[str, Any]) -> None:
     """The primary's status as tables."""
     catalog = Table(title="primary catalog")
@@ -296,11 +348,7 @@ def render_primary_status(report: dict[str, Any]) -> None:
     for column in ("name", "enabled", "healthy", "pending events", "last seen", "note"):
         peers.add_column(column)
     for peer in report["secondaries"]:
-        note = ""
-        if peer["backfill_required"]:
-            note = "fell behind retention: must backfill"
-        elif not peer["healthy"]:
-            note = "silent past retention: no longer holds pruning"
-        peers.add_row(peer["name"], str(peer["enabled"]), str(peer["healthy"]),
-                      str(peer["pending_events"]), peer["last_seen_at"] or "never", note)
+        peers.add_row(peer["name"], "yes" if peer["enabled"] else "no",
+                      "yes" if peer["healthy"] else "no", str(peer["pending_events"]),
+                      peer["last_seen_at"] or "never", _PEER_NOTES.get(peer["state"], ""))
     console.print(peers)

@@ -72,20 +72,43 @@ def drift(cli_ctx: CliContext, as_json: bool) -> None:
 @TYPE
 @click.option("--id", "ids", type=int, multiple=True, help="Registry id (repeatable).")
 @click.option("--failed", is_flag=True, help="Only failed or mismatched items.")
-@click.option("--all", "all_", is_flag=True, help="Every item (the default).")
+@click.option("--all", "all_", is_flag=True, help="Every item (of TYPE, if given).")
 @click.option("--dry-run", is_flag=True, help="Print the plan only.")
+@click.option("--yes", "-y", is_flag=True,
+              help="Do not ask before resyncing --all or --failed (for scripts).")
 @pass_cli
 def resync(cli_ctx: CliContext, type_name: str | None, ids: tuple[int, ...], failed: bool,
-           all_: bool, dry_run: bool) -> None:
-    """Sync items again now (the plan is printed first)."""
+           all_: bool, dry_run: bool, yes: bool) -> None:
+    """Sync items again now: --id (with TYPE), --failed or --all is required.
+
+    The plan is printed first; --all and --failed then ask for confirmation on a
+    terminal, and need --yes when run from a script."""
     _one_selector(ids, failed, all_)
+    if not (ids or failed or all_):
+        raise InvalidInput("say what to resync: --id ID (with TYPE), --failed or --all",
+                           hint="--all re-downloads every item; try --dry-run first")
     settings = cli_ctx.settings.require_secondary()
     engine = make_engine(settings.database_url)
     TRACKING.require_current(engine)
     plan = select_rows(engine, type_name, ids=ids, failed=failed)
+    if not plan:
+        click.echo("nothing to resync")
+        return
     _print_plan(plan, "would resync" if dry_run else "resync")
-    if not dry_run:
-        click.echo(f"{execute_resync(engine, plan)} item(s) queued for resync")
+    if dry_run:
+        return
+    if not ids and not yes:
+        _confirm(f"resync {len(plan)} item(s)?")
+    click.echo(f"{execute_resync(engine, plan)} item(s) queued for resync")
+
+
+def _confirm(question: str) -> None:
+    """Ask on a terminal; refuse without asking anywhere else (a script must say --yes)."""
+    if not sys.stdin.isatty():
+        raise InvalidInput("not resyncing without confirmation: standard input is not a "
+                           "terminal", hint="pass --yes to confirm from a script")
+    if not click.confirm(question, default=False):
+        raise click.exceptions.Exit(1)
 
 
 @click.command(epilog="Exit status: 0 every copy verified matched, 1 mismatches found.")
@@ -103,7 +126,8 @@ def verify(cli_ctx: CliContext, type_name: str | None, ids: tuple[int, ...], fai
         plan = [p for p in select_rows(runtime.engine, type_name, ids=ids, failed=failed)
                 if p.state == "synced"]
         verdicts: dict[str, int] = {}
-        with Progress(console=console) as progress:
+        # No bar for nothing: a 0 % bar reads as stuck.
+        with Progress(console=console, disable=not plan) as progress:
             task = progress.add_task("verifying", total=len(plan))
             for row in plan:
                 replicator = replicator_for(row.type)

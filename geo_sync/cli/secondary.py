@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ from geo_sync.cli import secondary_view
 from geo_sync.cli.context import CliContext, GeoGroup, make_console, pass_cli
 from geo_sync.cli.preflight import verify_primary
 from geo_sync.db import make_engine
+from geo_sync.errors import InvalidInput
 from geo_sync.migrate import TRACKING
 from geo_sync.secondary.client import PrimaryClient
 from geo_sync.secondary.daemon import run_secondary
@@ -31,25 +34,67 @@ def secondary() -> None:
               help="Directory for the config, the embedded tracking DB and the mirror.")
 @click.option("--primary-url", required=True, help="http(s)://host:port of the primary.")
 @click.option("--name", required=True, help="This secondary's name, as registered.")
-@click.option("--secret", required=True, help="The secret `primary add-secondary` printed.")
+@click.option("--secret-env", metavar="VAR",
+              help="Read the secret `primary add-secondary` printed from environment "
+              "variable VAR.")
+@click.option("--secret-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Read the secret from this file ('-' for standard input).")
+@click.option("--secret", help="The secret itself. Avoid: it shows in `ps` and shell "
+              "history; prefer --secret-env or --secret-file.")
 @click.option("--database-url", help="postgresql+psycopg://... (default: SQLite in --dir).")
 @click.option("--broker-url", default="embedded", show_default=True,
               help="redis://... to use separate `geo-sync worker` processes.")
+@click.option("--queue-name", default="geo_sync", show_default=True,
+              help="Queue and Redis key namespace; give each secondary sharing one Redis "
+              "its own.")
 @click.option("--force", is_flag=True, help="Overwrite an existing config.")
 @click.option("--skip-primary-check", is_flag=True,
               help="Write the config without first reaching the primary (set up offline).")
-def init_command(directory: Path, primary_url: str, name: str, secret: str,
-                 database_url: str | None, broker_url: str, force: bool,
+def init_command(directory: Path, primary_url: str, name: str, secret_env: str | None,
+                 secret_file: Path | None, secret: str | None, database_url: str | None,
+                 broker_url: str, queue_name: str, force: bool,
                  skip_primary_check: bool) -> None:
     """Write a working secondary config and mirror layout, and create the tracking schema.
     The primary is asked first (URL, name and secret verified); nothing is written if
     it cannot be reached or refuses us."""
+    secret_value = read_secret(secret_env, secret_file, secret)
     if not skip_primary_check:
-        verify_primary(primary_url=primary_url, name=name, secret=secret)
-    config = init_secondary(directory, primary_url=primary_url, name=name, secret=secret,
-                            database_url=database_url, broker_url=broker_url, force=force)
+        verify_primary(primary_url=primary_url, name=name, secret=secret_value)
+    config = init_secondary(directory, primary_url=primary_url, name=name,
+                            secret=secret_value, database_url=database_url,
+                            broker_url=broker_url, force=force,
+                            extra={"queue_name": queue_name})
     click.echo(f"wrote {config}")
     click.echo(f"next: geo-sync --config {config} secondary run")
+
+
+def read_secret(env: str | None, file: Path | None, literal: str | None) -> str:
+    """The secret from exactly one of --secret-env, --secret-file and --secret."""
+    if sum(option is not None for option in (env, file, literal)) != 1:
+        raise InvalidInput("give the secret with exactly one of --secret-env, --secret-file "
+                           "and --secret",
+                           hint="--secret-env VAR or --secret-file FILE keep it out of `ps` "
+                           "and shell history")
+    if env is not None:
+        value = os.environ.get(env, "")
+        if not value:
+            raise InvalidInput(f"environment variable {env} is not set or empty",
+                               hint=f"export {env} with the secret `primary add-secondary` "
+                               "printed")
+        return value
+    if file is not None:
+        try:
+            text = sys.stdin.read() if str(file) == "-" else file.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"cannot read the secret from {file}: {exc}",
+                               hint="name a readable text file holding only the secret") from None
+        # A trailing newline from `echo` or an editor is not part of the secret.
+        value = text.strip()
+        if not value:
+            raise InvalidInput(f"{file} is empty", hint="put the secret in it")
+        return value
+    assert literal is not None
+    return literal
 
 
 @secondary.command()
@@ -64,6 +109,7 @@ def migrate(cli_ctx: CliContext) -> None:
 @pass_cli
 def run(cli_ctx: CliContext) -> None:
     """Follow the primary: log cursor and scheduler (and embedded workers)."""
+    cli_ctx.daemon = True
     run_secondary(cli_ctx.settings.require_secondary())
 
 
@@ -73,6 +119,7 @@ def run(cli_ctx: CliContext) -> None:
 @pass_cli
 def worker(cli_ctx: CliContext, processes: int, threads: int) -> None:
     """Replicate items from the Redis queue (any machine reaching Redis, DB and storage)."""
+    cli_ctx.daemon = True
     cli_ctx.settings.require_secondary()
     run_workers(cli_ctx.config_path, processes, threads)
 

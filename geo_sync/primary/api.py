@@ -41,6 +41,7 @@ from geo_sync.primary.feed import feed_for
 from geo_sync.primary.metrics import PrimaryCollector
 from geo_sync.primary.models import CatalogItem, Event
 from geo_sync.primary.notify import ChangeSignal, Watcher
+from geo_sync.primary.openapi import OPENAPI_PATH, openapi_document
 from geo_sync.primary.retention import prune
 from geo_sync.settings import PrimarySettings
 from replicators.registry import REPLICATORS, replicator_for
@@ -322,15 +323,17 @@ class GeoApi:
                     )
                 ).all()
             )
-            events = conn.execute(select(func.count(), func.max(Event.id))).one()
-            last_at = conn.execute(select(Event.created_at).where(Event.id == events[1])
-                                   ).scalar() if events[1] is not None else None
+            retained = conn.execute(select(func.count()).select_from(Event)).scalar_one()
+            # Not max(id): pruning may have emptied the log, the ids go on.
+            last_event_id = feed_for(conn.dialect).last_id(conn)
+            last_at = conn.execute(select(Event.created_at).where(Event.id == last_event_id)
+                                   ).scalar() if last_event_id is not None else None
             peers = secondaries.statuses(conn, self.settings.event_retention_seconds)
         return {
             "role": "primary",
             "catalog": {name: counts.get(name, 0) for name in REPLICATORS},
-            "events_retained": events[0],
-            "last_event_id": events[1],
+            "events_retained": retained,
+            "last_event_id": last_event_id,
             "last_event_at": last_at.isoformat() if last_at else None,
             # Lets a secondary measure the clock skew between the two sites.
             "server_time": utcnow().isoformat(),
@@ -392,6 +395,22 @@ class GeoApi:
             watcher.stop()
 
 
+async def _no_such_endpoint(request: Request, _exc: Exception) -> Response:
+    """Unknown URLs get the API's JSON error too, with the likely cause: a primary_url
+    whose path is wrong."""
+    return JSONResponse(
+        {"error": "no_such_endpoint",
+         "message": f"no Geo API at that URL: {request.url.path[:200]}",
+         "hint": "primary_url must be the primary's scheme://host:port (plus any path a "
+                 f"reverse proxy adds) without {PREFIX}; geo-sync adds that itself"},
+        status_code=404)
+
+
+async def _openapi(_request: Request) -> Response:
+    """The API's description needs no token: it holds no data."""
+    return JSONResponse(openapi_document())
+
+
 def create_app(settings: PrimarySettings, engine: Engine) -> Starlette:
     """The Starlette application serving the Geo API."""
     api = GeoApi(settings, engine)
@@ -405,7 +424,9 @@ def create_app(settings: PrimarySettings, engine: Engine) -> Starlette:
               methods=["GET", "HEAD"]),
         Route(f"{PREFIX}/git/{{rest:path}}", api.guarded(api.git), methods=["GET", "POST"]),
         Route(f"{PREFIX}/status", api.guarded(api.status)),
+        Route(OPENAPI_PATH, _openapi),
     ]
-    app = Starlette(routes=routes, lifespan=api.lifespan)
+    app = Starlette(routes=routes, lifespan=api.lifespan,
+                    exception_handlers={404: _no_such_endpoint})
     app.state.api = api
     return app

@@ -117,6 +117,10 @@ class Feed(ABC):
         """Up to ``limit`` events after ``cursor``, in delivery order."""
 
     @abstractmethod
+    def last_id(self, conn: Connection) -> int | None:
+        """The id of the newest event ever written (pruned or not); None before the first."""
+
+    @abstractmethod
     def delivered(self, cursor: str) -> ColumnElement[bool]:
         """SQL condition on geo_events: true for events a reader at ``cursor`` has seen."""
 
@@ -228,6 +232,13 @@ class PostgresFeed(Feed):
         limit = self._parse(other)[0].xmax
         return lo.xmax > limit or (hi is not None and hi.xmax > limit)
 
+    def last_id(self, conn: Connection) -> int | None:
+        # The sequence remembers the last id handed out; pruning does not rewind it.
+        value = conn.execute(text(
+            "SELECT pg_sequence_last_value(pg_get_serial_sequence('geo_events', 'id'))")
+        ).scalar()
+        return int(value) if value is not None else None
+
     @staticmethod
     def _current(conn: Connection) -> Snapshot:
         return Snapshot.parse(conn.execute(text("SELECT pg_current_snapshot()::text")).scalar_one())
@@ -254,8 +265,15 @@ class SqliteFeed(Feed):
         return f"{self._PREFIX};0"
 
     def head(self, conn: Connection) -> str:
-        last = conn.execute(select(func.coalesce(func.max(Event.id), 0))).scalar_one()
-        return f"{self._PREFIX};{last}"
+        return f"{self._PREFIX};{self.last_id(conn) or 0}"
+
+    def last_id(self, conn: Connection) -> int | None:
+        # AUTOINCREMENT keeps the high-water mark in sqlite_sequence, past pruning.
+        seq = conn.execute(text(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'geo_events'")).scalar()
+        newest = conn.execute(select(func.max(Event.id))).scalar()
+        known = [int(v) for v in (seq, newest) if v]
+        return max(known) if known else None
 
     def read(self, conn: Connection, cursor: str, limit: int) -> Page:
         after = self._parse(cursor)

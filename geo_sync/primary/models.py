@@ -22,6 +22,8 @@ class Event(Base):
     """One change on the primary. ``txid`` is the writing transaction (PostgreSQL only)."""
 
     __tablename__ = "geo_events"
+    # SQLite must never reuse an id after pruning (migration 0003).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     txid: Mapped[int | None] = mapped_column(BigInteger, index=True)

@@ -13,6 +13,7 @@ from geo_sync.db import utcnow
 from geo_sync.errors import InvalidCursor, InvalidInput, NotFound
 from geo_sync.primary.feed import feed_for
 from geo_sync.primary.models import Event, Secondary
+from geo_sync.settings import MIN_SECRET_BYTES
 
 _SEEN_RESOLUTION = timedelta(seconds=5)
 
@@ -23,25 +24,38 @@ class SecondaryStatus:
 
     name: str
     enabled: bool
+    # Healthy: enabled, connected at least once, seen within retention, no backfill due.
     healthy: bool
+    # Holds pruning back: a new secondary does so from registration, before it connects.
+    holds_pruning: bool
     backfill_required: bool
     acked_at: datetime | None
     last_seen_at: datetime | None
     pending_events: int
+
+    @property
+    def state(self) -> str:
+        """One word for an operator: why it is (not) healthy."""
+        if not self.enabled:
+            return "disabled"
+        if self.backfill_required:
+            return "must_backfill"
+        if self.last_seen_at is None:
+            return "never_connected"
+        return "connected" if self.healthy else "silent"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "enabled": self.enabled,
             "healthy": self.healthy,
+            "state": self.state,
+            "holds_pruning": self.holds_pruning,
             "backfill_required": self.backfill_required,
             "acked_at": self.acked_at.isoformat() if self.acked_at else None,
             "last_seen_at": self.last_seen_at.isoformat() if self.last_seen_at else None,
             "pending_events": self.pending_events,
         }
-
-
-MIN_SECRET_LENGTH = 32
 
 
 def add_secondary(conn: Connection, name: str, secret: str | None = None) -> str:
@@ -55,9 +69,9 @@ def add_secondary(conn: Connection, name: str, secret: str | None = None) -> str
             f"secondary {name!r} is already registered",
             hint="pick another name, or `geo-sync primary remove-secondary` the old one",
         )
-    if secret is not None and len(secret) < MIN_SECRET_LENGTH:
-        raise InvalidInput(f"a secondary's secret must be at least {MIN_SECRET_LENGTH} "
-                           "characters", hint="omit it and geo-sync generates one")
+    if secret is not None and len(secret.encode()) < MIN_SECRET_BYTES:
+        raise InvalidInput(f"a secondary's secret must be at least {MIN_SECRET_BYTES} "
+                           "bytes", hint="omit it and geo-sync generates one")
     secret = secret or new_secret()
     now = utcnow()
     conn.execute(
@@ -170,6 +184,7 @@ def statuses(conn: Connection, retention_seconds: int) -> list[SecondaryStatus]:
     result = []
     for row in conn.execute(select(Secondary.__table__).order_by(Secondary.name)):
         seen = row.last_seen_at or row.created_at
+        holds_pruning = row.enabled and seen >= cutoff and not row.backfill_required
         pending = 0
         if row.acked_cursor:
             pending = conn.execute(
@@ -179,7 +194,8 @@ def statuses(conn: Connection, retention_seconds: int) -> list[SecondaryStatus]:
             SecondaryStatus(
                 name=row.name,
                 enabled=row.enabled,
-                healthy=row.enabled and seen >= cutoff and not row.backfill_required,
+                healthy=holds_pruning and row.last_seen_at is not None,
+                holds_pruning=holds_pruning,
                 backfill_required=row.backfill_required,
                 acked_at=row.acked_at,
                 last_seen_at=row.last_seen_at,

@@ -6,10 +6,16 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from geo_sync.db import make_engine
+from geo_sync.db import make_engine, require_reachable
 from geo_sync.errors import ConfigError
 from geo_sync.migrate import PRIMARY
-from geo_sync.settings import DEFAULT_PORT, PrimarySettings, Settings, load_settings
+from geo_sync.settings import (
+    DEFAULT_PORT,
+    PrimarySettings,
+    Settings,
+    load_settings,
+    validate_section,
+)
 from geo_sync.toml_out import dumps, write_atomically
 from replicators.registry import REPLICATORS
 
@@ -24,9 +30,11 @@ def init_primary(
     listen_port: int = DEFAULT_PORT,
     force: bool = False,
 ) -> Path:
-    """Write a working primary config under ``directory``, create storage, migrate the DB."""
+    """Write a working primary config under ``directory``, create storage, migrate the DB.
+
+    Everything is checked before anything is written: an unreachable or missing database
+    leaves no config and no storage behind, so the same command works once it is fixed."""
     directory = directory.resolve()
-    directory.mkdir(parents=True, exist_ok=True)
     config = directory / CONFIG_NAME
     if config.exists() and not force:
         raise ConfigError(
@@ -34,25 +42,25 @@ def init_primary(
             hint="pass --force to overwrite it, or use another --dir",
         )
     storage = directory / "storage"
+    url = database_url or f"sqlite:///{directory / 'primary.db'}"
+    section = {
+        "database_url": url,
+        "storage_root": str(storage),
+        "listen_host": listen_host,
+        "listen_port": listen_port,
+        "event_retention_seconds": 7 * 86400,
+    }
+    validate_section(PrimarySettings, section)
+    if database_url is not None:
+        require_reachable(url)
+    directory.mkdir(parents=True, exist_ok=True)
+    PRIMARY.upgrade_url(url)
     for replicator in REPLICATORS.values():
         (storage / replicator.storage_dir).mkdir(parents=True, exist_ok=True)
-    url = database_url or f"sqlite:///{directory / 'primary.db'}"
-    text = dumps(
-        {
-            "role": "primary",
-            "primary": {
-                "database_url": url,
-                "storage_root": str(storage),
-                "listen_host": listen_host,
-                "listen_port": listen_port,
-                "event_retention_seconds": 7 * 86400,
-            },
-            "log": {"level": "info", "format": "json"},
-        }
-    )
+    text = dumps({"role": "primary", "primary": section,
+                  "log": {"level": "info", "format": "json"}})
     write_atomically(config, text)
-    settings = load_settings(config).require_primary()
-    PRIMARY.upgrade_url(settings.database_url)
+    load_settings(config).require_primary()
     return config
 
 

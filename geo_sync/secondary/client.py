@@ -68,8 +68,11 @@ class PrimaryClient:
                                           timeout=timeout or httpx.USE_CLIENT_DEFAULT,
                                           **kwargs)
         except httpx.HTTPError as exc:
-            raise TransientError(f"primary unreachable: {type(exc).__name__}: {exc}",
-                                 hint="check that the primary is up and reachable") from None
+            raise TransientError(
+                f"primary unreachable at {self.settings.primary_url}: "
+                f"{type(exc).__name__}: {exc}",
+                hint="check that the primary is up, and that primary_url's host and port "
+                "are right and reachable from here") from None
         check(response)
         return response
 
@@ -147,17 +150,41 @@ def check(response: httpx.Response) -> None:
     """Turn an error response of the Geo API into the matching GeoSyncError."""
     if response.status_code < 400:
         return
+    code = response.status_code
+    body = _geo_error_body(response)
+    if body is None:
+        # Not the Geo API talking: a proxy, another service, or a wrong path prefix.
+        where = f"{response.request.method} {response.request.url.copy_with(query=None)}"
+        if code == 404:
+            raise GeoSyncError(
+                f"primary answered 404 for {where}: no Geo API at that URL",
+                hint="primary_url must be the primary's scheme://host:port (plus any path "
+                "a reverse proxy adds) without /api/geo/v1; geo-sync adds that itself")
+        snippet = " ".join(response.text[:200].split())
+        if code >= 500 or code == 429:
+            raise TransientError(f"primary answered {code} for {where}: {snippet}",
+                                 hint="not the Geo API's own answer: check the primary and "
+                                 "any proxy in front of it; it will be retried")
+        raise GeoSyncError(f"primary answered {code} for {where}: {snippet}",
+                           hint="check primary_url and any proxy in front of the primary")
+    message, hint = body
+    if code == 401:
+        raise AuthError(f"primary refused our credentials: {message}", hint=hint or None)
+    if code == 410:
+        raise BackfillRequired(message)
+    if code == 404 and response.headers.get("x-geo-missing-on-primary"):
+        raise MissingOnPrimary(message)
+    if code >= 500 or code == 429:
+        raise TransientError(f"primary answered {code}: {message}")
+    raise GeoSyncError(f"primary answered {code}: {message}", hint=hint or None)
+
+
+def _geo_error_body(response: httpx.Response) -> tuple[str, str] | None:
+    """(message, hint) of a Geo API error body, or None when the body is not one."""
     try:
         body = response.json()
-        message, hint = str(body.get("message")), str(body.get("hint") or "")
     except ValueError:
-        message, hint = response.text[:200], ""
-    if response.status_code == 401:
-        raise AuthError(f"primary refused our credentials: {message}", hint=hint or None)
-    if response.status_code == 410:
-        raise BackfillRequired(message)
-    if response.status_code == 404 and response.headers.get("x-geo-missing-on-primary"):
-        raise MissingOnPrimary(message)
-    if response.status_code >= 500 or response.status_code == 429:
-        raise TransientError(f"primary answered {response.status_code}: {message}")
-    raise GeoSyncError(f"primary answered {response.status_code}: {message}", hint=hint or None)
+        return None
+    if not isinstance(body, dict) or "error" not in body or "message" not in body:
+        return None
+    return str(body["message"]), str(body.get("hint") or "")

@@ -18,7 +18,7 @@ import dramatiq
 from prometheus_client import REGISTRY
 
 from geo_sync.errors import DaemonFailed, GeoSyncError
-from geo_sync.logging import get_logger
+from geo_sync.logging import get_logger, set_process_title
 from geo_sync.metrics import declare_types, serve_metrics
 from geo_sync.secondary import bootstrap, leader
 from geo_sync.secondary.cursor import LogCursor
@@ -241,6 +241,7 @@ class SecondaryDaemon:
 
 def run_secondary(settings: SecondarySettings) -> None:
     """The body of `geo-sync secondary run`: run until SIGTERM or SIGINT."""
+    set_process_title(f"secondary run {settings.name}")
     block_stop_signals()
     daemon = SecondaryDaemon(settings)
     # In the main thread, so that a busy metrics port stops the process with its hint.

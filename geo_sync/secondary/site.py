@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from geo_sync.db import require_reachable
 from geo_sync.errors import ConfigError
 from geo_sync.migrate import TRACKING
-from geo_sync.settings import load_settings
+from geo_sync.settings import SecondarySettings, load_settings, validate_section
 from geo_sync.toml_out import dumps, write_atomically
 from replicators.registry import REPLICATORS
 
@@ -25,16 +26,16 @@ def init_secondary(
     force: bool = False,
     extra: Mapping[str, object] | None = None,
 ) -> Path:
-    """Write a working secondary config under ``directory`` and create its tracking schema."""
+    """Write a working secondary config under ``directory`` and create its tracking schema.
+
+    Options and the database are checked before anything is written, so a failed init
+    leaves nothing behind and can simply be run again."""
     directory = directory.resolve()
-    directory.mkdir(parents=True, exist_ok=True)
     config = directory / CONFIG_NAME
     if config.exists() and not force:
         raise ConfigError(f"{config} already exists",
                           hint="pass --force to overwrite it, or use another --dir")
     mirror = directory / "mirror"
-    for replicator in REPLICATORS.values():
-        (mirror / replicator.storage_dir).mkdir(parents=True, exist_ok=True)
     section: dict[str, object] = {
         "name": name,
         "secret": secret,
@@ -44,8 +45,14 @@ def init_secondary(
         "broker_url": broker_url,
         **(extra or {}),
     }
+    validate_section(SecondarySettings, section)
+    if database_url is not None:
+        require_reachable(database_url)
+    directory.mkdir(parents=True, exist_ok=True)
+    TRACKING.upgrade_url(str(section["database_url"]))
+    for replicator in REPLICATORS.values():
+        (mirror / replicator.storage_dir).mkdir(parents=True, exist_ok=True)
     write_atomically(config, dumps({"role": "secondary", "secondary": section,
                                     "log": {"level": "info", "format": "json"}}))
-    settings = load_settings(config).require_secondary()
-    TRACKING.upgrade_url(settings.database_url)
+    load_settings(config).require_secondary()
     return config

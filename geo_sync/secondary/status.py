@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from geo_sync.db import utcnow
+from geo_sync.errors import AuthError
 from geo_sync.secondary import heartbeat, registry
 from geo_sync.secondary.client import PrimaryClient
 from geo_sync.secondary.leader import CURSOR_LEASE
@@ -64,6 +65,9 @@ def secondary_status(engine: Engine, client: PrimaryClient | None, name: str,
                        "last_event_at": report.get("last_event_at"),
                        "pending_events": mine.get("pending_events"),
                        "backfill_required": mine.get("backfill_required")}
+        except AuthError as exc:
+            # It answered: reachable, but it refuses us; not the same fix as a network fault.
+            primary = {"queried": True, "reachable": True, "refused": True, "error": str(exc)}
         except Exception as exc:
             primary = {"queried": True, "reachable": False, "error": str(exc)}
     pending = primary.get("pending_events") or 0

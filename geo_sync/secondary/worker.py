@@ -9,7 +9,7 @@ from pathlib import Path
 import dramatiq
 
 from geo_sync.errors import ConfigError, DaemonFailed
-from geo_sync.logging import configure_logging, get_logger
+from geo_sync.logging import configure_logging, get_logger, set_process_title
 from geo_sync.metrics import declare_types, serve_metrics
 from geo_sync.secondary import bootstrap
 from geo_sync.secondary.heartbeat import Heartbeat
@@ -31,6 +31,7 @@ def worker_process(config: Path, threads: int, index: int = 0) -> None:
     settings_all = load_settings(config)
     configure_logging(settings_all.log.level, settings_all.log.format)
     settings = settings_all.require_secondary()
+    set_process_title(f"worker {settings.name} ({threads} threads)")
     metrics = settings.metrics
     declare_types(list(REPLICATORS))
     if metrics.worker_port:
@@ -78,6 +79,7 @@ def run_workers(config: Path, processes: int, threads: int) -> None:
     # The resource tracker unblocks SIGTERM and SIGINT in this process when spawn
     # first starts it; start it before blocking them.
     resource_tracker.ensure_running()
+    set_process_title(f"worker {settings.name} (supervisor of {processes} processes)")
     block_stop_signals()
     context = multiprocessing.get_context("spawn")
     children = [context.Process(target=worker_process, args=(config, threads, index),
