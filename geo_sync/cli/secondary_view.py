@@ -26,6 +26,10 @@ def _ago(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
+def _event(event_id: object) -> str:
+    return "none yet" if event_id is None else str(event_id)
+
+
 def _verdict(console: Console, report: dict[str, Any]) -> None:
     verdict = report.get("verdict")
     if not verdict:
@@ -54,14 +58,20 @@ def render(console: Console, report: dict[str, Any]) -> None:
                       f"{counts.get('missing_on_primary', 0)}")
     events, lag, primary = report.get("events", {}), report["lag"], report["primary"]
     console.print("\n[bold]events[/]")
-    if primary["reachable"]:
-        console.print(f"  last seen      {events.get('last_seen_id')} "
+    answered = primary["reachable"] and not primary.get("refused")
+    if answered:
+        console.print(f"  last seen      {_event(events.get('last_seen_id'))} "
                       f"({_ago(events.get('last_seen_age_seconds'))})")
+    elif primary.get("refused"):
+        # It answered but refuses us: a credential to fix, not a network fault.
+        console.print("  last seen      unknown: [red]primary refuses us: "
+                      f"{escape(primary.get('error', ''))}[/]")
     else:
+        # The error already says "primary unreachable ...": no second prefix.
         console.print(f"  last seen      unknown: [red]{escape(primary.get('error', ''))}[/]")
-    console.print(f"  last processed {events.get('last_processed_id')} "
+    console.print(f"  last processed {_event(events.get('last_processed_id'))} "
                   f"({_ago(events.get('last_processed_age_seconds'))})")
-    if primary["reachable"]:
+    if answered:
         console.print(f"  lag            {lag['events']} event(s), {lag['seconds']:.0f} s")
     holder = report.get("cursor_holder") or {}
     if holder.get("alive"):

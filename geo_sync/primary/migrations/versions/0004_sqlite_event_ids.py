@@ -7,8 +7,8 @@ primary's last event as None. AUTOINCREMENT keeps the high-water mark in
 sqlite_sequence; it is seeded here with the highest id any event or any
 secondary's cursor ever had. PostgreSQL's sequence never went back: no change.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-23
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
