@@ -17,8 +17,8 @@ from bench.data import write_seeded_file
 from bench.harness import served_primary_with_artifacts, time_worker_sync
 from bench.report import add_output_argument, append_section
 from geo_sync.secondary.client import PrimaryClient
-from geo_sync.secondary.registry import Claimed
 from geo_sync.settings import SecondarySettings
+from geo_sync.tracking.sync_rows import Claimed
 from replicators.artifact import ArtifactReplicator
 from replicators.base import SyncContext
 from tests.sites import PrimarySite

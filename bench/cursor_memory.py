@@ -25,7 +25,7 @@ from sqlalchemy import select, text
 from bench.harness import running_secondary
 from bench.report import add_output_argument, append_section
 from geo_sync.db import write_transaction
-from geo_sync.secondary.models import CursorRow
+from geo_sync.tracking.models import CursorRow
 from tests.services import temporary_database
 from tests.sites import primary_site
 

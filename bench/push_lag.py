@@ -40,7 +40,7 @@ from bench.harness import running_secondary
 from bench.initial_sync import TOKEN_TTL, git_auth_env
 from bench.peers import grok_pull_setup, grokmirror_bin
 from bench.report import add_output_argument, append_section
-from geo_sync.secondary.models import RepositoryRegistry
+from replicators.repository import RepositoryRegistry
 from tests.gitutil import git
 from tests.services import temporary_database
 from tests.sites import PrimarySite, primary_site

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bench.report import add_output_argument, append_section
-from verification.checksums import repository_checksum
+from replicators.checksums import repository_checksum
 
 ROUNDS = 5
 ENV = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b",

@@ -28,8 +28,8 @@ from sqlalchemy import insert
 from bench.report import add_output_argument, append_section
 from geo_sync.db import make_engine, utcnow, write_transaction
 from geo_sync.migrate import TRACKING
-from geo_sync.secondary.models import ArtifactRegistry
-from geo_sync.secondary.registry import new_row
+from geo_sync.tracking.sync_rows import new_row
+from replicators.artifact import ArtifactRegistry
 from replicators.registry import REPLICATORS
 from tests.services import temporary_database
 from verification.sweep import sweep_chunk

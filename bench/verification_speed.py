@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.data import write_seeded_file
 from bench.report import add_output_argument, append_section
-from verification.checksums import sha256_file
+from replicators.checksums import sha256_file
 
 ROUNDS = 3
 
@@ -43,7 +43,7 @@ def main() -> None:
     add_output_argument(parser)
     args = parser.parse_args()
     tools: dict[str, Callable[[Path], str]] = {
-        "geo-sync (verification.checksums.sha256_file)": sha256_file,
+        "geo-sync (replicators.checksums.sha256_file)": sha256_file,
         "hashlib sha256, one thread (ceiling)": _hashlib_ceiling,
         "coreutils sha256sum": _sha256sum,
     }

@@ -3,19 +3,10 @@ HEAD, same files with the same bytes. Returns the differences as data."""
 
 from __future__ import annotations
 
-import filecmp
 from pathlib import Path
-
-import pygit2
 
 from geo_sync.paths import TEMP_PREFIX
 from replicators.registry import REPLICATORS
-from replicators.repository import RepositoryReplicator
-from verification.checksums import repository_ref_lines
-
-
-def _refs(path: Path) -> set[str]:
-    return set(repository_ref_lines(pygit2.Repository(str(path))))
 
 
 def compare_storage(primary_root: Path, mirror_root: Path) -> list[str]:
@@ -30,10 +21,7 @@ def compare_storage(primary_root: Path, mirror_root: Path) -> list[str]:
         differences += [f"{replicator.name} {p}: on the mirror but not the primary"
                         for p in sorted(mirror - primary)]
         for path in sorted(primary & mirror):
-            if replicator is RepositoryReplicator:
-                if _refs(ours / path) != _refs(theirs / path):
-                    differences.append(f"repository {path}: refs or HEAD differ")
-            elif not filecmp.cmp(ours / path, theirs / path, shallow=False):
+            if not replicator.same_copy(ours / path, theirs / path):
                 differences.append(f"{replicator.name} {path}: content differs")
         if theirs.is_dir():
             differences += [f"{replicator.name} {p.relative_to(theirs)}: temporary file left"

@@ -25,6 +25,7 @@ from geo_sync.secondary.daemon import SecondaryDaemon
 from geo_sync.secondary.site import init_secondary
 from geo_sync.secondary.status import secondary_status
 from geo_sync.settings import PrimarySettings, SecondarySettings, load_settings
+from geo_sync.tracking.states import SyncState
 from geo_sync.workload import Workload
 
 ROUNDS = 3
@@ -81,7 +82,7 @@ def _run(daemon: SecondaryDaemon) -> Iterator[None]:
 def _converged(sites: DemoSites) -> tuple[bool, dict[str, Any], list[str]]:
     status = secondary_status(sites.secondary_engine, None, sites.secondary.name)
     busy = any(counts[state] for counts in status["types"].values()
-               for state in ("pending", "started", "failed"))
+               for state in (SyncState.PENDING, SyncState.STARTED, SyncState.FAILED))
     if busy:
         return False, status, []
     differences = compare_storage(sites.primary.storage_root, sites.secondary.mirror_root)

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
-
-from geo_sync.paths import TEMP_PREFIX
 
 
 def _value(value: Any) -> str:
@@ -32,14 +27,3 @@ def _table(prefix: str, table: dict[str, Any]) -> list[str]:
 def dumps(sections: dict[str, Any]) -> str:
     """Render scalars, then a ``[table]`` (``[table.sub]``, ...) for each dict value."""
     return "\n".join(_table("", sections)) + "\n"
-
-
-def write_atomically(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write ``text`` to ``path`` via a temp file and rename; never a half-written file."""
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    Path(tmp).chmod(mode)
-    Path(tmp).replace(path)

@@ -17,7 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from geo_sync.files import CHUNK
 from geo_sync.primary.publish import Change
+from replicators.artifact import ArtifactReplicator as _ARTIFACT
+from replicators.job_log import JobLogReplicator as _LOG
+from replicators.repository import RepositoryReplicator as _REPO
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "geo-sync workload", "GIT_AUTHOR_EMAIL": "ci@geo-sync.invalid",
@@ -26,7 +30,6 @@ GIT_IDENTITY = {
 }
 
 Publisher = Callable[[Change], None]
-CHUNK = 1024 * 1024
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
@@ -76,48 +79,48 @@ class Workload:
             self._commit(work, f"{repo} commit {n}")
         git("branch", "feature", cwd=work)
         git("tag", "-a", "v1.0", "-m", "release 1.0", cwd=work)
-        bare = self.storage / "repositories" / repo
+        bare = self.storage / _REPO.storage_dir / repo
         bare.parent.mkdir(parents=True, exist_ok=True)
         git("clone", "-q", "--bare", str(work), str(bare))
         git("remote", "add", "primary", str(bare), cwd=work)
         self.repositories.append(repo)
-        self._emit(Change("repository", "created", repo))
+        self._emit(Change(_REPO.name, "created", repo))
 
     def push(self, repo: str) -> None:
         work = self._worktree(repo)
         self._commit(work, "a push")
         git("push", "-q", "primary", "main", cwd=work)
-        self._emit(Change("repository", "updated", repo))
+        self._emit(Change(_REPO.name, "updated", repo))
 
     def force_push(self, repo: str) -> None:
         work = self._worktree(repo)
         git("reset", "-q", "--hard", "HEAD~1", cwd=work)
         self._commit(work, "rewritten history")
         git("push", "-q", "--force", "primary", "main", cwd=work)
-        self._emit(Change("repository", "updated", repo))
+        self._emit(Change(_REPO.name, "updated", repo))
 
     def delete_branch(self, repo: str) -> None:
         work = self._worktree(repo)
         git("push", "-q", "primary", ":feature", ":refs/tags/v1.0", cwd=work)
-        self._emit(Change("repository", "updated", repo))
+        self._emit(Change(_REPO.name, "updated", repo))
 
     def rename_repository(self, repo: str, new: str) -> None:
-        root = self.storage / "repositories"
+        root = self.storage / _REPO.storage_dir
         (root / new).parent.mkdir(parents=True, exist_ok=True)
         (root / repo).rename(root / new)
         work = self._worktree(repo)
         work.rename(self._worktree(new))
         git("remote", "set-url", "primary", str(root / new), cwd=self._worktree(new))
         self.repositories[self.repositories.index(repo)] = new
-        self._emit(Change("repository", "renamed", new, old_path=repo))
+        self._emit(Change(_REPO.name, "renamed", new, old_path=repo))
 
     def delete_repository(self, repo: str) -> None:
-        shutil.rmtree(self.storage / "repositories" / repo)
+        shutil.rmtree(self.storage / _REPO.storage_dir / repo)
         self.repositories.remove(repo)
-        self._emit(Change("repository", "deleted", repo))
+        self._emit(Change(_REPO.name, "deleted", repo))
 
     def upload_artifact(self, path: str, size: int) -> None:
-        target = self.storage / "artifacts" / path
+        target = self.storage / _ARTIFACT.storage_dir / path
         target.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         with target.open("wb") as handle:
@@ -126,32 +129,32 @@ class Workload:
                 digest.update(block)
                 handle.write(block)
         self.artifacts.append(path)
-        self._emit(Change("artifact", "created", path, size=size, checksum=digest.hexdigest()))
+        self._emit(Change(_ARTIFACT.name, "created", path, size=size, checksum=digest.hexdigest()))
 
     def delete_artifact(self, path: str) -> None:
-        (self.storage / "artifacts" / path).unlink()
+        (self.storage / _ARTIFACT.storage_dir / path).unlink()
         self.artifacts.remove(path)
-        self._emit(Change("artifact", "deleted", path))
+        self._emit(Change(_ARTIFACT.name, "deleted", path))
 
     def start_log(self, path: str) -> None:
-        target = self.storage / "job_logs" / path
+        target = self.storage / _LOG.storage_dir / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(b"$ ./ci/build.sh\n")
         self.live_logs.append(path)
-        self._emit(Change("job_log", "created", path, size=target.stat().st_size))
+        self._emit(Change(_LOG.name, "created", path, size=target.stat().st_size))
 
     def append_log(self, path: str) -> None:
-        target = self.storage / "job_logs" / path
+        target = self.storage / _LOG.storage_dir / path
         with target.open("ab") as handle:
             for _ in range(self.rng.randint(5, 200)):
                 handle.write(f"step {self.rng.randrange(10**6)}: ok\n".encode())
-        self._emit(Change("job_log", "appended", path, size=target.stat().st_size))
+        self._emit(Change(_LOG.name, "appended", path, size=target.stat().st_size))
 
     def archive_log(self, path: str) -> None:
-        target = self.storage / "job_logs" / path
+        target = self.storage / _LOG.storage_dir / path
         data = target.read_bytes()
         self.live_logs.remove(path)
-        self._emit(Change("job_log", "archived", path, size=len(data),
+        self._emit(Change(_LOG.name, "archived", path, size=len(data),
                           checksum=hashlib.sha256(data).hexdigest()))
 
     # -- scenarios ---------------------------------------------------------------

@@ -7,11 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from geo_sync.secondary.models import ArtifactRegistry, Registry
-from geo_sync.secondary.registry import Claimed
+from geo_sync.files import atomic_file
+from geo_sync.tracking.models import Registry, registry_model
+from geo_sync.tracking.sync_rows import Claimed
 from replicators.base import FoundItem, KnownItem, Replicator, SyncContext, walk_files
-from replicators.transfer import atomic_file, check_integrity, stream_into
-from verification.checksums import sha256_file
+from replicators.checksums import sha256_file
+from replicators.transfer import check_integrity, stream_into
+
+#: The tracking-DB table of this type (its name is only here and in old migrations).
+ArtifactRegistry = registry_model("artifact")
 
 
 class ArtifactReplicator(Replicator):

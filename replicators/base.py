@@ -6,6 +6,7 @@ else in geo-sync switches on type names.
 
 from __future__ import annotations
 
+import filecmp
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -16,9 +17,9 @@ from typing import ClassVar
 from geo_sync.errors import InvalidInput
 from geo_sync.logging import get_logger
 from geo_sync.paths import TEMP_PREFIX, resolve_inside, validate_relpath
-from geo_sync.secondary.client import PrimaryClient
-from geo_sync.secondary.models import Registry
-from geo_sync.secondary.registry import Claimed
+from geo_sync.tracking.models import Registry
+from geo_sync.tracking.sync_rows import Claimed
+from geo_sync.wire import PrimarySource
 from replicators.transfer import remove_path
 
 log = get_logger("replicator")
@@ -46,7 +47,7 @@ class KnownItem:
 class SyncContext:
     """What a replicator needs on the secondary: the primary, and where copies live."""
 
-    client: PrimaryClient
+    client: PrimarySource
     mirror_root: Path
 
     def root(self, replicator: type[Replicator]) -> Path:
@@ -65,6 +66,13 @@ class Replicator(ABC):
     #: Items grow by appends while live: a copy at the size it was synced to, behind a
     #: longer primary, is late rather than wrong.
     appendable: ClassVar[bool] = False
+    #: How the primary serves an item: a file download ("blob") or git ("git").
+    transport: ClassVar[str] = "blob"
+    #: Defaults of the per-type secondary settings, for a type the config does not name:
+    #: items in flight, rows per message, verifications in flight.
+    default_concurrency: ClassVar[int] = 20
+    default_batch_size: ClassVar[int] = 25
+    default_verification_concurrency: ClassVar[int] = 10
 
     @classmethod
     def validate_path(cls, path: object, *, field: str = "path") -> str:
@@ -89,6 +97,12 @@ class Replicator(ABC):
     @abstractmethod
     def describe(cls, path: Path, relpath: str) -> FoundItem:
         """Size and checksum of the item stored at ``path``."""
+
+    @classmethod
+    def same_copy(cls, ours: Path, theirs: Path) -> bool:
+        """Whether two stored copies of an item are equal (for comparing whole sites).
+        Blobs compare byte for byte."""
+        return filecmp.cmp(ours, theirs, shallow=False)
 
     @classmethod
     @abstractmethod

@@ -8,22 +8,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from geo_sync.secondary.models import JobLogRegistry, Registry
-from geo_sync.secondary.registry import Claimed
+from geo_sync.files import CHUNK, atomic_file
+from geo_sync.tracking.models import Registry, registry_model
+from geo_sync.tracking.sync_rows import Claimed
+from geo_sync.wire import SIZE_HEADER
 from replicators.base import FoundItem, KnownItem, Replicator, SyncContext, walk_files
+from replicators.checksums import sha256_file
 from replicators.transfer import (
-    CHUNK,
-    SIZE_HEADER,
     IntegrityError,
-    atomic_file,
     check_integrity,
     check_record,
     stream_into,
 )
-from verification.checksums import sha256_file
 
 #: Bytes of the mirror's tail compared with the primary before appending.
 OVERLAP = 4096
+
+
+#: The tracking-DB table of this type (its name is only here and in old migrations).
+JobLogRegistry = registry_model("job_log")
 
 
 class JobLogReplicator(Replicator):

@@ -14,11 +14,11 @@ from pygit2.enums import FetchPrune
 
 from geo_sync.errors import AuthError, GeoSyncError, MissingOnPrimary, TransientError, UnsafePath
 from geo_sync.paths import TEMP_PREFIX
-from geo_sync.secondary.models import Registry, RepositoryRegistry
-from geo_sync.secondary.registry import Claimed
+from geo_sync.tracking.models import Registry, registry_model
+from geo_sync.tracking.sync_rows import Claimed
 from replicators.base import FoundItem, KnownItem, Replicator, SyncContext
+from replicators.checksums import repository_checksum, repository_ref_lines
 from replicators.transfer import IntegrityError, remove_path
-from verification.checksums import repository_checksum
 
 REMOTE = "geo-primary"
 REFSPEC = "+refs/*:refs/*"
@@ -63,12 +63,17 @@ def _stat_line(path: Path, name: str) -> bytes:
     return f"{name} {stat.st_size} {stat.st_mtime_ns}\n".encode("utf-8", "surrogateescape")
 
 
+#: The tracking-DB table of this type (its name is only here and in old migrations).
+RepositoryRegistry = registry_model("repository")
+
+
 class RepositoryReplicator(Replicator):
     """``repositories/<full path>.git``; checksum over HEAD and refs."""
 
     name: ClassVar[str] = "repository"
     events: ClassVar[tuple[str, ...]] = ("created", "updated", "renamed", "deleted")
     storage_dir: ClassVar[str] = "repositories"
+    transport: ClassVar[str] = "git"
     registry: ClassVar[Registry] = RepositoryRegistry
 
     @classmethod
@@ -145,6 +150,12 @@ class RepositoryReplicator(Replicator):
                     full = Path(dirpath) / filename
                     digest.update(_stat_line(full, full.relative_to(path).as_posix()))
         return digest.hexdigest()
+
+    @classmethod
+    def same_copy(cls, ours: Path, theirs: Path) -> bool:
+        """Two repositories are equal when their refs and HEAD are."""
+        return (set(repository_ref_lines(pygit2.Repository(str(ours))))
+                == set(repository_ref_lines(pygit2.Repository(str(theirs)))))
 
     @classmethod
     def sync(cls, ctx: SyncContext, item: Claimed) -> None:

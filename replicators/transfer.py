@@ -6,12 +6,8 @@ the scheduler's janitor removes."""
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote
@@ -19,13 +15,10 @@ from urllib.parse import unquote
 import httpx
 
 from geo_sync.errors import GeoSyncError, TransientError
+from geo_sync.files import CHUNK
 from geo_sync.paths import TEMP_PREFIX
-from geo_sync.secondary.registry import Claimed
-
-CHUNK = 1024 * 1024
-SIZE_HEADER = "x-geo-size"
-CHECKSUM_HEADER = "x-geo-checksum-sha256"
-RECORD_HEADER = "x-geo-record-id"
+from geo_sync.tracking.sync_rows import Claimed
+from geo_sync.wire import CHECKSUM_HEADER, RECORD_HEADER, SIZE_HEADER
 
 
 class IntegrityError(GeoSyncError):
@@ -33,32 +26,6 @@ class IntegrityError(GeoSyncError):
 
     retryable = True
     default_hint = "the transfer is retried; if it persists, verify the item on the primary"
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def atomic_file(dest: Path) -> Iterator[BinaryIO]:
-    """Yield a temp file next to ``dest``; on success fsync and rename it over ``dest``."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(dest)
-        fsync_dir(dest.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def stream_into(response: httpx.Response, handle: BinaryIO, digest: hashlib._Hash | None

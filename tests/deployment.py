@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from geo_sync.db import write_transaction
 from geo_sync.primary.publish import Change, publish
-from geo_sync.secondary.models import CursorRow
+from geo_sync.tracking.models import CursorRow
 from geo_sync.workload import Workload
 from replicators.registry import REPLICATORS
 from tests.compare import differences, temp_files

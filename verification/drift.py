@@ -12,6 +12,7 @@ from sqlalchemy import Engine, select
 
 from geo_sync.db import utcnow
 from geo_sync.paths import TEMP_PREFIX
+from geo_sync.tracking.states import SyncState, VerificationState
 from replicators.registry import REPLICATORS
 
 STUCK_AFTER = timedelta(hours=1)
@@ -55,11 +56,11 @@ def find_drift(engine: Engine, mirror_root: Path, *, include_orphans: bool = Tru
         for row in rows:
             known.update({row.path, row.mirror_path or row.path})
             resync = f"geo-sync resync {name} --id {row.id}"
-            if row.state == "synced" and not row.tombstone and not _exists(root, row.path):
+            if row.state == SyncState.SYNCED and not row.tombstone and not _exists(root, row.path):
                 findings.append(Finding("missing_on_mirror", name, row.path,
                                         "registry says synced but the copy is gone",
                                         f"{resync} (verification also catches this)"))
-            if row.verification_state == "failed" or row.mismatch_count:
+            if row.verification_state == VerificationState.FAILED or row.mismatch_count:
                 findings.append(Finding(
                     "mismatched", name, row.path,
                     f"mirror {row.verification_checksum or 'missing'} vs primary "
@@ -71,10 +72,10 @@ def find_drift(engine: Engine, mirror_root: Path, *, include_orphans: bool = Tru
                                         "nothing: a delete event will remove it; if the "
                                         "primary lost it, restore it there"))
             stuck = (
-                (row.state == "failed" and row.retry_count >= STUCK_RETRIES)
-                or (row.state == "started" and row.lease_until is not None
+                (row.state == SyncState.FAILED and row.retry_count >= STUCK_RETRIES)
+                or (row.state == SyncState.STARTED and row.lease_until is not None
                     and row.lease_until < now - STUCK_AFTER)
-                or (row.state == "pending" and row.updated_at < now - STUCK_AFTER)
+                or (row.state == SyncState.PENDING and row.updated_at < now - STUCK_AFTER)
             )
             if stuck:
                 findings.append(Finding("stuck", name, row.path,

@@ -11,7 +11,8 @@ from sqlalchemy import Engine, or_, select
 from geo_sync.db import write_transaction
 from geo_sync.errors import InvalidInput
 from geo_sync.paths import resolve_inside
-from geo_sync.secondary import registry
+from geo_sync.tracking import sync_rows
+from geo_sync.tracking.states import SyncState, VerificationState
 from replicators.base import Replicator
 from replicators.registry import REPLICATORS, replicator_for
 from replicators.transfer import remove_path
@@ -46,8 +47,8 @@ def select_rows(engine: Engine, type_name: str | None, *, ids: tuple[int, ...] =
         if ids:
             query = query.where(model.id.in_(ids))
         if failed:
-            query = query.where(or_(model.state == "failed",
-                                    model.verification_state == "failed",
+            query = query.where(or_(model.state == SyncState.FAILED,
+                                    model.verification_state == VerificationState.FAILED,
                                     model.mismatch_count > 0))
         with engine.connect() as conn:
             planned += [Planned(replicator.name, *row) for row in
@@ -62,7 +63,7 @@ def execute_resync(engine: Engine, plan: list[Planned]) -> int:
         ids = [p.id for p in plan if p.type == replicator.name]
         if ids:
             with write_transaction(engine) as conn:
-                done += len(registry.resync(conn, replicator.registry,
+                done += len(sync_rows.resync(conn, replicator.registry,
                                             replicator.registry.id.in_(ids)))
     return done
 

@@ -17,9 +17,9 @@ from sqlalchemy import Engine, select, update
 
 from geo_sync.db import write_transaction
 from geo_sync.errors import GeoSyncError
-from geo_sync.secondary.states import SyncState, VerificationState
+from geo_sync.tracking import verification_rows
+from geo_sync.tracking.states import SyncState, VerificationState
 from replicators.base import Replicator
-from verification import registry as ledger
 
 
 @dataclass
@@ -64,7 +64,7 @@ def sweep_chunk(engine: Engine, replicator: type[Replicator], mirror_root: Path,
     if result.suspicious or adopt:
         with write_transaction(engine) as conn:
             if result.suspicious:
-                ledger.suspect(conn, model, result.suspicious)
+                verification_rows.suspect(conn, model, result.suspicious)
             for row_id, seen in adopt.items():
                 result.adopted += conn.execute(
                     update(model).where(model.id == row_id,

@@ -14,19 +14,21 @@ stops and is shown as needing attention.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from geo_sync.db import write_transaction
 from geo_sync.errors import GeoSyncError, MissingOnPrimary
 from geo_sync.logging import get_logger
 from geo_sync.paths import resolve_inside
-from geo_sync.secondary.models import CursorRow
-from geo_sync.secondary.runtime import Runtime
+from geo_sync.settings import SecondarySettings
+from geo_sync.tracking import verification_rows
+from geo_sync.tracking.models import CursorRow
+from geo_sync.wire import PrimarySource
 from replicators.base import Replicator
 from replicators.registry import replicator_for
-from verification import registry as ledger
 
 log = get_logger("verifier")
 POSTPONE_SECONDS = 30.0
@@ -40,6 +42,19 @@ class Outcome:
     mirror: str | None
     primary: str | None
 
+
+
+class Runtime(Protocol):
+    """What verifying needs of the secondary process that runs it."""
+
+    @property
+    def settings(self) -> SecondarySettings: ...
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def client(self) -> PrimarySource: ...
 
 def _mirror_copy(runtime: Runtime, replicator: type[Replicator], path: str
                  ) -> tuple[str | None, int | None, str | None]:
@@ -59,46 +74,48 @@ def _cursor(runtime: Runtime) -> str | None:
         return conn.execute(select(CursorRow.cursor).where(CursorRow.id == 1)).scalar()
 
 
-def verify_one(runtime: Runtime, replicator: type[Replicator], item: ledger.ToVerify
+def verify_one(runtime: Runtime, replicator: type[Replicator], item: verification_rows.ToVerify
                ) -> Outcome:
     """Verify one claimed row and record the outcome."""
     model, client, settings = replicator.registry, runtime.client, runtime.settings
     mirror, size, fingerprint = _mirror_copy(runtime, replicator, item.path)
     try:
         primary = client.catalog_item(replicator.name, item.path)
-        if primary["checksum"] is not None and primary["checksum"] != mirror:
+        if primary.checksum is not None and primary.checksum != mirror:
             primary = client.catalog_item(replicator.name, item.path, recompute=True,
                                           cursor=_cursor(runtime))
     except MissingOnPrimary:
         # Deleted on the primary: its delete event will come; nothing to blame.
         with write_transaction(runtime.engine) as conn:
-            ledger.postpone(conn, model, item, "missing on the primary", POSTPONE_SECONDS)
+            verification_rows.postpone(
+                conn, model, item, "missing on the primary", POSTPONE_SECONDS)
         return Outcome("postponed", mirror, None)
-    expected = primary["checksum"]
+    expected = primary.checksum
     behind = (replicator.appendable and size is not None and expected != mirror
-              and size == item.expected_size and (primary["size"] or 0) > size)
+              and size == item.expected_size and (primary.size or 0) > size)
     if behind:
         with write_transaction(runtime.engine) as conn:
-            ledger.postpone(conn, model, item, "behind the primary; the next append "
+            verification_rows.postpone(conn, model, item, "behind the primary; the next append "
                             "event catches up", POSTPONE_SECONDS)
         return Outcome("postponed", mirror, expected)
-    if expected != mirror and primary.get("changed_after_cursor"):
+    if expected != mirror and primary.changed_after_cursor:
         # Changed on the primary after the last event applied here (a push a moment
         # ago): the copy is behind, not wrong, and that event will resync it.
         with write_transaction(runtime.engine) as conn:
-            ledger.postpone(conn, model, item, "changed on the primary; the event on its "
+            verification_rows.postpone(
+                conn, model, item, "changed on the primary; the event on its "
                             "way resyncs it", POSTPONE_SECONDS)
         return Outcome("postponed", mirror, expected)
     with write_transaction(runtime.engine) as conn:
         if expected is None:
-            ledger.disabled(conn, model, item, mirror,
+            verification_rows.disabled(conn, model, item, mirror,
                             retry_cap=settings.disabled_retry_cap_seconds)
             return Outcome("disabled", mirror, None)
         if mirror == expected:
-            if not ledger.succeeded(conn, model, item, expected, fingerprint):
-                ledger.postpone(conn, model, item, "changed while verifying", 0)
+            if not verification_rows.succeeded(conn, model, item, expected, fingerprint):
+                verification_rows.postpone(conn, model, item, "changed while verifying", 0)
             return Outcome("succeeded", mirror, expected)
-        resynced = ledger.mismatched(conn, model, item, mirror=mirror, primary=expected,
+        resynced = verification_rows.mismatched(conn, model, item, mirror=mirror, primary=expected,
                                      max_rounds=settings.max_mismatch_rounds,
                                      retry_cap=settings.retry_cap_seconds)
     log.warning("checksum_mismatch", path=item.path, mirror=mirror, primary=expected,
@@ -110,7 +127,8 @@ def verify_items(runtime: Runtime, type_name: str, ids: list[int]) -> list[Outco
     """Claim the verifiable rows among ``ids`` and verify each."""
     replicator = replicator_for(type_name)
     with write_transaction(runtime.engine) as conn:
-        claimed = ledger.claim(conn, replicator.registry, ids, runtime.settings.lease_seconds)
+        claimed = verification_rows.claim(
+            conn, replicator.registry, ids, runtime.settings.lease_seconds)
     outcomes = []
     for item in claimed:
         structlog.contextvars.bind_contextvars(replicable=type_name, record_id=item.record_id)
@@ -119,7 +137,7 @@ def verify_items(runtime: Runtime, type_name: str, ids: list[int]) -> list[Outco
         except Exception as exc:  # the primary unreachable, say: try again later
             log.warning("verification_failed", path=item.path, error=str(exc))
             with write_transaction(runtime.engine) as conn:
-                ledger.postpone(conn, replicator.registry, item, str(exc)[:500],
+                verification_rows.postpone(conn, replicator.registry, item, str(exc)[:500],
                                 POSTPONE_SECONDS)
         finally:
             structlog.contextvars.clear_contextvars()

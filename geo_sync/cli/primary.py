@@ -24,11 +24,12 @@ from geo_sync.metrics import serve_metrics
 from geo_sync.migrate import PRIMARY
 from geo_sync.paths import resolve_inside
 from geo_sync.primary import hooks, secondaries
-from geo_sync.primary.api import CREDENTIAL_CACHE_SECONDS, PREFIX, GeoApi, create_app
+from geo_sync.primary.api import CREDENTIAL_CACHE_SECONDS, GeoApi, create_app
 from geo_sync.primary.publish import Change, publish
 from geo_sync.primary.retention import prune
 from geo_sync.primary.scan import apply_plan, plan_scan
 from geo_sync.primary.site import init_primary, open_primary
+from geo_sync.wire import API_PREFIX
 from replicators.base import Replicator
 from replicators.registry import REPLICATORS, replicator_for
 from replicators.repository import RepositoryReplicator, is_bare_repository
@@ -104,7 +105,7 @@ def serve(cli_ctx: CliContext) -> None:
         REGISTRY.register(app.state.api.collector)
         serve_metrics(settings.metrics.host, settings.metrics.port, "primary serve")
     log.info("geo_api_listening", url=f"http://{settings.listen_host}:"
-             f"{sock.getsockname()[1]}/api/geo/v1", openapi=f"{PREFIX}/openapi.json")
+             f"{sock.getsockname()[1]}{API_PREFIX}", openapi=f"{API_PREFIX}/openapi.json")
     uvicorn.Server(
         uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5)
     ).run(sockets=[sock])

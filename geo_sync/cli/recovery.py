@@ -14,8 +14,9 @@ from geo_sync.db import make_engine, write_transaction
 from geo_sync.errors import InvalidInput
 from geo_sync.migrate import TRACKING
 from geo_sync.secondary.runtime import open_runtime
+from geo_sync.tracking import verification_rows
+from geo_sync.tracking.states import SyncState
 from replicators.registry import REPLICATORS, replicator_for
-from verification import registry as ledger
 from verification.drift import find_drift
 from verification.recovery import (
     Planned,
@@ -124,7 +125,7 @@ def verify(cli_ctx: CliContext, type_name: str | None, ids: tuple[int, ...], fai
     runtime = open_runtime(cli_ctx.settings.require_secondary())
     try:
         plan = [p for p in select_rows(runtime.engine, type_name, ids=ids, failed=failed)
-                if p.state == "synced"]
+                if p.state == SyncState.SYNCED]
         verdicts: dict[str, int] = {}
         # No bar for nothing: a 0 % bar reads as stuck.
         with Progress(console=console, disable=not plan) as progress:
@@ -132,8 +133,8 @@ def verify(cli_ctx: CliContext, type_name: str | None, ids: tuple[int, ...], fai
             for row in plan:
                 replicator = replicator_for(row.type)
                 with write_transaction(runtime.engine) as conn:
-                    ledger.request(conn, replicator.registry, [row.id])
-                    claimed = ledger.claim(conn, replicator.registry, [row.id],
+                    verification_rows.request(conn, replicator.registry, [row.id])
+                    claimed = verification_rows.claim(conn, replicator.registry, [row.id],
                                            runtime.settings.lease_seconds)
                 for item in claimed:
                     outcome = verify_one(runtime, replicator, item)

@@ -16,12 +16,14 @@ from geo_sync.db import make_engine, utcnow
 from geo_sync.health.result import CheckResult, Level, by_threshold, ok, run_check
 from geo_sync.migrate import TRACKING
 from geo_sync.paths import TEMP_PREFIX
-from geo_sync.secondary import heartbeat, registry
+from geo_sync.secondary import heartbeat
 from geo_sync.secondary.client import PrimaryClient
 from geo_sync.secondary.leader import CURSOR_LEASE
-from geo_sync.secondary.models import CursorRow, Lease
 from geo_sync.secondary.probe import PrimaryView, disk_space, lag, probe_primary, queue_depth
 from geo_sync.settings import SecondarySettings
+from geo_sync.tracking import sync_rows
+from geo_sync.tracking.models import CursorRow, Lease
+from geo_sync.tracking.states import SyncState
 from replicators.registry import REPLICATORS
 
 
@@ -128,7 +130,7 @@ def _workers(site: _Site) -> CheckResult:
     with site.engine.connect() as conn:
         live = heartbeat.live_workers(conn, stale)
         backlog = sum(conn.execute(select(r.registry.id).where(
-            r.registry.state == "pending", r.registry.enqueued_at.is_not(None)).limit(1)
+            r.registry.state == SyncState.PENDING, r.registry.enqueued_at.is_not(None)).limit(1)
         ).first() is not None for r in REPLICATORS.values())
     what = ("`geo-sync secondary run` (systemd: geo-sync-secondary)"
             if site.settings.broker_url == "embedded"
@@ -180,7 +182,7 @@ def _counts(site: _Site) -> list[CheckResult]:
     counts = site.counts
     if counts is None:
         with site.engine.connect() as conn:
-            counts = {r.name: registry.counts(conn, r.registry) for r in REPLICATORS.values()}
+            counts = {r.name: sync_rows.counts(conn, r.registry) for r in REPLICATORS.values()}
     rows = (
         ("failed items", "failed", checks.failed_warning, checks.failed_critical,
          "`geo-sync status` lists the last errors; `geo-sync resync --failed` retries now"),

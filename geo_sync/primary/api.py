@@ -30,7 +30,6 @@ from geo_sync.errors import (
     GeoSyncError,
     InvalidInput,
     MissingOnPrimary,
-    NotFound,
     TooLarge,
 )
 from geo_sync.logging import get_logger
@@ -44,10 +43,19 @@ from geo_sync.primary.notify import ChangeSignal, Watcher
 from geo_sync.primary.openapi import OPENAPI_PATH, openapi_document
 from geo_sync.primary.retention import prune
 from geo_sync.settings import PrimarySettings
+from geo_sync.wire import (
+    API_PREFIX,
+    MISSING_HEADER,
+    CatalogEntry,
+    CatalogItemReply,
+    CatalogPage,
+    EventPage,
+    error_status,
+)
 from replicators.registry import REPLICATORS, replicator_for
+from replicators.repository import RepositoryReplicator
 
 log = get_logger("api")
-PREFIX = "/api/geo/v1"
 MAX_LIMIT = 1000
 MAX_WAIT = 60.0
 SAFETY_REREAD = 1.0
@@ -62,19 +70,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _error_response(exc: GeoSyncError) -> JSONResponse:
-    status, code, headers = 500, "internal", {}
-    if isinstance(exc, MissingOnPrimary):
-        status, code, headers = 404, "missing_on_primary", {blobs.MISSING_HEADER: "true"}
-    elif isinstance(exc, NotFound):
-        status, code = 404, "not_found"
-    elif isinstance(exc, AuthError):
-        status, code = 401, "unauthorized"
-    elif isinstance(exc, BackfillRequired):
-        status, code = 410, "backfill_required"
-    elif isinstance(exc, TooLarge):
-        status, code = 413, "too_large"
-    elif isinstance(exc, InvalidInput):
-        status, code = 400, "invalid_request"
+    status, code = error_status(exc)
+    headers = {MISSING_HEADER: "true"} if isinstance(exc, MissingOnPrimary) else {}
     return JSONResponse(
         {"error": code, "message": exc.message, "hint": exc.hint},
         status_code=status,
@@ -184,22 +181,17 @@ class GeoApi:
             generation = self.signal.generation
             page = await run_in_threadpool(self._read_events, caller, cursor, limit)
             remaining = deadline - time.monotonic()
-            if page["events"] or remaining <= 0:
-                return JSONResponse(page)
+            if page.events or remaining <= 0:
+                return JSONResponse(page.to_json())
             await self.signal.wait_for_change(generation, min(remaining, SAFETY_REREAD))
 
-    def _read_events(self, caller: str, cursor: str, limit: int) -> dict[str, Any]:
+    def _read_events(self, caller: str, cursor: str, limit: int) -> EventPage:
         with self.engine.connect() as conn:
             if secondaries.is_backfill_required(conn, caller):
                 raise BackfillRequired(
                     f"events after secondary {caller!r}'s cursor were pruned",
                 )
-            page = self.feed.read(conn, cursor, limit)
-        return {
-            "events": [event.to_json() for event in page.events],
-            "cursor": page.cursor,
-            "more": page.more,
-        }
+            return self.feed.read(conn, cursor, limit)
 
     async def head(self, request: Request, caller: str) -> Response:
         reset = request.query_params.get("reset") in ("1", "true")
@@ -246,21 +238,10 @@ class GeoApi:
                 total = conn.execute(
                     select(func.count()).where(CatalogItem.replicable_type == replicator.name)
                 ).scalar_one()
-            items = [
-                {
-                    "id": row.id,
-                    "record_id": row.record_id,
-                    "path": row.path,
-                    "size": row.size,
-                    "checksum": row.checksum,
-                    "checksum_at": row.checksum_at.isoformat() if row.checksum_at else None,
-                    "updated_at": row.updated_at.isoformat(),
-                }
-                for row in rows
-            ]
-            next_after = items[-1]["id"] if len(items) == limit else None
-            return {"type": replicator.name, "items": items, "next_after": next_after,
-                    "total": total}
+            items = [CatalogEntry(row.id, row.record_id, row.path, row.size, row.checksum,
+                                  row.checksum_at, row.updated_at) for row in rows]
+            next_after = items[-1].id if len(items) == limit else None
+            return CatalogPage(replicator.name, list(items), next_after, total).to_json()
 
         return JSONResponse(await run_in_threadpool(run))
 
@@ -294,11 +275,9 @@ class GeoApi:
                     Event.replicable_type == replicator.name,
                     Event.record_id == row.record_id,
                     not_(self.feed.delivered(cursor))))).scalar())
-            return {"type": replicator.name, "path": path, "size": row.size,
-                    "checksum": row.checksum,
-                    "checksum_at": row.checksum_at.isoformat() if row.checksum_at else None,
-                    # Whether an event about this item lies beyond the caller's cursor.
-                    "changed_after_cursor": changed}
+            # changed: whether an event about this item lies beyond the caller's cursor.
+            return CatalogItemReply(replicator.name, path, row.size, row.checksum,
+                                    row.checksum_at, changed).to_json()
 
         return JSONResponse(await run_in_threadpool(run))
 
@@ -307,7 +286,7 @@ class GeoApi:
 
     async def git(self, request: Request, caller: str) -> Response:
         return await git_http.serve_git(
-            request, self.settings.storage_root / "repositories", caller
+            request, self.settings.storage_root / RepositoryReplicator.storage_dir, caller
         )
 
     async def status(self, request: Request, caller: str) -> Response:
@@ -402,7 +381,7 @@ async def _no_such_endpoint(request: Request, _exc: Exception) -> Response:
         {"error": "no_such_endpoint",
          "message": f"no Geo API at that URL: {request.url.path[:200]}",
          "hint": "primary_url must be the primary's scheme://host:port (plus any path a "
-                 f"reverse proxy adds) without {PREFIX}; geo-sync adds that itself"},
+                 f"reverse proxy adds) without {API_PREFIX}; geo-sync adds that itself"},
         status_code=404)
 
 
@@ -415,15 +394,15 @@ def create_app(settings: PrimarySettings, engine: Engine) -> Starlette:
     """The Starlette application serving the Geo API."""
     api = GeoApi(settings, engine)
     routes = [
-        Route(f"{PREFIX}/events", api.guarded(api.events)),
-        Route(f"{PREFIX}/events/head", api.guarded(api.head)),
-        Route(f"{PREFIX}/ack", api.guarded(api.ack), methods=["POST"]),
-        Route(f"{PREFIX}/catalog/{{type}}", api.guarded(api.catalog)),
-        Route(f"{PREFIX}/catalog/{{type}}/item", api.guarded(api.catalog_item)),
-        Route(f"{PREFIX}/blobs/{{type}}/{{path:path}}", api.guarded(api.blob),
+        Route(f"{API_PREFIX}/events", api.guarded(api.events)),
+        Route(f"{API_PREFIX}/events/head", api.guarded(api.head)),
+        Route(f"{API_PREFIX}/ack", api.guarded(api.ack), methods=["POST"]),
+        Route(f"{API_PREFIX}/catalog/{{type}}", api.guarded(api.catalog)),
+        Route(f"{API_PREFIX}/catalog/{{type}}/item", api.guarded(api.catalog_item)),
+        Route(f"{API_PREFIX}/blobs/{{type}}/{{path:path}}", api.guarded(api.blob),
               methods=["GET", "HEAD"]),
-        Route(f"{PREFIX}/git/{{rest:path}}", api.guarded(api.git), methods=["GET", "POST"]),
-        Route(f"{PREFIX}/status", api.guarded(api.status)),
+        Route(f"{API_PREFIX}/git/{{rest:path}}", api.guarded(api.git), methods=["GET", "POST"]),
+        Route(f"{API_PREFIX}/status", api.guarded(api.status)),
         Route(OPENAPI_PATH, _openapi),
     ]
     app = Starlette(routes=routes, lifespan=api.lifespan,

@@ -14,19 +14,14 @@ from starlette.responses import FileResponse, Response
 from starlette.types import Send
 
 from geo_sync.errors import InvalidInput, MissingOnPrimary
+from geo_sync.files import CHUNK
 from geo_sync.paths import resolve_inside
 from geo_sync.primary.models import CatalogItem
+from geo_sync.wire import CHECKSUM_HEADER, RECORD_HEADER, SIZE_HEADER
 from replicators.registry import replicator_for
-from replicators.repository import RepositoryReplicator
 
-CHUNK = 1024 * 1024
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
-SIZE_HEADER = "x-geo-size"
-CHECKSUM_HEADER = "x-geo-checksum-sha256"
-MISSING_HEADER = "x-geo-missing-on-primary"
-#: Percent-encoded: a record id may hold any character, a header value only Latin-1.
-RECORD_HEADER = "x-geo-record-id"
 
 
 class LargeChunkFileResponse(FileResponse):
@@ -73,8 +68,9 @@ def _catalog_entry(engine: Engine, type_name: str, path: str
 async def download(request: Request, engine: Engine, storage_root: Path) -> Response:
     """GET/HEAD ``/blobs/{type}/{path}``: the file as it is now, or 404 missing on primary."""
     replicator = replicator_for(request.path_params["type"])
-    if replicator is RepositoryReplicator:
-        raise InvalidInput("repositories are fetched over git, not downloaded as blobs")
+    if replicator.transport != "blob":
+        raise InvalidInput(f"a {replicator.name} is fetched over {replicator.transport}, "
+                           "not downloaded as a blob")
     relpath = replicator.validate_path(request.path_params["path"])
     full = resolve_inside(storage_root / replicator.storage_dir, relpath)
     try:
@@ -87,6 +83,7 @@ async def download(request: Request, engine: Engine, storage_root: Path) -> Resp
                                                         replicator.name, relpath)
     headers = {SIZE_HEADER: str(stat.st_size)}
     if record_id is not None:
+        # Percent-encoded: a record id may hold any character, a header value only Latin-1.
         headers[RECORD_HEADER] = quote(record_id, safe="")
     # The catalog checksum describes the file only if the file is still that size. A
     # value that is not one (a row from before the rules were whole-value) would be an

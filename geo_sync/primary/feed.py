@@ -36,7 +36,6 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, func, not_, or_, select, text
@@ -45,6 +44,7 @@ from sqlalchemy.engine import Dialect
 from geo_sync.db import is_postgres
 from geo_sync.errors import InvalidCursor
 from geo_sync.primary.models import Event
+from geo_sync.wire import EventPage, FeedEvent
 
 # ASCII digits only (\d would take any script's digits), at most a BIGINT's worth each.
 _NUMBER = r"[0-9]{1,19}"
@@ -54,51 +54,6 @@ MAX_ID = 2**63 - 1
 #: A snapshot lists the transactions in progress when it was taken; this bounds the
 #: work a cursor can ask of us, far above any real server's max_connections.
 MAX_CURSOR_CHARS = 64 * 1024
-
-
-@dataclass(frozen=True)
-class FeedEvent:
-    """One event as the feed serves it."""
-
-    id: int
-    replicable_type: str
-    event: str
-    record_id: str
-    path: str
-    payload: dict[str, Any]
-    created_at: datetime
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "type": self.replicable_type,
-            "event": self.event,
-            "record_id": self.record_id,
-            "path": self.path,
-            "payload": self.payload,
-            "created_at": self.created_at.isoformat(),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> FeedEvent:
-        return cls(
-            id=int(data["id"]),
-            replicable_type=str(data["type"]),
-            event=str(data["event"]),
-            record_id=str(data["record_id"]),
-            path=str(data["path"]),
-            payload=dict(data.get("payload") or {}),
-            created_at=datetime.fromisoformat(data["created_at"]),
-        )
-
-
-@dataclass(frozen=True)
-class Page:
-    """Events after a cursor, the cursor to continue from, and whether more are ready."""
-
-    events: list[FeedEvent]
-    cursor: str
-    more: bool
 
 
 class Feed(ABC):
@@ -113,7 +68,7 @@ class Feed(ABC):
         """The cursor after every event committed so far."""
 
     @abstractmethod
-    def read(self, conn: Connection, cursor: str, limit: int) -> Page:
+    def read(self, conn: Connection, cursor: str, limit: int) -> EventPage:
         """Up to ``limit`` events after ``cursor``, in delivery order."""
 
     @abstractmethod
@@ -203,7 +158,7 @@ class PostgresFeed(Feed):
     def head(self, conn: Connection) -> str:
         return self._format(self._current(conn), None, 0)
 
-    def read(self, conn: Connection, cursor: str, limit: int) -> Page:
+    def read(self, conn: Connection, cursor: str, limit: int) -> EventPage:
         lo, hi, after = self._parse(cursor)
         if hi is None:
             hi, after = self._current(conn), 0
@@ -218,8 +173,8 @@ class PostgresFeed(Feed):
         ).all()
         events = _rows_to_events(rows[:limit])
         if len(rows) > limit:
-            return Page(events, self._format(lo, hi, events[-1].id), more=True)
-        return Page(events, self._format(hi, None, 0), more=False)
+            return EventPage(events, self._format(lo, hi, events[-1].id), more=True)
+        return EventPage(events, self._format(hi, None, 0), more=False)
 
     def delivered(self, cursor: str) -> ColumnElement[bool]:
         lo, _, _ = self._parse(cursor)
@@ -275,14 +230,14 @@ class SqliteFeed(Feed):
         known = [int(v) for v in (seq, newest) if v]
         return max(known) if known else None
 
-    def read(self, conn: Connection, cursor: str, limit: int) -> Page:
+    def read(self, conn: Connection, cursor: str, limit: int) -> EventPage:
         after = self._parse(cursor)
         rows = conn.execute(
             select(*_EVENT_COLUMNS).where(Event.id > after).order_by(Event.id).limit(limit + 1)
         ).all()
         events = _rows_to_events(rows[:limit])
         last = events[-1].id if events else after
-        return Page(events, f"{self._PREFIX};{last}", more=len(rows) > limit)
+        return EventPage(events, f"{self._PREFIX};{last}", more=len(rows) > limit)
 
     def delivered(self, cursor: str) -> ColumnElement[bool]:
         return Event.id <= self._parse(cursor)

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from geo_sync.errors import InvalidInput, MissingOnPrimary
+from geo_sync.files import CHUNK
 from geo_sync.logging import get_logger
 from geo_sync.paths import resolve_inside
 from replicators.repository import RepositoryReplicator, is_bare_repository
@@ -27,7 +28,6 @@ log = get_logger("git_http")
 _INFO_REFS = "/info/refs"
 _UPLOAD_PACK = "/git-upload-pack"
 _RECEIVE_PACK = "/git-receive-pack"
-_READ_CHUNK = 1024 * 1024
 
 
 class CgiOutputResponse(Response):
@@ -160,7 +160,7 @@ async def _stream(
 ) -> AsyncIterator[bytes]:
     assert proc.stdout
     try:
-        while chunk := await proc.stdout.read(_READ_CHUNK):
+        while chunk := await proc.stdout.read(CHUNK):
             yield chunk
         await feeder
         returncode = await proc.wait()

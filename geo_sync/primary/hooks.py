@@ -13,9 +13,7 @@ anyway.
 
 from __future__ import annotations
 
-import os
 import shlex
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from sqlalchemy import Engine, select
 
 from geo_sync.db import write_transaction
 from geo_sync.errors import GeoSyncError, InvalidInput
+from geo_sync.files import write_atomically
 from geo_sync.logging import get_logger
 from geo_sync.paths import TEMP_PREFIX, resolve_inside
 from geo_sync.primary.models import CatalogItem
@@ -72,12 +71,7 @@ class HookReport:
 
 
 def _write_executable(path: Path, content: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(content)
-    Path(tmp).chmod(0o755)
-    Path(tmp).replace(path)
+    write_atomically(path, content, mode=0o755)
 
 
 def install_hooks(repos_root: Path, spool: Path) -> HookReport:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from geo_sync.wire import API_PREFIX
 from replicators.registry import REPLICATORS
 
-PREFIX = "/api/geo/v1"
-OPENAPI_PATH = f"{PREFIX}/openapi.json"
+OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -116,7 +116,7 @@ def openapi_document() -> dict[str, Any]:
     """The whole document, built from the replicator registry (type names)."""
     types = sorted(REPLICATORS)
     blob_types = sorted(name for name, cls in REPLICATORS.items()
-                        if cls.storage_dir != "repositories")
+                        if cls.transport == "blob")
     cursor_param = _query("cursor", {"type": "string"}, "a cursor the feed returned")
     paths: dict[str, Any] = {
         "/events": {"get": {
@@ -223,7 +223,7 @@ def openapi_document() -> dict[str, Any]:
             "served over git's smart HTTP at /git/{repository}.git/ (upload-pack only), "
             "which is git's protocol and not described here.",
         },
-        "servers": [{"url": PREFIX}],
+        "servers": [{"url": API_PREFIX}],
         "security": [{"bearer": []}],
         "components": {
             "securitySchemes": {"bearer": {

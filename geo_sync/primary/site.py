@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 
 from geo_sync.db import make_engine, require_reachable
 from geo_sync.errors import ConfigError
+from geo_sync.files import write_atomically
 from geo_sync.migrate import PRIMARY
 from geo_sync.settings import (
     DEFAULT_PORT,
@@ -16,7 +17,7 @@ from geo_sync.settings import (
     load_settings,
     validate_section,
 )
-from geo_sync.toml_out import dumps, write_atomically
+from geo_sync.toml_out import dumps
 from replicators.registry import REPLICATORS
 
 CONFIG_NAME = "config.toml"

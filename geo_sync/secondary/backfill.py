@@ -17,10 +17,11 @@ from sqlalchemy import Connection, select, update
 from geo_sync.db import utcnow, write_transaction
 from geo_sync.errors import InvalidInput
 from geo_sync.logging import get_logger
-from geo_sync.secondary import registry
 from geo_sync.secondary.client import PrimaryClient
-from geo_sync.secondary.models import CursorRow, Registry
 from geo_sync.secondary.runtime import Runtime
+from geo_sync.tracking import sync_rows
+from geo_sync.tracking.models import CursorRow, Registry
+from geo_sync.wire import CatalogPage
 from replicators.base import Replicator
 from replicators.registry import REPLICATORS
 
@@ -30,23 +31,23 @@ PAGE = 1000
 Progress = Callable[[str, int, int], None]
 
 
-def _apply_page(conn: Connection, replicator: type[Replicator], items: list[dict[str, object]]
+def _apply_page(conn: Connection, replicator: type[Replicator], page: CatalogPage
                 ) -> list[str]:
     model = replicator.registry
     rows, ids = [], []
-    for item in items:
+    for entry in page.entries():
         try:
-            path = replicator.validate_path(item["path"])
+            if isinstance(entry, InvalidInput):
+                raise entry
+            path = replicator.validate_path(entry.path)
         except InvalidInput as exc:
             log.error("backfill_skipped_unsafe_item", replicable=replicator.name,
-                      record_id=str(item["record_id"]), error=exc.message)
+                      record_id=getattr(entry, "record_id", None), error=exc.message)
             continue
-        record_id = str(item["record_id"])
-        size = item["size"] if isinstance(item["size"], int) else None
-        checksum = str(item["checksum"]) if item["checksum"] else None
-        rows.append(registry.new_row(record_id, path, size=size, checksum=checksum))
+        record_id, size, checksum = entry.record_id, entry.size, entry.checksum
+        rows.append(sync_rows.new_row(record_id, path, size=size, checksum=checksum))
         ids.append(record_id)
-    inserted = registry.insert_ignore(conn, model, rows)
+    inserted = sync_rows.insert_ignore(conn, model, rows)
     if inserted < len(rows):  # some existed: resync those the catalog says changed
         existing = {
             row.record_id: row
@@ -56,14 +57,14 @@ def _apply_page(conn: Connection, replicator: type[Replicator], items: list[dict
             )
         }
         changed = [
-            registry.NetChange(row["record_id"], row["path"], tombstone=False,
+            sync_rows.NetChange(row["record_id"], row["path"], tombstone=False,
                                size=row["expected_size"], checksum=row["expected_checksum"])
             for row in rows
             if (known := existing.get(row["record_id"])) is not None
             and (known.path != row["path"] or known.tombstone
                  or known.expected_checksum != row["expected_checksum"])
         ]
-        registry.note_changes(conn, model, changed)
+        sync_rows.note_changes(conn, model, changed)
     return ids
 
 
@@ -72,12 +73,12 @@ def _tombstone_vanished(runtime: Runtime, model: Registry, seen: set[str],
     with runtime.engine.connect() as conn:
         known = conn.execute(select(model.record_id, model.path).where(
             model.tombstone.is_(False), model.created_at < started)).all()
-    vanished = [registry.NetChange(row.record_id, row.path, tombstone=True, size=None,
+    vanished = [sync_rows.NetChange(row.record_id, row.path, tombstone=True, size=None,
                                    checksum=None)
                 for row in known if row.record_id not in seen]
     for start in range(0, len(vanished), PAGE):
         with write_transaction(runtime.engine) as conn:
-            registry.note_changes(conn, model, vanished[start:start + PAGE])
+            sync_rows.note_changes(conn, model, vanished[start:start + PAGE])
     return len(vanished)
 
 
@@ -98,14 +99,14 @@ def backfill(runtime: Runtime, client: PrimaryClient, progress: Progress | None 
         while after is not None:
             page = client.catalog_page(replicator.name, after, PAGE)
             with write_transaction(runtime.engine) as conn:
-                seen.update(_apply_page(conn, replicator, page["items"]))
-            after = page["next_after"]
-            text = f"{replicator.name}: {len(seen)}/{page['total']}"
+                seen.update(_apply_page(conn, replicator, page))
+            after = page.next_after
+            text = f"{replicator.name}: {len(seen)}/{page.total}"
             _set_progress(runtime, text)
             log.info("backfill_progress", replicable=replicator.name, done=len(seen),
-                     total=page["total"])
+                     total=page.total)
             if progress:
-                progress(replicator.name, len(seen), int(page["total"]))
+                progress(replicator.name, len(seen), page.total)
         vanished = _tombstone_vanished(runtime, replicator.registry, seen, started)
         if vanished:
             log.info("backfill_tombstoned_vanished", replicable=replicator.name, count=vanished)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -21,18 +20,16 @@ from geo_sync.errors import (
     MissingOnPrimary,
     TransientError,
 )
-from geo_sync.primary.feed import FeedEvent
 from geo_sync.settings import SecondarySettings
+from geo_sync.wire import (
+    API_PREFIX,
+    MISSING_HEADER,
+    CatalogItemReply,
+    CatalogPage,
+    EventPage,
+)
 
-API = "/api/geo/v1"
 TOKEN_TTL = 60
-
-
-@dataclass(frozen=True)
-class EventPage:
-    events: list[FeedEvent]
-    cursor: str
-    more: bool
 
 
 class PrimaryClient:
@@ -40,7 +37,7 @@ class PrimaryClient:
 
     def __init__(self, settings: SecondarySettings) -> None:
         self.settings = settings
-        self.base = f"{settings.primary_url}{API}"
+        self.base = f"{settings.primary_url}{API_PREFIX}"
         self._http = httpx.Client(
             base_url=self.base,
             timeout=httpx.Timeout(settings.http_timeout_seconds, connect=10.0),
@@ -81,28 +78,27 @@ class PrimaryClient:
         return str(self._request("GET", "/events/head", params=params).json()["cursor"])
 
     def events(self, cursor: str, *, limit: int, wait: int) -> EventPage:
-        body = self._request(
+        return EventPage.from_json(self._request(
             "GET", "/events", params={"cursor": cursor, "limit": limit, "wait": wait},
             timeout=self.settings.http_timeout_seconds + wait,
-        ).json()
-        return EventPage([FeedEvent.from_json(e) for e in body["events"]], body["cursor"],
-                         bool(body["more"]))
+        ).json())
 
     def ack(self, cursor: str) -> None:
         self._request("POST", "/ack", json={"cursor": cursor})
 
-    def catalog_page(self, type_name: str, after: int, limit: int = 1000) -> dict[str, Any]:
+    def catalog_page(self, type_name: str, after: int, limit: int = 1000) -> CatalogPage:
         response = self._request("GET", f"/catalog/{type_name}",
                                  params={"after": after, "limit": limit})
-        return dict(response.json())
+        return CatalogPage.from_json(response.json())
 
     def catalog_item(self, type_name: str, path: str, *, recompute: bool = False,
-                     cursor: str | None = None) -> dict[str, Any]:
+                     cursor: str | None = None) -> CatalogItemReply:
         """An item's size and checksum on the primary (re-taken first if ``recompute``);
         with ``cursor``, also whether it changed in an event beyond that cursor."""
         params = {"path": path, **({"recompute": "1"} if recompute else {}),
                   **({"cursor": cursor} if cursor is not None else {})}
-        return dict(self._request("GET", f"/catalog/{type_name}/item", params=params).json())
+        return CatalogItemReply.from_json(
+            self._request("GET", f"/catalog/{type_name}/item", params=params).json())
 
     def status(self) -> dict[str, Any]:
         return dict(self._request("GET", "/status").json())
@@ -159,7 +155,7 @@ def check(response: httpx.Response) -> None:
             raise GeoSyncError(
                 f"primary answered 404 for {where}: no Geo API at that URL",
                 hint="primary_url must be the primary's scheme://host:port (plus any path "
-                "a reverse proxy adds) without /api/geo/v1; geo-sync adds that itself")
+                f"a reverse proxy adds) without {API_PREFIX}; geo-sync adds that itself")
         snippet = " ".join(response.text[:200].split())
         if code >= 500 or code == 429:
             raise TransientError(f"primary answered {code} for {where}: {snippet}",
@@ -172,7 +168,7 @@ def check(response: httpx.Response) -> None:
         raise AuthError(f"primary refused our credentials: {message}", hint=hint or None)
     if code == 410:
         raise BackfillRequired(message)
-    if code == 404 and response.headers.get("x-geo-missing-on-primary"):
+    if code == 404 and response.headers.get(MISSING_HEADER):
         raise MissingOnPrimary(message)
     if code >= 500 or code == 429:
         raise TransientError(f"primary answered {code}: {message}")

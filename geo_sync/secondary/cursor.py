@@ -19,11 +19,11 @@ from geo_sync.db import utcnow, write_transaction
 from geo_sync.errors import BackfillRequired, InvalidInput
 from geo_sync.logging import get_logger
 from geo_sync.metrics import EVENTS_APPLIED
-from geo_sync.secondary import registry
 from geo_sync.secondary.backfill import backfill
-from geo_sync.secondary.client import EventPage
-from geo_sync.secondary.models import CursorRow
 from geo_sync.secondary.runtime import Runtime
+from geo_sync.tracking import sync_rows
+from geo_sync.tracking.models import CursorRow
+from geo_sync.wire import EventPage
 from replicators.registry import REPLICATORS
 
 log = get_logger("cursor")
@@ -92,7 +92,7 @@ class LogCursor:
         """Apply ``page`` and move the cursor from ``old`` to ``page.cursor`` atomically."""
         skipped = []
         # The net effect per item, in event order: its last state and how many events.
-        net: dict[str, dict[str, registry.NetChange]] = {}
+        net: dict[str, dict[str, sync_rows.NetChange]] = {}
         with write_transaction(self.runtime.engine) as conn:
             for event in page.events:
                 replicator = REPLICATORS.get(event.replicable_type)
@@ -111,13 +111,13 @@ class LogCursor:
                     continue
                 items = net.setdefault(replicator.name, {})
                 earlier = items.get(event.record_id)
-                items[event.record_id] = registry.NetChange(
+                items[event.record_id] = sync_rows.NetChange(
                     event.record_id, path, tombstone=event.event == "deleted",
                     size=size, checksum=checksum,
                     events=earlier.events + 1 if earlier else 1,
                 )
             for name, items in net.items():
-                registry.note_changes(conn, REPLICATORS[name].registry, list(items.values()))
+                sync_rows.note_changes(conn, REPLICATORS[name].registry, list(items.values()))
             values: dict[str, object] = {"cursor": page.cursor, "updated_at": utcnow(),
                                          "events_applied": CursorRow.events_applied
                                          + len(page.events)}

@@ -16,8 +16,8 @@ from sqlalchemy import Connection, Row, delete, insert, select, update
 from geo_sync.db import utcnow, write_transaction
 from geo_sync.logging import get_logger
 from geo_sync.metrics import WORKER_HEARTBEAT
-from geo_sync.secondary.models import WorkerRow
 from geo_sync.secondary.runtime import Runtime
+from geo_sync.tracking.models import WorkerRow
 
 log = get_logger("heartbeat")
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 from sqlalchemy import Engine, or_, update
 
 from geo_sync.db import utcnow, write_transaction
-from geo_sync.secondary.models import Lease
+from geo_sync.tracking.models import Lease
 
 CURSOR_LEASE = "log_cursor"
 

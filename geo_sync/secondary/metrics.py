@@ -19,10 +19,10 @@ from geo_sync.metrics import METRICS_REFRESH_ERRORS
 from geo_sync.secondary import heartbeat
 from geo_sync.secondary.client import PrimaryClient
 from geo_sync.secondary.leader import CURSOR_LEASE
-from geo_sync.secondary.models import CursorRow, Lease
 from geo_sync.secondary.probe import PrimaryView, disk_space, lag, probe_primary, queue_depth
-from geo_sync.secondary.states import SyncState, VerificationState
 from geo_sync.settings import SecondarySettings
+from geo_sync.tracking.models import CursorRow, Lease
+from geo_sync.tracking.states import SyncState, VerificationState
 from replicators.registry import REPLICATORS
 
 log = get_logger("metrics")

@@ -19,14 +19,13 @@ from sqlalchemy import Connection
 from geo_sync.db import write_transaction
 from geo_sync.logging import get_logger
 from geo_sync.paths import TEMP_PREFIX
-from geo_sync.secondary import blockers, registry
 from geo_sync.secondary.bootstrap import Messaging
-from geo_sync.secondary.models import Registry
 from geo_sync.secondary.runtime import Runtime
+from geo_sync.tracking import blockers, sync_rows, verification_rows
+from geo_sync.tracking.models import Registry
 from replicators.base import Replicator
 from replicators.registry import REPLICATORS
 from replicators.transfer import remove_path
-from verification import registry as ledger
 from verification.sweep import sweep_chunk
 
 log = get_logger("scheduler")
@@ -82,27 +81,29 @@ class Scheduler:
         for replicator in REPLICATORS.values():
             model = replicator.registry
             with write_transaction(self.runtime.engine) as conn:
-                expired = registry.release_expired(conn, model)
-                retried = registry.retry_due(conn, model)
-                limit = getattr(settings.concurrency, replicator.name)
-                ids = registry.take_for_enqueue(conn, model, limit,
+                expired = sync_rows.release_expired(conn, model)
+                retried = sync_rows.retry_due(conn, model)
+                limit = getattr(settings.concurrency, replicator.name,
+                                replicator.default_concurrency)
+                ids = sync_rows.take_for_enqueue(conn, model, limit,
                                                 settings.requeue_after_seconds)
             if expired:
                 log.warning("leases_expired", replicable=replicator.name, count=len(expired))
             result.expired += len(expired)
             result.retried += len(retried)
-            batch = getattr(settings.batch_size, replicator.name)
+            batch = getattr(settings.batch_size, replicator.name, replicator.default_batch_size)
             for start in range(0, len(ids), batch):
                 self.messaging.send(replicator.name, ids[start:start + batch])
             result.enqueued[replicator.name] = len(ids)
             with write_transaction(self.runtime.engine) as conn:
-                ledger.release_expired(conn, model)
-                ledger.retry_disabled(conn, model)
-                ledger.reverify_due(conn, model, settings.reverify_after_seconds,
+                verification_rows.release_expired(conn, model)
+                verification_rows.retry_disabled(conn, model)
+                verification_rows.reverify_due(conn, model, settings.reverify_after_seconds,
                                     self._reverify_budget(conn, replicator.name, model))
-                to_verify = ledger.take_for_verify(
+                to_verify = verification_rows.take_for_verify(
                     conn, model,
-                    getattr(settings.verification_concurrency, replicator.name, 1),
+                    getattr(settings.verification_concurrency, replicator.name,
+                            replicator.default_verification_concurrency),
                     settings.requeue_after_seconds)
             for start in range(0, len(to_verify), batch):
                 self.messaging.send_verify(replicator.name, to_verify[start:start + batch])
@@ -126,7 +127,7 @@ class Scheduler:
         pace = self._pacing.setdefault(name, _Pacing())
         now = time.monotonic()
         if pace.counted_at is None or now - pace.counted_at > settings.reverify_after_seconds / 100:
-            pace.rows, pace.counted_at = ledger.verified_count(conn, model), now
+            pace.rows, pace.counted_at = verification_rows.verified_count(conn, model), now
         if pace.last is not None:
             rate = pace.rows / (settings.reverify_after_seconds / 2)
             # Capped: a scheduler that was down does not make up for it in one go.
@@ -163,7 +164,7 @@ class Scheduler:
         dirs = set()
         with self.runtime.engine.connect() as conn:
             for replicator in REPLICATORS.values():
-                for path in registry.held_paths(conn, replicator.registry):
+                for path in sync_rows.held_paths(conn, replicator.registry):
                     dirs.add((root / replicator.storage_dir / path).parent)
         return dirs
 
@@ -179,7 +180,7 @@ class Scheduler:
         self.dependency_recovered.clear()
         with self.runtime.engine.connect() as conn:
             waiting = {blocker for blocker in (blockers.PRIMARY, blockers.STORAGE)
-                       if any(registry.blocked(conn, r.registry, blocker)
+                       if any(sync_rows.blocked(conn, r.registry, blocker)
                               for r in REPLICATORS.values())}
         ready = set()
         if blockers.PRIMARY in waiting and (recovered or self._primary_answers()):
@@ -190,7 +191,7 @@ class Scheduler:
         retried = 0
         for blocker in sorted(ready):
             with write_transaction(self.runtime.engine) as conn:
-                retried += sum(len(registry.retry_unblocked(conn, r.registry, blocker))
+                retried += sum(len(sync_rows.retry_unblocked(conn, r.registry, blocker))
                                for r in REPLICATORS.values())
             log.info("dependency_recovered", dependency=blocker, retried=retried)
         return retried

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from geo_sync.db import require_reachable
 from geo_sync.errors import ConfigError
+from geo_sync.files import write_atomically
 from geo_sync.migrate import TRACKING
 from geo_sync.settings import SecondarySettings, load_settings, validate_section
-from geo_sync.toml_out import dumps, write_atomically
+from geo_sync.toml_out import dumps
 from replicators.registry import REPLICATORS
 
 CONFIG_NAME = "config.toml"

@@ -9,10 +9,12 @@ from sqlalchemy import Engine, select
 
 from geo_sync.db import utcnow
 from geo_sync.errors import AuthError
-from geo_sync.secondary import heartbeat, registry
+from geo_sync.secondary import heartbeat
 from geo_sync.secondary.client import PrimaryClient
 from geo_sync.secondary.leader import CURSOR_LEASE
-from geo_sync.secondary.models import CursorRow, Lease
+from geo_sync.tracking import sync_rows
+from geo_sync.tracking.models import CursorRow, Lease
+from geo_sync.tracking.states import SyncState
 from replicators.registry import REPLICATORS
 
 LAST_ERRORS = 10
@@ -30,7 +32,7 @@ def secondary_status(engine: Engine, client: PrimaryClient | None, name: str,
                      worker_stale_seconds: float = 60.0) -> dict[str, Any]:
     """Counts per type, cursor position and lag, workers, and the most recent errors."""
     with engine.connect() as conn:
-        types = {r.name: registry.counts(conn, r.registry) for r in REPLICATORS.values()}
+        types = {r.name: sync_rows.counts(conn, r.registry) for r in REPLICATORS.values()}
         cursor = conn.execute(select(CursorRow).where(CursorRow.id == 1)).one()
         lease = conn.execute(select(Lease.holder, Lease.lease_until)
                              .where(Lease.name == CURSOR_LEASE)).one()
@@ -46,7 +48,7 @@ def secondary_status(engine: Engine, client: PrimaryClient | None, name: str,
             rows = conn.execute(
                 select(model.record_id, model.path, model.last_error, model.updated_at,
                        model.retry_at, model.missing_on_primary)
-                .where(model.last_error.is_not(None), model.state != "synced")
+                .where(model.last_error.is_not(None), model.state != SyncState.SYNCED)
                 .order_by(model.updated_at.desc()).limit(LAST_ERRORS)
             ).all()
             errors += [{"type": replicator.name, "record_id": r.record_id, "path": r.path,

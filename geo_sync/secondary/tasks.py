@@ -19,9 +19,10 @@ import structlog
 from geo_sync.db import write_transaction
 from geo_sync.logging import get_logger
 from geo_sync.metrics import ITEMS_SYNCED, SYNC_RETRIES, TRANSFER_BYTES, TRANSFER_SECONDS
-from geo_sync.secondary import registry
-from geo_sync.secondary.models import Registry
 from geo_sync.secondary.runtime import Runtime
+from geo_sync.tracking import sync_rows
+from geo_sync.tracking.models import Registry
+from geo_sync.tracking.states import SyncState
 from replicators.registry import replicator_for
 
 log = get_logger("worker")
@@ -41,7 +42,7 @@ def _heartbeat(runtime: Runtime, model: Registry, held: set[int], token: str
         while not stop.wait(lease / 3):
             try:
                 with write_transaction(runtime.engine) as conn:
-                    registry.heartbeat(conn, model, sorted(held), token, lease)
+                    sync_rows.heartbeat(conn, model, sorted(held), token, lease)
             except Exception as exc:  # the DB blipped; the next beat retries within the lease
                 log.warning("lease_heartbeat_failed", error=str(exc))
 
@@ -57,7 +58,7 @@ def _heartbeat(runtime: Runtime, model: Registry, held: set[int], token: str
 class _Batch:
     """One message's rows: sync or delete each, finishing successes in groups."""
 
-    def __init__(self, runtime: Runtime, type_name: str, claimed: list[registry.Claimed],
+    def __init__(self, runtime: Runtime, type_name: str, claimed: list[sync_rows.Claimed],
                  token: str) -> None:
         self.runtime = runtime
         self.type_name = type_name
@@ -66,7 +67,7 @@ class _Batch:
         self.claimed = claimed
         self.token = token
         self.held = {item.id for item in claimed}
-        self.done: list[registry.Claimed] = []
+        self.done: list[sync_rows.Claimed] = []
         self.last_flush = time.monotonic()
 
     def run(self) -> None:
@@ -87,13 +88,13 @@ class _Batch:
                     self._flush()
             self._flush()
 
-    def _one(self, item: registry.Claimed) -> None:
+    def _one(self, item: sync_rows.Claimed) -> None:
         started = time.monotonic()
         try:
             if item.tombstone:
                 self.replicator.remove(self.runtime.sync_context, item)
                 with write_transaction(self.runtime.engine) as conn:
-                    registry.finish_deleted(conn, self.model, item, self.token)
+                    sync_rows.finish_deleted(conn, self.model, item, self.token)
                 self.held.discard(item.id)
                 self._measure(item, "deleted", started)
                 log.info("mirror_copy_deleted", path=item.path)
@@ -102,29 +103,29 @@ class _Batch:
         except Exception as exc:
             settings = self.runtime.settings
             with write_transaction(self.runtime.engine) as conn:
-                registry.finish_failed(conn, self.model, item, self.token, exc,
+                sync_rows.finish_failed(conn, self.model, item, self.token, exc,
                                        retry_cap=settings.retry_cap_seconds,
                                        missing_cap=settings.missing_retry_cap_seconds)
             self.held.discard(item.id)
-            self._measure(item, "failed", started)
+            self._measure(item, SyncState.FAILED, started)
             SYNC_RETRIES.labels(self.type_name).inc()
             return
         self.done.append(item)
-        self._measure(item, "synced", started)
+        self._measure(item, SyncState.SYNCED, started)
         if item.expected_size is not None:
             TRANSFER_BYTES.labels(self.type_name).observe(item.expected_size)
         log.info("synced", path=item.path, seconds=round(time.monotonic() - started, 3))
 
-    def _measure(self, item: registry.Claimed, outcome: str, started: float) -> None:
+    def _measure(self, item: sync_rows.Claimed, outcome: str, started: float) -> None:
         TRANSFER_SECONDS.labels(self.type_name, outcome).observe(time.monotonic() - started)
-        if outcome != "failed":
+        if outcome != SyncState.FAILED:
             ITEMS_SYNCED.labels(self.type_name).inc()
         self.runtime.note_item_done()
 
     def _flush(self) -> None:
         if self.done:
             with write_transaction(self.runtime.engine) as conn:
-                outdated = registry.finish_synced_many(conn, self.model, self.done,
+                outdated = sync_rows.finish_synced_many(conn, self.model, self.done,
                                                        self.token)
             if outdated:
                 log.info("synced_but_outdated", replicable=self.type_name,
@@ -136,7 +137,7 @@ class _Batch:
     def _release_rest(self) -> None:
         self._flush()
         with write_transaction(self.runtime.engine) as conn:
-            registry.release(conn, self.model, sorted(self.held), self.token)
+            sync_rows.release(conn, self.model, sorted(self.held), self.token)
         log.info("batch_released_on_shutdown", replicable=self.type_name,
                  items=len(self.held))
 
@@ -146,6 +147,6 @@ def sync_items(runtime: Runtime, type_name: str, ids: list[int]) -> None:
     model = replicator_for(type_name).registry
     token = f"{runtime.worker_id}:{uuid.uuid4().hex[:8]}"
     with write_transaction(runtime.engine) as conn:
-        claimed = registry.claim(conn, model, ids, token, runtime.settings.lease_seconds)
+        claimed = sync_rows.claim(conn, model, ids, token, runtime.settings.lease_seconds)
     if claimed:
         _Batch(runtime, type_name, claimed, token).run()

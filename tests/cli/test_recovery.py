@@ -11,8 +11,8 @@ import time
 from sqlalchemy import select, update
 
 from geo_sync.db import write_transaction
-from geo_sync.secondary.models import ArtifactRegistry
-from geo_sync.secondary.registry import insert_ignore, new_row
+from geo_sync.tracking.sync_rows import insert_ignore, new_row
+from replicators.artifact import ArtifactRegistry
 from tests.sites import GEO_SYNC, SecondarySite
 
 PATHS = [f"pipelines/{n}/artifacts.zip" for n in range(5)]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from geo_sync.secondary.models import CursorRow
+from geo_sync.tracking.models import CursorRow
 from tests.deployment import wait_for
 from tests.faults.cells import begin, pending, unreachable
 from tests.faults.rig import Rig, fault_rig, kill_primary, start_primary

@@ -9,8 +9,8 @@ from sqlalchemy import update
 
 from geo_sync.db import write_transaction
 from geo_sync.migrate import TRACKING
-from geo_sync.secondary.models import ArtifactRegistry
-from geo_sync.secondary.registry import insert_ignore, new_row
+from geo_sync.tracking.sync_rows import insert_ignore, new_row
+from replicators.artifact import ArtifactRegistry
 from tests.health.conftest import run_check
 from tests.sites import PrimarySite, SecondarySite
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from sqlalchemy import update
 
 from geo_sync.db import utcnow, write_transaction
-from geo_sync.secondary.models import ArtifactRegistry
-from geo_sync.secondary.registry import insert_ignore, new_row
+from geo_sync.tracking.sync_rows import insert_ignore, new_row
+from replicators.artifact import ArtifactRegistry
 from tests.deployment import wait_for
 from tests.sites import GEO_SYNC, PrimarySite, SecondarySite
 

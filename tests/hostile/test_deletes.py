@@ -15,9 +15,9 @@ from geo_sync.db import utcnow, write_transaction
 from geo_sync.primary.models import Event
 from geo_sync.primary.publish import Change, publish
 from geo_sync.secondary.cursor import LogCursor
-from geo_sync.secondary.models import CursorRow
 from geo_sync.secondary.runtime import Runtime, open_runtime
 from geo_sync.secondary.tasks import sync_items
+from geo_sync.tracking.models import CursorRow
 from replicators.registry import replicator_for
 from tests.gitutil import make_repository
 from tests.sites import PrimarySite, SecondarySite

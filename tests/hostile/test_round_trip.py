@@ -19,9 +19,9 @@ from geo_sync.db import write_transaction
 from geo_sync.primary.publish import Change, publish
 from geo_sync.secondary.client import url_path
 from geo_sync.secondary.cursor import LogCursor
-from geo_sync.secondary.registry import Claimed
 from geo_sync.secondary.runtime import Runtime, open_runtime
 from geo_sync.secondary.tasks import sync_items
+from geo_sync.tracking.sync_rows import Claimed
 from replicators.registry import replicator_for
 from replicators.transfer import IntegrityError
 from tests.gitutil import make_repository, refs

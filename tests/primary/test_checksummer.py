@@ -14,10 +14,10 @@ from geo_sync.db import utcnow, write_transaction
 from geo_sync.primary import checksummer
 from geo_sync.primary.models import CatalogItem
 from geo_sync.primary.publish import Change, publish
+from replicators.checksums import repository_checksum
 from tests.deployment import wait_for
 from tests.gitutil import make_repository
 from tests.sites import PrimarySite
-from verification.checksums import repository_checksum
 
 
 def _publish(site: PrimarySite, *changes: Change) -> None:

@@ -10,10 +10,10 @@ from sqlalchemy import select
 
 from geo_sync.primary.hooks import drain_spool, spool_dir
 from geo_sync.primary.models import CatalogItem, Event
+from replicators.checksums import repository_checksum
 from tests.deployment import wait_for
 from tests.gitutil import git, make_repository
 from tests.sites import PrimarySite, primary_site
-from verification.checksums import repository_checksum
 
 
 def _events(site: PrimarySite) -> list[tuple[str, str, str]]:

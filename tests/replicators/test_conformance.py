@@ -8,7 +8,7 @@ import pytest
 
 from geo_sync.errors import MissingOnPrimary, UnsafePath
 from geo_sync.paths import TEMP_PREFIX
-from geo_sync.secondary.registry import Claimed
+from geo_sync.tracking.sync_rows import Claimed
 from replicators.base import SyncContext
 from replicators.registry import REPLICATORS
 from tests.replicators.drivers import DRIVERS, Driver

@@ -10,8 +10,10 @@ from sqlalchemy import delete, func, insert, select
 from geo_sync.db import utcnow, write_transaction
 from geo_sync.primary.models import CatalogItem, Event
 from geo_sync.secondary.cursor import LogCursor
-from geo_sync.secondary.models import ArtifactRegistry, CursorRow, JobLogRegistry
 from geo_sync.secondary.runtime import open_runtime
+from geo_sync.tracking.models import CursorRow
+from replicators.artifact import ArtifactRegistry
+from replicators.job_log import JobLogRegistry
 from tests.services import temporary_database
 from tests.sites import primary_site, secondary_site
 

@@ -13,8 +13,10 @@ from geo_sync.primary.models import Event, Secondary
 from geo_sync.primary.publish import Change, publish
 from geo_sync.primary.retention import prune
 from geo_sync.secondary.cursor import CursorMoved, LogCursor
-from geo_sync.secondary.models import ArtifactRegistry, CursorRow, JobLogRegistry
 from geo_sync.secondary.runtime import Runtime, open_runtime
+from geo_sync.tracking.models import CursorRow
+from replicators.artifact import ArtifactRegistry
+from replicators.job_log import JobLogRegistry
 from tests.sites import PrimarySite, SecondarySite
 
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from geo_sync.secondary.daemon import SecondaryDaemon
-from geo_sync.secondary.models import ArtifactRegistry
+from replicators.artifact import ArtifactRegistry
 from tests.deployment import TUNING, Deployment, wait_for
 from tests.services import private_postgres
 from tests.sites import SecondarySite, primary_site, secondary_site

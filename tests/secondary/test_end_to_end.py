@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import select
 
 from geo_sync.primary.publish import Change
-from geo_sync.secondary.models import ArtifactRegistry, Lease
+from geo_sync.tracking.models import Lease
+from replicators.artifact import ArtifactRegistry
 from tests.deployment import Deployment, deployment_for, wait_for
 
 

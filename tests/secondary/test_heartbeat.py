@@ -11,9 +11,9 @@ from sqlalchemy import Engine, update
 from geo_sync.db import utcnow, write_transaction
 from geo_sync.secondary.client import PrimaryClient
 from geo_sync.secondary.heartbeat import Heartbeat, all_workers, beat, live_workers
-from geo_sync.secondary.models import WorkerRow
 from geo_sync.secondary.runtime import Runtime
 from geo_sync.settings import SecondarySettings
+from geo_sync.tracking.models import WorkerRow
 
 
 def _runtime(engine: Engine, tmp_path: Path, worker_id: str) -> Runtime:

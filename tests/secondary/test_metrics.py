@@ -16,9 +16,9 @@ from sqlalchemy import Engine, event, func, select
 
 from geo_sync.db import write_transaction
 from geo_sync.secondary.metrics import SiteCollector
-from geo_sync.secondary.models import ArtifactRegistry
-from geo_sync.secondary.registry import insert_ignore, new_row
 from geo_sync.settings import SecondarySettings
+from geo_sync.tracking.sync_rows import insert_ignore, new_row
+from replicators.artifact import ArtifactRegistry
 from replicators.registry import REPLICATORS
 from tests.deployment import deployment_for, wait_for
 

@@ -21,11 +21,13 @@ from geo_sync.db import utcnow, write_transaction
 from geo_sync.paths import TEMP_PREFIX
 from geo_sync.primary import checksummer
 from geo_sync.primary.publish import Change, publish
-from geo_sync.secondary import bootstrap, registry, tasks
+from geo_sync.secondary import bootstrap, tasks
 from geo_sync.secondary.cursor import LogCursor
-from geo_sync.secondary.models import ArtifactRegistry, RepositoryRegistry
 from geo_sync.secondary.runtime import Runtime, open_runtime
 from geo_sync.secondary.scheduler import Scheduler
+from geo_sync.tracking import sync_rows
+from replicators.artifact import ArtifactRegistry
+from replicators.repository import RepositoryRegistry
 from tests.deployment import wait_for
 from tests.services import temporary_database
 from tests.sites import PrimarySite, SecondarySite, primary_site, secondary_site
@@ -67,10 +69,10 @@ def test_the_janitor_keeps_a_slow_first_clone_while_its_lease_lives(
 ) -> None:
     repos = runtime.settings.mirror_root / "repositories"
     with write_transaction(runtime.engine) as conn:
-        registry.note_change(conn, RepositoryRegistry, "r1", "group/big.git",
-                             tombstone=False, size=None, checksum=None)
+        sync_rows.note_changes(conn, RepositoryRegistry, [sync_rows.NetChange(
+            "r1", "group/big.git", tombstone=False, size=None, checksum=None)])
         ids = conn.execute(select(RepositoryRegistry.id)).scalars().all()
-        [item] = registry.claim(conn, RepositoryRegistry, ids, "w1", lease_seconds=600)
+        [item] = sync_rows.claim(conn, RepositoryRegistry, ids, "w1", lease_seconds=600)
     # libgit2 writes packs into the staging directory without touching its mtime.
     staging = repos / "group" / f"{TEMP_PREFIX}big.git-0123abcd"
     (staging / "objects" / "pack").mkdir(parents=True)
@@ -183,7 +185,7 @@ def test_rows_failed_while_the_primary_was_down_are_retried_once_it_answers(
     drain(messaging, runtime)
     assert _state(runtime, "gone/b.bin")[0] == "failed"
     with write_transaction(runtime.engine) as conn:  # a.bin to be fetched again
-        registry.resync(conn, ArtifactRegistry, ArtifactRegistry.path == "ok/a.bin")
+        sync_rows.resync(conn, ArtifactRegistry, ArtifactRegistry.path == "ok/a.bin")
     primary.stop()
     scheduler.run_once()
     drain(messaging, runtime)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from geo_sync.secondary.models import ArtifactRegistry
+from replicators.artifact import ArtifactRegistry
 from tests.deployment import Deployment, deployment_for, wait_for
 
 

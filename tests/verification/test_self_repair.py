@@ -11,15 +11,15 @@ from sqlalchemy import func, select, update
 
 from geo_sync.db import write_transaction
 from geo_sync.primary.models import CatalogItem
-from geo_sync.secondary import registry
 from geo_sync.secondary.cursor import LogCursor
-from geo_sync.secondary.models import ArtifactRegistry, RepositoryRegistry
 from geo_sync.secondary.runtime import open_runtime
+from geo_sync.tracking import sync_rows, verification_rows
+from replicators.artifact import ArtifactRegistry
 from replicators.registry import REPLICATORS
+from replicators.repository import RepositoryRegistry
 from tests.compare import differences
 from tests.deployment import Deployment, deployment_for, wait_for
 from tests.gitutil import git
-from verification import registry as ledger
 from verification.verifier import verify_one
 
 FAST_REVERIFY = {"reverify_after_seconds": 2.0}
@@ -107,15 +107,16 @@ def test_a_copy_that_keeps_mismatching_stops_after_the_bounded_rounds(
 ) -> None:
     engine = tracking_engine
     with write_transaction(engine) as conn:  # type: ignore[arg-type]
-        registry.insert_ignore(conn, ArtifactRegistry, [registry.new_row("a", "a.bin")])
+        sync_rows.insert_ignore(conn, ArtifactRegistry, [sync_rows.new_row("a", "a.bin")])
     outcomes = []
     for _ in range(3):
         with write_transaction(engine) as conn:  # type: ignore[arg-type]
             conn.execute(update(ArtifactRegistry).values(state="synced",
                                                          verification_state="pending"))
-            [item] = ledger.claim(conn, ArtifactRegistry,
+            [item] = verification_rows.claim(conn, ArtifactRegistry,
                                   conn.execute(select(ArtifactRegistry.id)).scalars().all(), 30)
-            outcomes.append(ledger.mismatched(conn, ArtifactRegistry, item, mirror="1" * 64,
+            outcomes.append(
+                verification_rows.mismatched(conn, ArtifactRegistry, item, mirror="1" * 64,
                                               primary="2" * 64, max_rounds=3,
                                               retry_cap=60))
     with engine.connect() as conn:  # type: ignore[attr-defined]
@@ -151,7 +152,8 @@ def test_a_copy_behind_a_push_it_has_not_applied_is_not_blamed(deployment: Deplo
     def verify() -> str:
         with write_transaction(runtime.engine) as conn:
             conn.execute(update(model).values(verification_state="pending"))
-            claimed = ledger.claim(conn, model, conn.execute(select(model.id)).scalars().all(),
+            claimed = verification_rows.claim(
+                conn, model, conn.execute(select(model.id)).scalars().all(),
                                    30)
         return verify_one(runtime, REPLICATORS["repository"], claimed[0]).verdict
 

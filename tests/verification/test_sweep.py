@@ -20,10 +20,10 @@ from geo_sync.errors import GeoSyncError
 from geo_sync.primary.publish import Change, publish
 from geo_sync.secondary import bootstrap
 from geo_sync.secondary.cursor import LogCursor
-from geo_sync.secondary.models import ArtifactRegistry
 from geo_sync.secondary.runtime import Runtime, open_runtime
 from geo_sync.secondary.scheduler import Scheduler
 from geo_sync.workload import Workload
+from replicators.artifact import ArtifactRegistry
 from replicators.registry import REPLICATORS
 from tests.compare import differences
 from tests.deployment import wait_for

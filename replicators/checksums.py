@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pygit2
 
-CHUNK = 1024 * 1024
+from geo_sync.files import CHUNK
+
 EMPTY_REPOSITORY_CHECKSUM = "0" * 64
 
 

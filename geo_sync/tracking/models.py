@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Connection, Engine, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 from geo_sync.db import UTCDateTime
-from geo_sync.secondary.states import SyncState, VerificationState
+from geo_sync.tracking.states import SyncState, VerificationState
 
 
 class TrackingBase(DeclarativeBase):
@@ -27,7 +29,6 @@ class CursorRow(TrackingBase):
     events_applied: Mapped[int] = mapped_column(BigInteger, default=0)
     backfill_required: Mapped[bool] = mapped_column(Boolean, default=True)
     backfill_progress: Mapped[str | None] = mapped_column(Text)
-    primary_pending_events: Mapped[int | None] = mapped_column(BigInteger)
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -107,16 +108,32 @@ class RegistryMixin:
         )
 
 
-class RepositoryRegistry(RegistryMixin, TrackingBase):
-    __tablename__ = "geo_repository_registry"
-
-
-class ArtifactRegistry(RegistryMixin, TrackingBase):
-    __tablename__ = "geo_artifact_registry"
-
-
-class JobLogRegistry(RegistryMixin, TrackingBase):
-    __tablename__ = "geo_job_log_registry"
-
-
 Registry = type[RegistryMixin]
+
+_TYPE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+_REGISTRIES: dict[str, Registry] = {}
+
+
+def registry_model(type_name: str) -> Registry:
+    """The registry table of data type ``type_name``, ``geo_<type_name>_registry``: one
+    row per item with the columns of RegistryMixin. A data type declares it with
+    ``registry = registry_model(name)``; asking again gives the same class."""
+    if not _TYPE_NAME.fullmatch(type_name):
+        raise ValueError(f"a data type name is lower-case letters, digits and _: {type_name!r}")
+    if type_name not in _REGISTRIES:
+        class_name = "".join(part.title() for part in type_name.split("_")) + "Registry"
+        _REGISTRIES[type_name] = cast(Registry, type(
+            class_name, (RegistryMixin, TrackingBase),
+            {"__tablename__": f"geo_{type_name}_registry", "__module__": __name__}))
+    return _REGISTRIES[type_name]
+
+
+def create_registry_table(bind: Connection | Engine, type_name: str) -> None:
+    """Create the registry table (and its indexes) of a new data type. The one step a
+    tracking-DB migration for a new type runs: ``create_registry_table(op.get_bind(),
+    "widget")``; ``drop_registry_table`` undoes it."""
+    registry_model(type_name).__table__.create(bind)  # type: ignore[attr-defined]
+
+
+def drop_registry_table(bind: Connection | Engine, type_name: str) -> None:
+    registry_model(type_name).__table__.drop(bind)  # type: ignore[attr-defined]

@@ -29,10 +29,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from geo_sync.db import is_postgres, utcnow
 from geo_sync.errors import GeoSyncError, MissingOnPrimary
 from geo_sync.logging import get_logger
-from geo_sync.secondary import blockers
-from geo_sync.secondary.backoff import retry_delay
-from geo_sync.secondary.models import Registry
-from geo_sync.secondary.states import SYNC_TRANSITIONS, SyncState, VerificationState
+from geo_sync.tracking import blockers, states
+from geo_sync.tracking.backoff import retry_delay
+from geo_sync.tracking.models import Registry
+from geo_sync.tracking.states import SyncState
 
 log = get_logger("registry")
 
@@ -55,17 +55,7 @@ class Claimed:
 
 def _transition(conn: Connection, model: Registry, name: str, where: Any,
                 **values: Any) -> list[int]:
-    sources, target = SYNC_TRANSITIONS[name]
-    ids = conn.execute(
-        update(model)
-        .where(where, model.state.in_([s.value for s in sources]))
-        .values(state=target.value, updated_at=utcnow(), **values)
-        .returning(model.id)
-    ).scalars().all()
-    if ids:
-        log.debug("registry_transition", table=model.__tablename__, transition=name,  # type: ignore[attr-defined]
-                  to=target.value, count=len(ids))
-    return list(ids)
+    return states.apply_sync(conn, model, name, where, **values)
 
 
 def insert_ignore(conn: Connection, model: Registry, rows: Sequence[dict[str, Any]]) -> int:
@@ -87,11 +77,10 @@ def new_row(record_id: str, path: str, *, size: int | None = None,
             checksum: str | None = None, tombstone: bool = False) -> dict[str, Any]:
     now = utcnow()
     return {
-        "record_id": record_id, "path": path, "state": SyncState.PENDING.value,
+        "record_id": record_id, "path": path, **states.NEW_ROW,
         "generation": 1, "tombstone": tombstone, "retry_count": 0,
         "missing_on_primary": False, "expected_size": size, "expected_checksum": checksum,
         "created_at": now, "updated_at": now,
-        "verification_state": VerificationState.PENDING.value,
         "verification_retry_count": 0, "mismatch_count": 0,
     }
 
@@ -137,15 +126,11 @@ def note_changes(conn: Connection, model: Registry, changes: Sequence[NetChange]
               for c in changes if c.record_id not in inserted or c.events > 1]
     if not params:
         return
-    pending_unless_started = case(
-        (model.state == SyncState.STARTED.value, model.state),
-        else_=SyncState.PENDING.value,
-    )
     conn.execute(
         update(model)
         .where(model.record_id == bindparam("b_record_id"))
         .values(
-            state=pending_unless_started,
+            state=states.sync_state_after(model, "event"),
             generation=model.generation + bindparam("b_events"),
             path=bindparam("b_path"),
             tombstone=bindparam("b_tombstone"),
@@ -155,18 +140,12 @@ def note_changes(conn: Connection, model: Registry, changes: Sequence[NetChange]
             retry_count=0,
             retry_at=None,
             enqueued_at=None,
-            verification_state=VerificationState.PENDING.value,
+            verification_state=states.verification_state_after(model, "reset"),
             updated_at=utcnow(),
         )
         .execution_options(synchronize_session=False),
         params,
     )
-
-
-def note_change(conn: Connection, model: Registry, record_id: str, path: str, *,
-                tombstone: bool, size: int | None, checksum: str | None) -> None:
-    """Apply one event (see note_changes)."""
-    note_changes(conn, model, [NetChange(record_id, path, tombstone, size, checksum)])
 
 
 def claim(conn: Connection, model: Registry, ids: Sequence[int], worker: str,
@@ -212,15 +191,10 @@ def _held(model: Registry, item: Claimed, worker: str) -> Any:
     return and_(model.id == item.id, model.claimed_by == worker)
 
 
-def finish_synced(conn: Connection, model: Registry, item: Claimed, worker: str) -> bool:
-    """Mark synced if no event arrived since the claim; else back to pending. True if synced."""
-    return not finish_synced_many(conn, model, [item], worker)
-
-
 def finish_synced_many(conn: Connection, model: Registry, items: Sequence[Claimed],
                        worker: str) -> list[Claimed]:
-    """``finish_synced`` for a group of rows in two statements; returns the outdated ones
-    (an event arrived since their claim: they go back to pending)."""
+    """Mark rows synced where no event arrived since their claim, in two statements;
+    return the others (outdated: they go back to pending, or were not ours)."""
     if not items:
         return []
     now = utcnow()
@@ -233,7 +207,7 @@ def finish_synced_many(conn: Connection, model: Registry, items: Sequence[Claime
         claimed_by=None, lease_until=None, enqueued_at=None, retry_count=0, retry_at=None,
         last_error=None, last_synced_at=now, missing_on_primary=False, mirror_path=paths,
         blocked_on=None,
-        verification_state=VerificationState.PENDING.value,
+        verification_state=states.verification_state_after(model, "reset"),
     ))
     outdated = [item for item in items if item.id not in done]
     if outdated:
@@ -339,7 +313,7 @@ def resync(conn: Connection, model: Registry, where: Any) -> list[int]:
     """Operator-requested resync: pending now, new generation, verification history reset."""
     return _transition(conn, model, "resync", where, generation=model.generation + 1,
                        retry_count=0, retry_at=None, enqueued_at=None, mismatch_count=0,
-                       verification_state=VerificationState.PENDING.value,
+                       verification_state=states.verification_state_after(model, "reset"),
                        verification_retry_at=None)
 
 

@@ -15,14 +15,10 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, or_, select, update
 
 from geo_sync.db import is_postgres, utcnow
-from geo_sync.secondary.backoff import retry_delay
-from geo_sync.secondary.models import Registry
-from geo_sync.secondary.states import (
-    SYNC_TRANSITIONS,
-    VERIFICATION_TRANSITIONS,
-    SyncState,
-    VerificationState,
-)
+from geo_sync.tracking import states
+from geo_sync.tracking.backoff import retry_delay
+from geo_sync.tracking.models import Registry
+from geo_sync.tracking.states import SyncState, VerificationState
 
 DISABLED_FIRST_RETRY = 2.0
 
@@ -41,13 +37,7 @@ class ToVerify:
 
 def _verification(conn: Connection, model: Registry, name: str, where: Any,
                   **values: Any) -> list[int]:
-    sources, target = VERIFICATION_TRANSITIONS[name]
-    return list(conn.execute(
-        update(model)
-        .where(where, model.verification_state.in_([s.value for s in sources]))
-        .values(verification_state=target.value, updated_at=utcnow(), **values)
-        .returning(model.id)
-    ).scalars().all())
+    return states.apply_verification(conn, model, name, where, **values)
 
 
 def _due(model: Registry, now: datetime) -> Any:
@@ -156,13 +146,9 @@ def mismatched(conn: Connection, model: Registry, item: ToVerify, *, mirror: str
     if not _verification(conn, model, "mismatch", _current(model, item),
                          verification_error=error, verification_retry_at=None, **values):
         return False
-    sources, target = SYNC_TRANSITIONS["mismatch"]
-    conn.execute(update(model).where(model.id == item.id,
-                                     model.state.in_([s.value for s in sources]))
-                 .values(state=target.value, generation=model.generation + 1,
-                         last_error=error, retry_count=rounds,
-                         retry_at=utcnow() + retry_delay(rounds, cap_seconds=retry_cap),
-                         updated_at=utcnow()))
+    states.apply_sync(conn, model, "mismatch", model.id == item.id,
+                      generation=model.generation + 1, last_error=error, retry_count=rounds,
+                      retry_at=utcnow() + retry_delay(rounds, cap_seconds=retry_cap))
     return True
 
 

@@ -1,0 +1,233 @@
+"""The Geo API's wire protocol: what the primary serves and a secondary reads.
+
+One home for the URL prefix, the ``X-Geo-*`` headers, the records that travel
+(events, event pages, catalog replies) and how errors map to status codes, so the
+server (``geo_sync.primary.api``) and the client (``geo_sync.secondary.client``)
+cannot drift apart. ``PrimarySource`` is the little a data type needs of a client
+to copy an item; replicators and verification depend on it, not on the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import httpx
+
+from geo_sync.errors import (
+    AuthError,
+    BackfillRequired,
+    GeoSyncError,
+    InvalidInput,
+    MissingOnPrimary,
+    NotFound,
+    TooLarge,
+)
+
+API_PREFIX = "/api/geo/v1"
+
+#: Headers of a blob response: the primary's record of the item it is sending.
+SIZE_HEADER = "x-geo-size"
+CHECKSUM_HEADER = "x-geo-checksum-sha256"
+RECORD_HEADER = "x-geo-record-id"
+#: On a 404: the item is gone on the primary (as opposed to a wrong URL).
+MISSING_HEADER = "x-geo-missing-on-primary"
+
+#: Error classes the API answers with, most specific first: (class, status, code).
+#: The server picks the first that matches; the client maps (status, code) back.
+ERROR_CODES: tuple[tuple[type[GeoSyncError], int, str], ...] = (
+    (MissingOnPrimary, 404, "missing_on_primary"),
+    (NotFound, 404, "not_found"),
+    (AuthError, 401, "unauthorized"),
+    (BackfillRequired, 410, "backfill_required"),
+    (TooLarge, 413, "too_large"),
+    (InvalidInput, 400, "invalid_request"),
+)
+INTERNAL = (500, "internal")
+
+
+def error_status(exc: GeoSyncError) -> tuple[int, str]:
+    """The (HTTP status, error code) the API answers ``exc`` with."""
+    for cls, status, code in ERROR_CODES:
+        if isinstance(exc, cls):
+            return status, code
+    return INTERNAL
+
+
+@dataclass(frozen=True)
+class FeedEvent:
+    """One event as the feed serves it."""
+
+    id: int
+    replicable_type: str
+    event: str
+    record_id: str
+    path: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.replicable_type,
+            "event": self.event,
+            "record_id": self.record_id,
+            "path": self.path,
+            "payload": self.payload,
+            "created_at": self.created_at.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FeedEvent:
+        return cls(
+            id=int(data["id"]),
+            replicable_type=str(data["type"]),
+            event=str(data["event"]),
+            record_id=str(data["record_id"]),
+            path=str(data["path"]),
+            payload=dict(data.get("payload") or {}),
+            created_at=datetime.fromisoformat(data["created_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """Events after a cursor, the cursor to continue from, and whether more are ready."""
+
+    events: list[FeedEvent]
+    cursor: str
+    more: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"events": [e.to_json() for e in self.events], "cursor": self.cursor,
+                "more": self.more}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EventPage:
+        return cls([FeedEvent.from_json(e) for e in data["events"]], str(data["cursor"]),
+                   bool(data["more"]))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _when(value: Any) -> datetime | None:
+    """A timestamp from the wire, or None if absent or not one (the secondary only
+    displays these: a bad one must not cost the item)."""
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One item of a catalog page: the primary's record of it. Its path is checked by
+    the item's replicator, not here; a size that is not an integer counts as unknown."""
+
+    id: int
+    record_id: str
+    path: str
+    size: int | None
+    checksum: str | None
+    checksum_at: datetime | None
+    updated_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "record_id": self.record_id, "path": self.path,
+                "size": self.size, "checksum": self.checksum,
+                "checksum_at": _iso(self.checksum_at), "updated_at": _iso(self.updated_at)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> CatalogEntry:
+        """Raises InvalidInput naming the field when ``data`` is not a catalog entry."""
+        if not isinstance(data, dict) or not isinstance(data.get("path"), str):
+            raise InvalidInput(f"catalog entry without a string path: {str(data)[:200]}")
+        size = data.get("size")
+        return cls(int(data.get("id") or 0), str(data.get("record_id")), data["path"],
+                   size if isinstance(size, int) and not isinstance(size, bool) else None,
+                   str(data["checksum"]) if data.get("checksum") else None,
+                   _when(data.get("checksum_at")), _when(data.get("updated_at")))
+
+
+@dataclass(frozen=True)
+class CatalogPage:
+    """Catalog items of one type after an id; ``next_after`` continues, None at the end."""
+
+    type: str
+    #: As sent; ``entries()`` reads them one by one.
+    items: list[Any]
+    next_after: int | None
+    total: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type,
+                "items": [i.to_json() if isinstance(i, CatalogEntry) else i for i in self.items],
+                "next_after": self.next_after, "total": self.total}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CatalogPage:
+        return cls(str(data["type"]), list(data["items"]), _opt_int(data.get("next_after")),
+                   int(data["total"]))
+
+    def entries(self) -> Iterator[CatalogEntry | InvalidInput]:
+        """Each item as an entry, or the InvalidInput saying why it is not one: a bad
+        item costs itself, not the page."""
+        for raw in self.items:
+            try:
+                yield CatalogEntry.from_json(raw)
+            except (InvalidInput, TypeError, ValueError) as exc:
+                yield exc if isinstance(exc, InvalidInput) else InvalidInput(
+                    f"catalog entry unreadable ({exc}): {str(raw)[:200]}")
+
+
+@dataclass(frozen=True)
+class CatalogItemReply:
+    """One item's size and checksum on the primary; ``changed`` (asked with a cursor)
+    says whether an event about it lies beyond that cursor."""
+
+    type: str
+    path: str
+    size: int | None
+    checksum: str | None
+    checksum_at: datetime | None
+    changed_after_cursor: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "path": self.path, "size": self.size,
+                "checksum": self.checksum, "checksum_at": _iso(self.checksum_at),
+                "changed_after_cursor": self.changed_after_cursor}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CatalogItemReply:
+        changed = data.get("changed_after_cursor")
+        return cls(str(data["type"]), str(data["path"]), _opt_int(data.get("size")),
+                   _opt_str(data.get("checksum")), _when(data.get("checksum_at")),
+                   None if changed is None else bool(changed))
+
+
+class PrimarySource(Protocol):
+    """What a data type needs of the primary to copy and check an item."""
+
+    def git_url(self, path: str) -> str: ...
+
+    def auth_header(self) -> str: ...
+
+    def blob(self, type_name: str, path: str, *, start: int = 0
+             ) -> AbstractContextManager[httpx.Response]: ...
+
+    def catalog_item(self, type_name: str, path: str, *, recompute: bool = False,
+                     cursor: str | None = None) -> CatalogItemReply: ...
+
