@@ -26,6 +26,7 @@ from geo_sync.secondary.cursor import LogCursor
 from geo_sync.secondary.models import ArtifactRegistry, RepositoryRegistry
 from geo_sync.secondary.runtime import Runtime, open_runtime
 from geo_sync.secondary.scheduler import Scheduler
+from geo_sync.secondary.status import secondary_status
 from tests.deployment import wait_for
 from tests.services import temporary_database
 from tests.sites import PrimarySite, SecondarySite, primary_site, secondary_site
@@ -194,6 +195,7 @@ def test_rows_failed_while_the_primary_was_down_are_retried_once_it_answers(
     drain(messaging, runtime)
     assert _state(runtime, "ok/a.bin") == ("failed", "primary")
     assert _state(runtime, "gone/b.bin") == ("failed", None)
+    assert secondary_status(runtime.engine, None, "s1")["waiting_for"] == {"primary": 1}
     _as_if_backed_off_for_an_hour(runtime)
     wait_for(lambda: "primary" in _probed(scheduler), "the probe to see the primary down")
     primary.start()
@@ -204,6 +206,7 @@ def test_rows_failed_while_the_primary_was_down_are_retried_once_it_answers(
         return _state(runtime, "ok/a.bin")[0] == "synced"
 
     wait_for(synced, "the blocked row to be retried once the primary answers", timeout=60)
+    assert secondary_status(runtime.engine, None, "s1")["waiting_for"] == {}
     assert _state(runtime, "gone/b.bin") == ("failed", None), (
         "an item's own failure lost its backoff when the primary came back")
 
@@ -238,6 +241,7 @@ def test_rows_failed_on_a_full_disk_are_retried_once_space_is_freed(
     scheduler.run_once()
     drain(messaging, runtime)
     assert _state(runtime, "big/a.bin") == ("failed", "storage")
+    assert secondary_status(runtime.engine, None, "s1")["waiting_for"] == {"storage": 1}
     _as_if_backed_off_for_an_hour(runtime)
     wait_for(lambda: "storage" in _probed(scheduler), "the probe to see the disk full")
     filler.unlink()
