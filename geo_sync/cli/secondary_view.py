@@ -56,6 +56,12 @@ def render(console: Console, report: dict[str, Any]) -> None:
         console.print(f"  verified {_share(counts.get('verified', 0), total)}; "
                       f"mismatched {counts.get('mismatched', 0)}, missing on primary "
                       f"{counts.get('missing_on_primary', 0)}")
+    _events(console, report)
+    _workers(console, report)
+    _errors(console, report)
+
+
+def _events(console: Console, report: dict[str, Any]) -> None:
     events, lag, primary = report.get("events", {}), report["lag"], report["primary"]
     console.print("\n[bold]events[/]")
     answered = primary["reachable"] and not primary.get("refused")
@@ -83,6 +89,14 @@ def render(console: Console, report: dict[str, Any]) -> None:
         console.print(f"  backfill       {escape(cursor['backfill_progress'] or 'not started')}")
     if cursor["last_error"]:
         console.print(f"  [yellow]cursor error[/]   {escape(cursor['last_error'])}")
+    for blocker, count in sorted(report.get("waiting_for", {}).items()):
+        what = {"primary": "the primary to answer",
+                "storage": "space or write access on the mirror's storage"}.get(blocker, blocker)
+        console.print(f"  [red]{count} item(s) waiting for {escape(what)}[/]")
+        console.print("    they are retried as soon as it is back")
+
+
+def _workers(console: Console, report: dict[str, Any]) -> None:
     workers = report.get("workers", [])
     alive = [w for w in workers if w["alive"]]
     console.print(f"\n[bold]workers[/] {len(alive)} alive"
@@ -93,6 +107,9 @@ def render(console: Console, report: dict[str, Any]) -> None:
         console.print(f"  {escape(worker['worker'])} ({worker['kind']}){state}")
         console.print(f"    beat {_ago(worker['beat_age_seconds'])}, "
                       f"{worker['items_done']} item(s) done")
+
+
+def _errors(console: Console, report: dict[str, Any]) -> None:
     if report["last_errors"]:
         console.print("\n[bold]last errors[/]")
         for error in report["last_errors"]:
