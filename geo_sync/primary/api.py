@@ -98,7 +98,8 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
 async def _bounded_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18
+                                                       or int(declared) > limit):
         raise TooLarge(f"request body of {declared[:20]} bytes is over the limit of {limit}")
     body = bytearray()
     async for chunk in request.stream():
