@@ -101,9 +101,15 @@ class SecondarySettings(_Section):
     # this often, so a recovery is noticed within seconds; items back off on their own.
     recovery_probe_seconds: float = Field(default=2.0, gt=0, le=60)
     concurrency: ConcurrencySettings = ConcurrencySettings()
-    # Verification: copies are re-checked this often; items verified at once per type;
-    # a copy still wrong after this many resyncs is left for an operator.
-    reverify_after_seconds: float = Field(default=7 * 86400.0, gt=0)
+    # Verification: every copy is verified again within this window, paced evenly (each
+    # between half the window and the window after its last verification); items
+    # verified at once per type; a copy still wrong after this many resyncs is left for
+    # an operator.
+    reverify_after_seconds: float = Field(default=86400.0, gt=0)
+    # The cheap sweep (a stat per copy against its last verified fingerprint) starts
+    # this often and checks at most this many copies per type per scheduler pass.
+    verification_sweep_interval_seconds: float = Field(default=60.0, gt=0)
+    verification_sweep_chunk: int = Field(default=5000, gt=0, le=1_000_000)
     verification_concurrency: ConcurrencySettings = ConcurrencySettings(
         repository=4, artifact=20, job_log=20)
     max_mismatch_rounds: int = Field(default=3, ge=1, le=100)

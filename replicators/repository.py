@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -52,6 +53,14 @@ def _classify(error: pygit2.GitError, path: str) -> GeoSyncError:
     if "401" in message or "authentication" in message:
         return AuthError(f"primary refused our credentials fetching {path}: {message}")
     return TransientError(f"fetching repository {path} failed: {message}")
+
+
+def _stat_line(path: Path, name: str) -> bytes:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return f"{name} -\n".encode("utf-8", "surrogateescape")
+    return f"{name} {stat.st_size} {stat.st_mtime_ns}\n".encode("utf-8", "surrogateescape")
 
 
 class RepositoryReplicator(Replicator):
@@ -105,6 +114,24 @@ class RepositoryReplicator(Replicator):
             if isinstance(target, pygit2.Oid) and target not in repo.odb:
                 raise IntegrityError(f"{name} points at {target}, which is missing")
         return repository_checksum(path)
+
+    @classmethod
+    def fingerprint(cls, path: Path) -> str:
+        """Names, sizes and mtimes of HEAD, packed-refs, every loose ref and every pack
+        file, hashed: a moved, extra or edited ref or a removed pack changes it, with
+        no object read."""
+        if not is_bare_repository(path):
+            raise FileNotFoundError(f"no repository at {path}")
+        digest = hashlib.sha256()
+        for name in ("HEAD", "packed-refs"):
+            digest.update(_stat_line(path / name, name))
+        for top in ("refs", "objects/pack"):
+            for dirpath, dirnames, filenames in os.walk(path / top):
+                dirnames.sort()
+                for filename in sorted(filenames):
+                    full = Path(dirpath) / filename
+                    digest.update(_stat_line(full, full.relative_to(path).as_posix()))
+        return digest.hexdigest()
 
     @classmethod
     def sync(cls, ctx: SyncContext, item: Claimed) -> None:

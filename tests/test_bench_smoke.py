@@ -105,3 +105,9 @@ def test_the_fault_matrix_command_writes_a_row_per_cell_with_its_verdict() -> No
     [row] = [line for line in page.splitlines() if line.startswith("| Latency with jitter")]
     assert "| passed |" in row and "the work still in flight" in row
     assert "`lease_seconds = 3.0`" in page
+
+
+def test_the_sweep_cost_benchmark_runs_on_both_databases() -> None:
+    rows = _rows(_run("bench.sweep_cost", "--items", "1000"))
+    assert set(rows) == {"SQLite", "PostgreSQL"}
+    assert all(cells[0] == "1,000" for cells in rows.values()), rows

@@ -99,11 +99,14 @@ def _current(model: Registry, item: ToVerify) -> Any:
                 model.state == SyncState.SYNCED.value)
 
 
-def succeeded(conn: Connection, model: Registry, item: ToVerify, checksum: str) -> bool:
+def succeeded(conn: Connection, model: Registry, item: ToVerify, checksum: str,
+              fingerprint: str | None = None) -> bool:
+    """Record a match, and the copy's fingerprint the sweep compares against."""
     return bool(_verification(
         conn, model, "succeed", _current(model, item), verification_checksum=checksum,
         verification_expected=checksum, verification_error=None, verified_at=utcnow(),
-        verification_retry_count=0, verification_retry_at=None, mismatch_count=0))
+        verification_retry_count=0, verification_retry_at=None, mismatch_count=0,
+        verified_fingerprint=fingerprint))
 
 
 def disabled(conn: Connection, model: Registry, item: ToVerify, checksum: str | None, *,
@@ -169,16 +172,41 @@ def request(conn: Connection, model: Registry, ids: Sequence[int]) -> list[int]:
                          verification_retry_at=None)
 
 
+def suspect(conn: Connection, model: Registry, ids: Sequence[int]) -> list[int]:
+    """The sweep saw these verified copies change: verify them again now."""
+    return _verification(conn, model, "reverify",
+                         and_(model.id.in_(list(ids)),
+                              model.verification_state == VerificationState.SUCCEEDED.value),
+                         verification_retry_at=None, verification_error=(
+                             "changed on disk since it was verified (size, mtime, refs "
+                             "or packs); verifying again"))
+
+
 def release_expired(conn: Connection, model: Registry) -> list[int]:
     """Verifications whose lease ran out go back to pending."""
     return _verification(conn, model, "expire", model.verification_retry_at < utcnow(),
                          verification_retry_at=None)
 
 
-def reverify_due(conn: Connection, model: Registry, after_seconds: float) -> list[int]:
-    """Verified (or disabled) rows older than ``after_seconds`` are verified again."""
-    cutoff = utcnow() - timedelta(seconds=after_seconds)
-    return _verification(conn, model, "reverify",
-                         and_(model.verification_state != VerificationState.FAILED.value,
-                              or_(model.verified_at.is_(None), model.verified_at < cutoff)),
-                         verification_retry_at=None)
+def reverify_due(conn: Connection, model: Registry, window_seconds: float,
+                 budget: int | None = None) -> list[int]:
+    """Continuous re-verification: verified (or disabled) rows verified more than half
+    the window ago go back to pending, oldest first, at most ``budget`` of them (the
+    caller paces it so every copy is covered within ``window_seconds``)."""
+    cutoff = utcnow() - timedelta(seconds=window_seconds / 2)
+    due = and_(model.verification_state != VerificationState.FAILED.value,
+               or_(model.verified_at.is_(None), model.verified_at < cutoff))
+    if budget is not None:
+        if budget <= 0:
+            return []
+        due = model.id.in_(select(model.id).where(
+            due, model.verification_state.in_([VerificationState.SUCCEEDED.value,
+                                               VerificationState.DISABLED.value]))
+            .order_by(model.verified_at).limit(budget).scalar_subquery())
+    return _verification(conn, model, "reverify", due, verification_retry_at=None)
+
+
+def verified_count(conn: Connection, model: Registry) -> int:
+    """Rows the continuous re-verification walks (verified or disabled)."""
+    return int(conn.execute(select(func.count()).where(model.verification_state.in_(
+        [VerificationState.SUCCEEDED.value, VerificationState.DISABLED.value]))).scalar_one())

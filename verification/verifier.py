@@ -42,14 +42,16 @@ class Outcome:
 
 
 def _mirror_copy(runtime: Runtime, replicator: type[Replicator], path: str
-                 ) -> tuple[str | None, int | None]:
-    """Checksum and size of the mirror's copy; (None, None) if gone, unreadable or corrupt."""
+                 ) -> tuple[str | None, int | None, str | None]:
+    """Checksum, size and fingerprint of the mirror's copy; Nones if gone, unreadable or
+    corrupt. The fingerprint is taken first: a change while we hash shows in the sweep."""
     try:
         full = resolve_inside(runtime.settings.mirror_root / replicator.storage_dir, path)
-        return replicator.mirror_checksum(full), full.stat().st_size
+        fingerprint = replicator.fingerprint(full)
+        return replicator.mirror_checksum(full), full.stat().st_size, fingerprint
     except (OSError, GeoSyncError) as exc:  # not the primary's fault
         log.warning("mirror_copy_unreadable", path=path, error=str(exc))
-        return None, None
+        return None, None, None
 
 
 def _cursor(runtime: Runtime) -> str | None:
@@ -61,7 +63,7 @@ def verify_one(runtime: Runtime, replicator: type[Replicator], item: ledger.ToVe
                ) -> Outcome:
     """Verify one claimed row and record the outcome."""
     model, client, settings = replicator.registry, runtime.client, runtime.settings
-    mirror, size = _mirror_copy(runtime, replicator, item.path)
+    mirror, size, fingerprint = _mirror_copy(runtime, replicator, item.path)
     try:
         primary = client.catalog_item(replicator.name, item.path)
         if primary["checksum"] is not None and primary["checksum"] != mirror:
@@ -93,7 +95,7 @@ def verify_one(runtime: Runtime, replicator: type[Replicator], item: ledger.ToVe
                             retry_cap=settings.disabled_retry_cap_seconds)
             return Outcome("disabled", mirror, None)
         if mirror == expected:
-            if not ledger.succeeded(conn, model, item, expected):
+            if not ledger.succeeded(conn, model, item, expected, fingerprint):
                 ledger.postpone(conn, model, item, "changed while verifying", 0)
             return Outcome("succeeded", mirror, expected)
         resynced = ledger.mismatched(conn, model, item, mirror=mirror, primary=expected,

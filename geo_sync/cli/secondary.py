@@ -106,6 +106,11 @@ def render_secondary_status(report: dict[str, Any]) -> None:
         console.print(f"backfill: {cursor['backfill_progress'] or 'not started'}")
     if cursor["last_error"]:
         console.print(f"[yellow]cursor error:[/] {cursor['last_error']}")
+    for blocker, count in sorted(report.get("waiting_for", {}).items()):
+        what = {"primary": "the primary to answer",
+                "storage": "space or write access on the mirror's storage"}.get(blocker, blocker)
+        console.print(f"[red]{count} item(s) waiting for {what}[/]; they are retried "
+                      "as soon as it is back")
     if report["last_errors"]:
         errors = Table(title="last errors")
         for column in ("type", "path", "error", "retry at"):

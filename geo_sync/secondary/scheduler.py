@@ -14,17 +14,40 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import Connection
+
 from geo_sync.db import write_transaction
 from geo_sync.logging import get_logger
 from geo_sync.paths import TEMP_PREFIX
 from geo_sync.secondary import blockers, registry
 from geo_sync.secondary.bootstrap import Messaging
+from geo_sync.secondary.models import Registry
 from geo_sync.secondary.runtime import Runtime
+from replicators.base import Replicator
 from replicators.registry import REPLICATORS
 from replicators.transfer import remove_path
 from verification import registry as ledger
+from verification.sweep import sweep_chunk
 
 log = get_logger("scheduler")
+
+
+@dataclass
+class _Sweep:
+    """Where the cheap sweep of one type is: ``after`` is None between sweeps."""
+
+    after: int | None = None
+    started: float | None = None
+
+
+@dataclass
+class _Pacing:
+    """The continuous re-verification's pace for one type."""
+
+    rows: int = 0
+    counted_at: float | None = None
+    last: float | None = None
+    credit: float = 0.0
 
 
 @dataclass
@@ -36,6 +59,7 @@ class SchedulerPass:
     unblocked: int = 0
     enqueued: dict[str, int] = field(default_factory=dict)
     verifying: dict[str, int] = field(default_factory=dict)
+    suspicious: dict[str, int] = field(default_factory=dict)
 
 
 class Scheduler:
@@ -46,6 +70,10 @@ class Scheduler:
         self.messaging = messaging
         self._last_janitor = 0.0
         self._last_probe = 0.0
+        #: Dependencies ("primary", "storage") a probe last saw failing.
+        self.dependencies_down: set[str] = set()
+        self._sweeps: dict[str, _Sweep] = {}
+        self._pacing: dict[str, _Pacing] = {}
         #: Set when the primary answers again after failing: retry what it blocked.
         self.dependency_recovered = threading.Event()
 
@@ -72,7 +100,8 @@ class Scheduler:
             with write_transaction(self.runtime.engine) as conn:
                 ledger.release_expired(conn, model)
                 ledger.retry_disabled(conn, model)
-                ledger.reverify_due(conn, model, settings.reverify_after_seconds)
+                ledger.reverify_due(conn, model, settings.reverify_after_seconds,
+                                    self._reverify_budget(conn, replicator.name, model))
                 to_verify = ledger.take_for_verify(
                     conn, model,
                     getattr(settings.verification_concurrency, replicator.name, 1),
@@ -80,6 +109,7 @@ class Scheduler:
             for start in range(0, len(to_verify), batch):
                 self.messaging.send_verify(replicator.name, to_verify[start:start + batch])
             result.verifying[replicator.name] = len(to_verify)
+            result.suspicious[replicator.name] = self._sweep(replicator)
         if time.monotonic() - self._last_janitor > max(10.0, settings.lease_seconds * 4):
             self._last_janitor = time.monotonic()
             removed = remove_stale_temp_files(settings.mirror_root,
@@ -89,6 +119,44 @@ class Scheduler:
                 log.info("stale_temp_files_removed", count=removed)
         return result
 
+
+    def _reverify_budget(self, conn: Connection, name: str, model: Registry) -> int:
+        """How many copies to send to re-verification this pass: the verified rows over
+        half the window, so each comes round between half the window and the window
+        after its last verification, never in one burst."""
+        settings = self.runtime.settings
+        pace = self._pacing.setdefault(name, _Pacing())
+        now = time.monotonic()
+        if pace.counted_at is None or now - pace.counted_at > settings.reverify_after_seconds / 100:
+            pace.rows, pace.counted_at = ledger.verified_count(conn, model), now
+        if pace.last is not None:
+            rate = pace.rows / (settings.reverify_after_seconds / 2)
+            # Capped: a scheduler that was down does not make up for it in one go.
+            pace.credit = min(pace.credit + rate * (now - pace.last), max(rate * 60, 1.0))
+        pace.last = now
+        budget = int(pace.credit)
+        pace.credit -= budget
+        return budget
+
+    def _sweep(self, replicator: type[Replicator]) -> int:
+        """One chunk of the cheap sweep of ``replicator``'s verified copies (a new sweep
+        starts every verification_sweep_interval_seconds); return how many were
+        suspicious and sent to full verification."""
+        settings = self.runtime.settings
+        sweep = self._sweeps.setdefault(replicator.name, _Sweep())
+        now = time.monotonic()
+        if sweep.after is None:
+            if sweep.started is not None and (
+                    now - sweep.started < settings.verification_sweep_interval_seconds):
+                return 0
+            sweep.after, sweep.started = 0, now
+        chunk = sweep_chunk(self.runtime.engine, replicator, settings.mirror_root,
+                            sweep.after, settings.verification_sweep_chunk)
+        sweep.after = chunk.next_after
+        if chunk.suspicious:
+            log.warning("verification_sweep_suspicious", replicable=replicator.name,
+                        count=len(chunk.suspicious), ids=chunk.suspicious[:20])
+        return len(chunk.suspicious)
 
     def _dirs_in_use(self) -> set[Path]:
         """The directories holding a row that a worker's live lease holds: its temp
@@ -103,30 +171,42 @@ class Scheduler:
 
     def _unblock(self) -> int:
         """Retry at once the rows a site-wide failure blocked, once the primary or the
-        mirror's storage answers again; probed at most every recovery_probe_seconds,
-        and only while some row waits for it."""
+        mirror's storage answers again. Probed at most every recovery_probe_seconds,
+        only while some row waits; a dependency counts as recovered only after a probe
+        saw it down (or the cursor saw the primary fail and answer again), so an
+        item's own failure that merely looks site-wide keeps its backoff."""
         settings = self.runtime.settings
         recovered = self.dependency_recovered.is_set()
         if not recovered and time.monotonic() - self._last_probe < settings.recovery_probe_seconds:
             return 0
-        self._last_probe = time.monotonic()
         self.dependency_recovered.clear()
         with self.runtime.engine.connect() as conn:
             waiting = {blocker for blocker in (blockers.PRIMARY, blockers.STORAGE)
                        if any(registry.blocked(conn, r.registry, blocker)
                               for r in REPLICATORS.values())}
-        ready = set()
-        if blockers.PRIMARY in waiting and (recovered or self._primary_answers()):
-            ready.add(blockers.PRIMARY)
-        if blockers.STORAGE in waiting and blockers.storage_writable(
-                [settings.mirror_root / r.storage_dir for r in REPLICATORS.values()]):
-            ready.add(blockers.STORAGE)
+        if not waiting:
+            self.dependencies_down.clear()
+            return 0
+        self._last_probe = time.monotonic()
+        answers = {
+            blockers.PRIMARY: lambda: recovered or self._primary_answers(),
+            blockers.STORAGE: lambda: blockers.storage_writable(
+                [settings.mirror_root / r.storage_dir for r in REPLICATORS.values()]),
+        }
         retried = 0
-        for blocker in sorted(ready):
+        for blocker in sorted(waiting):
+            if not answers[blocker]():
+                self.dependencies_down.add(blocker)
+                continue
+            if blocker not in self.dependencies_down and not (
+                    recovered and blocker == blockers.PRIMARY):
+                continue
+            self.dependencies_down.discard(blocker)
             with write_transaction(self.runtime.engine) as conn:
-                retried += sum(len(registry.retry_unblocked(conn, r.registry, blocker))
-                               for r in REPLICATORS.values())
-            log.info("dependency_recovered", dependency=blocker, retried=retried)
+                count = sum(len(registry.retry_unblocked(conn, r.registry, blocker))
+                            for r in REPLICATORS.values())
+            log.info("dependency_recovered", dependency=blocker, retried=count)
+            retried += count
         return retried
 
     def _primary_answers(self) -> bool:

@@ -25,6 +25,10 @@ def secondary_status(engine: Engine, client: PrimaryClient | None, name: str) ->
     with engine.connect() as conn:
         types = {r.name: registry.counts(conn, r.registry) for r in REPLICATORS.values()}
         cursor = conn.execute(select(CursorRow).where(CursorRow.id == 1)).one()
+        blocked: dict[str, int] = {}
+        for replicator in REPLICATORS.values():
+            for blocker, count in registry.blocked_counts(conn, replicator.registry).items():
+                blocked[blocker] = blocked.get(blocker, 0) + count
         errors = []
         for replicator in REPLICATORS.values():
             model = replicator.registry
@@ -71,4 +75,6 @@ def secondary_status(engine: Engine, client: PrimaryClient | None, name: str) ->
         "primary": primary,
         "lag": {"events": pending, "seconds": round(lag_seconds, 3)},
         "last_errors": errors[:LAST_ERRORS],
+        # Failed items waiting for the primary or the mirror's storage to come back.
+        "waiting_for": blocked,
     }
