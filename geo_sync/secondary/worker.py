@@ -33,7 +33,7 @@ def worker_process(config: Path, threads: int) -> None:
     worker = dramatiq.Worker(messaging.broker, worker_threads=threads)
     worker.start()
     log.info("worker_started", worker=runtime.worker_id, threads=threads)
-    received = wait_for_stop_signal_while(lambda: _threads_alive(worker))
+    received = wait_for_stop_signal_while(lambda: threads_alive(worker))
     if received is None:
         # dramatiq's threads retry the broker themselves; one that died is a bug, and a
         # worker process without it would idle forever: exit for the supervisor.
@@ -49,9 +49,14 @@ def worker_process(config: Path, threads: int) -> None:
         raise DaemonFailed("`geo-sync worker` stopped: a dramatiq thread died (see the log)")
 
 
-def _threads_alive(worker: dramatiq.Worker) -> bool:
-    threads = [*worker.consumers.values(), *worker.workers]
-    return all(thread.is_alive() for thread in threads)
+def threads_alive(worker: dramatiq.Worker) -> bool:
+    """Whether every consumer and worker thread of ``worker`` still runs."""
+    try:
+        threads = [*list(worker.consumers.values()), *list(worker.workers)]
+    except RuntimeError:  # being started in another thread right now
+        return True
+    # A thread appended but not started yet (ident None) is being born, not dead.
+    return not any(thread.ident is not None and not thread.is_alive() for thread in threads)
 
 
 def run_workers(config: Path, processes: int, threads: int) -> None:
