@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-_COLOURS = {"Healthy": "green", "Degraded": "yellow", "Unhealthy": "red"}
+from geo_sync.cli.verdict_view import render_verdict
 
 
 def _share(done: int, total: int) -> str:
@@ -26,22 +26,9 @@ def _ago(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
-def _verdict(console: Console, report: dict[str, Any]) -> None:
-    verdict = report.get("verdict")
-    if not verdict:
-        return
-    word = verdict["verdict"]
-    console.print(f"[bold {_COLOURS.get(word, 'red')}]{word}[/]")
-    for reason in verdict["reasons"]:
-        console.print(f"  {reason['status']} {escape(reason['check'])}: "
-                      f"{escape(reason['message'])}")
-        if reason.get("hint"):
-            console.print(f"    hint: {escape(reason['hint'])}")
-
-
 def render(console: Console, report: dict[str, Any]) -> None:
     """The secondary's status as short lines."""
-    _verdict(console, report)
+    render_verdict(console, report)
     console.print(f"\n[bold]secondary {escape(report['name'])}[/]")
     for name, counts in report["types"].items():
         total = counts.get("total", 0)
