@@ -44,8 +44,10 @@ def render(console: Console, report: dict[str, Any]) -> None:
     if primary["reachable"]:
         console.print(f"  last seen      {events.get('last_seen_id')} "
                       f"({_ago(events.get('last_seen_age_seconds'))})")
-    else:
+    elif primary["queried"]:
         console.print(f"  last seen      unknown: [red]{escape(primary.get('error', ''))}[/]")
+    else:
+        console.print("  last seen      (the primary was not asked)")
     console.print(f"  last processed {events.get('last_processed_id')} "
                   f"({_ago(events.get('last_processed_age_seconds'))})")
     if primary["reachable"]:
