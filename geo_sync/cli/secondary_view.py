@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-_COLOURS = {"Healthy": "green", "Degraded": "yellow", "Unhealthy": "red"}
+from geo_sync.cli.verdict_view import render_verdict
 
 
 def _share(done: int, total: int) -> str:
@@ -30,22 +30,9 @@ def _event(event_id: object) -> str:
     return "none yet" if event_id is None else str(event_id)
 
 
-def _verdict(console: Console, report: dict[str, Any]) -> None:
-    verdict = report.get("verdict")
-    if not verdict:
-        return
-    word = verdict["verdict"]
-    console.print(f"[bold {_COLOURS.get(word, 'red')}]{word}[/]")
-    for reason in verdict["reasons"]:
-        console.print(f"  {reason['status']} {escape(reason['check'])}: "
-                      f"{escape(reason['message'])}")
-        if reason.get("hint"):
-            console.print(f"    hint: {escape(reason['hint'])}")
-
-
 def render(console: Console, report: dict[str, Any]) -> None:
     """The secondary's status as short lines."""
-    _verdict(console, report)
+    render_verdict(console, report)
     console.print(f"\n[bold]secondary {escape(report['name'])}[/]")
     for name, counts in report["types"].items():
         total = counts.get("total", 0)
@@ -72,9 +59,11 @@ def _events(console: Console, report: dict[str, Any]) -> None:
         # It answered but refuses us: a credential to fix, not a network fault.
         console.print("  last seen      unknown: [red]primary refuses us: "
                       f"{escape(primary.get('error', ''))}[/]")
-    else:
+    elif primary["queried"]:
         # The error already says "primary unreachable ...": no second prefix.
         console.print(f"  last seen      unknown: [red]{escape(primary.get('error', ''))}[/]")
+    else:
+        console.print("  last seen      (the primary was not asked)")
     console.print(f"  last processed {_event(events.get('last_processed_id'))} "
                   f"({_ago(events.get('last_processed_age_seconds'))})")
     if answered:

@@ -384,7 +384,10 @@ class GeoApi:
                                             self.drain_pushes, "push_spool")),
         ]
         if self.settings.metrics.port:
-            await run_in_threadpool(self.refresh_metrics)
+            try:  # a first reading, so a scrape right after start has the gauges
+                await run_in_threadpool(self.refresh_metrics)
+            except Exception as exc:  # the loop below retries; serving matters more
+                log.warning("metrics_failed", error=str(exc))
             jobs.append(asyncio.create_task(self._every(
                 self.settings.metrics.refresh_seconds, self.refresh_metrics, "metrics")))
         log.info("geo_api_started")
