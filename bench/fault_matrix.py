@@ -50,7 +50,8 @@ def run_matrix(report: Path, selection: str | None) -> int:
 
 def _sentence(test: str) -> str:
     name = test.rsplit("::", maxsplit=1)[-1].removeprefix("test_").split("[")[0]
-    return name.replace("_", " ").replace("primarys", "primary's").capitalize()
+    sentence = name.replace("_", " ").replace("primarys", "primary's").capitalize()
+    return sentence.replace("sigterm", "SIGTERM").replace("jwt", "JWT")
 
 
 def render(rows: list[dict[str, object]], wall: float, selection: str | None) -> str:
@@ -72,8 +73,9 @@ def render(rows: list[dict[str, object]], wall: float, selection: str | None) ->
         f"**Checked in every cell:** {CHECKED}.",
         "",
         "Verdicts: " + ", ".join(sorted(verdicts)) + ". Times are what this run measured "
-        "(the tests assert none): *converge* is from the fault's end to the mirror equal "
-        "to the primary with no temp file left; *cell* is the whole test.",
+        "(the tests assert none): *converge* is from the fault's end (for the slow-link "
+        "cells, which must finish under the toxic, from when status showed it) to the "
+        "mirror equal to the primary with no temp file left; *cell* is the whole test.",
         "",
     ]
     for module, title in GROUPS.items():

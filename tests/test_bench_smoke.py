@@ -82,12 +82,6 @@ def test_the_cursor_memory_benchmark_runs() -> None:
     assert "| 2,000 |" in _run("bench.cursor_memory", "--events", "2000")
 
 
-def test_the_sweep_cost_benchmark_runs_on_both_databases() -> None:
-    rows = _rows(_run("bench.sweep_cost", "--items", "1000"))
-    assert set(rows) == {"SQLite", "PostgreSQL"}
-    assert all(cells[0] == "1,000" for cells in rows.values()), rows
-
-
 def test_the_kill_loop_runs_at_its_smallest_size_and_prints_its_seed() -> None:
     result = subprocess.run([sys.executable, "-m", "bench.kill_loop", "--seed", "3",
                              "--kills", "3"], cwd=ROOT, capture_output=True, text=True,
@@ -96,3 +90,24 @@ def test_the_kill_loop_runs_at_its_smallest_size_and_prints_its_seed() -> None:
     assert "kill loop seed 3 (3 kills); replay: python -m bench.kill_loop --seed 3" in \
         result.stdout
     assert "kill loop seed 3: converged after 3 kills" in result.stdout
+
+
+def test_the_fault_matrix_command_writes_a_row_per_cell_with_its_verdict() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        output = Path(tmp) / "fault-matrix.md"
+        result = subprocess.run([sys.executable, "-m", "bench.fault_matrix", "-k",
+                                 "latency_with_jitter", "--output", str(output)], cwd=ROOT,
+                                capture_output=True, text=True, timeout=300, check=False)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        page = output.read_text()
+    assert page.startswith("# Fault matrix\n")
+    assert "`python -m bench.fault_matrix -k 'latency_with_jitter'`" in page
+    [row] = [line for line in page.splitlines() if line.startswith("| Latency with jitter")]
+    assert "| passed |" in row and "the work still in flight" in row
+    assert "`lease_seconds = 3.0`" in page
+
+
+def test_the_sweep_cost_benchmark_runs_on_both_databases() -> None:
+    rows = _rows(_run("bench.sweep_cost", "--items", "1000"))
+    assert set(rows) == {"SQLite", "PostgreSQL"}
+    assert all(cells[0] == "1,000" for cells in rows.values()), rows

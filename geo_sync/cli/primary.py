@@ -17,6 +17,7 @@ from rich.table import Table
 
 from geo_sync.auth import issue_token
 from geo_sync.cli.context import CliContext, GeoGroup, make_console, pass_cli
+from geo_sync.cli.verdict_view import render_verdict
 from geo_sync.db import write_transaction
 from geo_sync.errors import GeoSyncError, InvalidInput, NotFound
 from geo_sync.logging import get_logger, set_process_title
@@ -336,7 +337,8 @@ _PEER_NOTES = {
 
 
 def render_primary_status(report: dict[str, Any]) -> None:
-    """The primary's status as tables."""
+    """The primary's status as tables, after its verdict."""
+    render_verdict(console, report)
     catalog = Table(title="primary catalog")
     catalog.add_column("type")
     catalog.add_column("items", justify="right")

@@ -116,12 +116,16 @@ def run(cli_ctx: CliContext) -> None:
 @click.command()
 @click.option("--processes", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 256))
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              help="First /metrics port of these processes (process i serves it + i); "
+                   "default: metrics.worker_port. Give each worker unit on a host its own.")
 @pass_cli
-def worker(cli_ctx: CliContext, processes: int, threads: int) -> None:
+def worker(cli_ctx: CliContext, processes: int, threads: int,
+           metrics_port: int | None) -> None:
     """Replicate items from the Redis queue (any machine reaching Redis, DB and storage)."""
     cli_ctx.daemon = True
     cli_ctx.settings.require_secondary()
-    run_workers(cli_ctx.config_path, processes, threads)
+    run_workers(cli_ctx.config_path, processes, threads, metrics_port)
 
 
 def secondary_status_report(cli_ctx: CliContext) -> dict[str, Any]:

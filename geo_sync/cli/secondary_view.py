@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-_COLOURS = {"Healthy": "green", "Degraded": "yellow", "Unhealthy": "red"}
+from geo_sync.cli.verdict_view import render_verdict
 
 
 def _share(done: int, total: int) -> str:
@@ -30,22 +30,9 @@ def _event(event_id: object) -> str:
     return "none yet" if event_id is None else str(event_id)
 
 
-def _verdict(console: Console, report: dict[str, Any]) -> None:
-    verdict = report.get("verdict")
-    if not verdict:
-        return
-    word = verdict["verdict"]
-    console.print(f"[bold {_COLOURS.get(word, 'red')}]{word}[/]")
-    for reason in verdict["reasons"]:
-        console.print(f"  {reason['status']} {escape(reason['check'])}: "
-                      f"{escape(reason['message'])}")
-        if reason.get("hint"):
-            console.print(f"    hint: {escape(reason['hint'])}")
-
-
 def render(console: Console, report: dict[str, Any]) -> None:
     """The secondary's status as short lines."""
-    _verdict(console, report)
+    render_verdict(console, report)
     console.print(f"\n[bold]secondary {escape(report['name'])}[/]")
     for name, counts in report["types"].items():
         total = counts.get("total", 0)
@@ -56,6 +43,12 @@ def render(console: Console, report: dict[str, Any]) -> None:
         console.print(f"  verified {_share(counts.get('verified', 0), total)}; "
                       f"mismatched {counts.get('mismatched', 0)}, missing on primary "
                       f"{counts.get('missing_on_primary', 0)}")
+    _events(console, report)
+    _workers(console, report)
+    _errors(console, report)
+
+
+def _events(console: Console, report: dict[str, Any]) -> None:
     events, lag, primary = report.get("events", {}), report["lag"], report["primary"]
     console.print("\n[bold]events[/]")
     answered = primary["reachable"] and not primary.get("refused")
@@ -66,9 +59,11 @@ def render(console: Console, report: dict[str, Any]) -> None:
         # It answered but refuses us: a credential to fix, not a network fault.
         console.print("  last seen      unknown: [red]primary refuses us: "
                       f"{escape(primary.get('error', ''))}[/]")
-    else:
+    elif primary["queried"]:
         # The error already says "primary unreachable ...": no second prefix.
         console.print(f"  last seen      unknown: [red]{escape(primary.get('error', ''))}[/]")
+    else:
+        console.print("  last seen      (the primary was not asked)")
     console.print(f"  last processed {_event(events.get('last_processed_id'))} "
                   f"({_ago(events.get('last_processed_age_seconds'))})")
     if answered:
@@ -83,6 +78,14 @@ def render(console: Console, report: dict[str, Any]) -> None:
         console.print(f"  backfill       {escape(cursor['backfill_progress'] or 'not started')}")
     if cursor["last_error"]:
         console.print(f"  [yellow]cursor error[/]   {escape(cursor['last_error'])}")
+    for blocker, count in sorted(report.get("waiting_for", {}).items()):
+        what = {"primary": "the primary to answer",
+                "storage": "space or write access on the mirror's storage"}.get(blocker, blocker)
+        console.print(f"  [red]{count} item(s) waiting for {escape(what)}[/]")
+        console.print("    they are retried as soon as it is back")
+
+
+def _workers(console: Console, report: dict[str, Any]) -> None:
     workers = report.get("workers", [])
     alive = [w for w in workers if w["alive"]]
     console.print(f"\n[bold]workers[/] {len(alive)} alive"
@@ -93,6 +96,9 @@ def render(console: Console, report: dict[str, Any]) -> None:
         console.print(f"  {escape(worker['worker'])} ({worker['kind']}){state}")
         console.print(f"    beat {_ago(worker['beat_age_seconds'])}, "
                       f"{worker['items_done']} item(s) done")
+
+
+def _errors(console: Console, report: dict[str, Any]) -> None:
     if report["last_errors"]:
         console.print("\n[bold]last errors[/]")
         for error in report["last_errors"]:

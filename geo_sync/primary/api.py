@@ -95,7 +95,8 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
 async def _bounded_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18
+                                                       or int(declared) > limit):
         raise TooLarge(f"request body of {declared[:20]} bytes is over the limit of {limit}")
     body = bytearray()
     async for chunk in request.stream():
@@ -362,7 +363,10 @@ class GeoApi:
                                             self.drain_pushes, "push_spool")),
         ]
         if self.settings.metrics.port:
-            await run_in_threadpool(self.refresh_metrics)
+            try:  # a first reading, so a scrape right after start has the gauges
+                await run_in_threadpool(self.refresh_metrics)
+            except Exception as exc:  # the loop below retries; serving matters more
+                log.warning("metrics_failed", error=str(exc))
             jobs.append(asyncio.create_task(self._every(
                 self.settings.metrics.refresh_seconds, self.refresh_metrics, "metrics")))
         log.info("geo_api_started")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from geo_sync.primary.models import Event, Secondary
 from geo_sync.settings import MIN_SECRET_BYTES
 
 _SEEN_RESOLUTION = timedelta(seconds=5)
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,10 @@ class SecondaryStatus:
 
 def add_secondary(conn: Connection, name: str, secret: str | None = None) -> str:
     """Register ``name`` with its cursor at the log's head; return its (new) secret."""
-    if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
+    # ASCII only: isalnum() alone also takes every script's letters and digits.
+    if not _NAME.fullmatch(name):
         raise InvalidInput(
-            f"secondary name {name!r} must be 1-64 letters, digits, '-' or '_'"
+            f"secondary name {name[:80]!r} must be 1-64 ASCII letters, digits, '-' or '_'"
         )
     if conn.execute(select(Secondary.id).where(Secondary.name == name)).first():
         raise InvalidInput(

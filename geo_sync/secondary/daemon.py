@@ -26,6 +26,7 @@ from geo_sync.secondary.heartbeat import Heartbeat
 from geo_sync.secondary.metrics import SiteCollector, run_refresher
 from geo_sync.secondary.runtime import Runtime, open_runtime
 from geo_sync.secondary.scheduler import Scheduler
+from geo_sync.secondary.worker import threads_alive
 from geo_sync.settings import SecondarySettings
 from geo_sync.signals import block_stop_signals, wait_for_stop_signal_while
 from replicators.registry import REPLICATORS
@@ -93,6 +94,10 @@ class SecondaryDaemon:
         serve_metrics(metrics.host, metrics.port, "secondary run")
         self._spawn("geo-sync-metrics", lambda: run_refresher(
             collector, self.stop_event, metrics.refresh_seconds))
+
+    def workers_alive(self) -> bool:
+        """Embedded mode: whether the in-process dramatiq threads still run."""
+        return self.worker is None or threads_alive(self.worker)
 
     def run(self) -> None:
         """Lead or stand by until ``stop()``; see ``run_secondary`` for signals.
@@ -250,7 +255,7 @@ def run_secondary(settings: SecondarySettings) -> None:
                               name="geo-sync-daemon")
     thread.start()
     received = wait_for_stop_signal_while(
-        lambda: thread.is_alive() and not daemon.failed.is_set())
+        lambda: thread.is_alive() and not daemon.failed.is_set() and daemon.workers_alive())
     if received is not None:
         log.info("stopping", signal=received.name)
     daemon.stop()

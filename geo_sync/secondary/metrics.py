@@ -79,7 +79,8 @@ def _cursor_gauges(snap: Snapshot, engine: Engine, settings: SecondarySettings,
     snap.add("geo_sync_last_event_processed_timestamp_seconds",
              "When the last event applied here was written on the primary.",
              cursor.last_event_at.timestamp() if cursor.last_event_at else None)
-    snap.add("geo_sync_events_applied_count", "Events applied since the tracking DB began.",
+    snap.add("geo_sync_cursor_events_applied",
+             "Events applied since the tracking DB began (by every process).",
              cursor.events_applied)
     behind = lag(view, settings.name, cursor.last_event_at)
     snap.add("geo_sync_cursor_lag_events", "Primary events not yet acknowledged by us.",

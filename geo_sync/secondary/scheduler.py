@@ -69,6 +69,8 @@ class Scheduler:
         self.messaging = messaging
         self._last_janitor = 0.0
         self._last_probe = 0.0
+        #: Dependencies ("primary", "storage") a probe last saw failing.
+        self.dependencies_down: set[str] = set()
         self._sweeps: dict[str, _Sweep] = {}
         self._pacing: dict[str, _Pacing] = {}
         #: Set when the primary answers again after failing: retry what it blocked.
@@ -170,30 +172,42 @@ class Scheduler:
 
     def _unblock(self) -> int:
         """Retry at once the rows a site-wide failure blocked, once the primary or the
-        mirror's storage answers again; probed at most every recovery_probe_seconds,
-        and only while some row waits for it."""
+        mirror's storage answers again. Probed at most every recovery_probe_seconds,
+        only while some row waits; a dependency counts as recovered only after a probe
+        saw it down (or the cursor saw the primary fail and answer again), so an
+        item's own failure that merely looks site-wide keeps its backoff."""
         settings = self.runtime.settings
         recovered = self.dependency_recovered.is_set()
         if not recovered and time.monotonic() - self._last_probe < settings.recovery_probe_seconds:
             return 0
-        self._last_probe = time.monotonic()
         self.dependency_recovered.clear()
         with self.runtime.engine.connect() as conn:
             waiting = {blocker for blocker in (blockers.PRIMARY, blockers.STORAGE)
                        if any(sync_rows.blocked(conn, r.registry, blocker)
                               for r in REPLICATORS.values())}
-        ready = set()
-        if blockers.PRIMARY in waiting and (recovered or self._primary_answers()):
-            ready.add(blockers.PRIMARY)
-        if blockers.STORAGE in waiting and blockers.storage_writable(
-                [settings.mirror_root / r.storage_dir for r in REPLICATORS.values()]):
-            ready.add(blockers.STORAGE)
+        if not waiting:
+            self.dependencies_down.clear()
+            return 0
+        self._last_probe = time.monotonic()
+        answers = {
+            blockers.PRIMARY: lambda: recovered or self._primary_answers(),
+            blockers.STORAGE: lambda: blockers.storage_writable(
+                [settings.mirror_root / r.storage_dir for r in REPLICATORS.values()]),
+        }
         retried = 0
-        for blocker in sorted(ready):
+        for blocker in sorted(waiting):
+            if not answers[blocker]():
+                self.dependencies_down.add(blocker)
+                continue
+            if blocker not in self.dependencies_down and not (
+                    recovered and blocker == blockers.PRIMARY):
+                continue
+            self.dependencies_down.discard(blocker)
             with write_transaction(self.runtime.engine) as conn:
-                retried += sum(len(sync_rows.retry_unblocked(conn, r.registry, blocker))
-                               for r in REPLICATORS.values())
-            log.info("dependency_recovered", dependency=blocker, retried=retried)
+                count = sum(len(sync_rows.retry_unblocked(conn, r.registry, blocker))
+                            for r in REPLICATORS.values())
+            log.info("dependency_recovered", dependency=blocker, retried=count)
+            retried += count
         return retried
 
     def _primary_answers(self) -> bool:

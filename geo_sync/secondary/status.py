@@ -42,6 +42,10 @@ def secondary_status(engine: Engine, client: PrimaryClient | None, name: str,
                     "alive": (now - w.beat_at).total_seconds() < worker_stale_seconds,
                     "items_done": w.items_done, "last_item_at": _iso(w.last_item_at)}
                    for w in heartbeat.all_workers(conn)]
+        blocked: dict[str, int] = {}
+        for replicator in REPLICATORS.values():
+            for blocker, count in sync_rows.blocked_counts(conn, replicator.registry).items():
+                blocked[blocker] = blocked.get(blocker, 0) + count
         errors = []
         for replicator in REPLICATORS.values():
             model = replicator.registry
@@ -107,4 +111,6 @@ def secondary_status(engine: Engine, client: PrimaryClient | None, name: str,
         },
         "workers": workers,
         "last_errors": errors[:LAST_ERRORS],
+        # Failed items waiting for the primary or the mirror's storage to come back.
+        "waiting_for": blocked,
     }

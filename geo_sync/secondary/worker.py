@@ -24,18 +24,20 @@ from replicators.registry import REPLICATORS
 log = get_logger("worker")
 
 
-def worker_process(config: Path, threads: int, index: int = 0) -> None:
+def worker_process(config: Path, threads: int, index: int = 0,
+                   metrics_port: int | None = None) -> None:
     """One worker process: consume until SIGTERM, finish the current item, exit.
-    It serves its own /metrics on ``metrics.worker_port + index`` (when on)."""
+    It serves its own /metrics on ``(metrics_port or metrics.worker_port) + index``
+    (when that is not 0)."""
     block_stop_signals()
     settings_all = load_settings(config)
     configure_logging(settings_all.log.level, settings_all.log.format)
     settings = settings_all.require_secondary()
     set_process_title(f"worker {settings.name} ({threads} threads)")
-    metrics = settings.metrics
     declare_types(list(REPLICATORS))
-    if metrics.worker_port:
-        serve_metrics(metrics.host, metrics.worker_port + index, f"worker process {index}")
+    first_port = settings.metrics.worker_port if metrics_port is None else metrics_port
+    if first_port:
+        serve_metrics(settings.metrics.host, first_port + index, f"worker process {index}")
     runtime = open_runtime(settings)
     messaging = bootstrap.setup(settings)
     bootstrap.install_runtime(runtime)
@@ -43,7 +45,7 @@ def worker_process(config: Path, threads: int, index: int = 0) -> None:
     worker.start()
     beating = Heartbeat(runtime, "worker").start()
     log.info("worker_started", worker=runtime.worker_id, threads=threads)
-    received = wait_for_stop_signal_while(lambda: _threads_alive(worker))
+    received = wait_for_stop_signal_while(lambda: threads_alive(worker))
     if received is None:
         # dramatiq's threads retry the broker themselves; one that died is a bug, and a
         # worker process without it would idle forever: exit for the supervisor.
@@ -60,12 +62,18 @@ def worker_process(config: Path, threads: int, index: int = 0) -> None:
         raise DaemonFailed("`geo-sync worker` stopped: a dramatiq thread died (see the log)")
 
 
-def _threads_alive(worker: dramatiq.Worker) -> bool:
-    threads = [*worker.consumers.values(), *worker.workers]
-    return all(thread.is_alive() for thread in threads)
+def threads_alive(worker: dramatiq.Worker) -> bool:
+    """Whether every consumer and worker thread of ``worker`` still runs."""
+    try:
+        threads = [*list(worker.consumers.values()), *list(worker.workers)]
+    except RuntimeError:  # being started in another thread right now
+        return True
+    # A thread appended but not started yet (ident None) is being born, not dead.
+    return not any(thread.ident is not None and not thread.is_alive() for thread in threads)
 
 
-def run_workers(config: Path, processes: int, threads: int) -> None:
+def run_workers(config: Path, processes: int, threads: int,
+                metrics_port: int | None = None) -> None:
     """Start ``processes`` worker processes and wait for them; signals are passed on."""
     settings = load_settings(config).require_secondary()
     if settings.broker_url == "embedded":
@@ -74,7 +82,7 @@ def run_workers(config: Path, processes: int, threads: int) -> None:
             hint="set secondary.broker_url to a redis:// URL to run separate workers",
         )
     if processes == 1:
-        worker_process(config, threads)
+        worker_process(config, threads, 0, metrics_port)
         return
     # The resource tracker unblocks SIGTERM and SIGINT in this process when spawn
     # first starts it; start it before blocking them.
@@ -82,7 +90,7 @@ def run_workers(config: Path, processes: int, threads: int) -> None:
     set_process_title(f"worker {settings.name} (supervisor of {processes} processes)")
     block_stop_signals()
     context = multiprocessing.get_context("spawn")
-    children = [context.Process(target=worker_process, args=(config, threads, index),
+    children = [context.Process(target=worker_process, args=(config, threads, index, metrics_port),
                                 daemon=False) for index in range(processes)]
     for child in children:
         child.start()

@@ -24,7 +24,7 @@ _STORAGE_TEXT = ("No space left on device", "Disk quota exceeded", "Read-only fi
 _PRIMARY_TEXT = ("primary unreachable", "transfer from primary failed",
                  "transfer interrupted", "failed to connect", "Connection refused",
                  "connection refused", "timed out", "failed to send request",
-                 "failed to resolve address", "primary answered 50")
+                 "failed to resolve address")
 
 
 def blocker(error: BaseException) -> str | None:

@@ -303,6 +303,14 @@ def blocked(conn: Connection, model: Registry, blocked_on: str) -> bool:
     ).first() is not None
 
 
+def blocked_counts(conn: Connection, model: Registry) -> dict[str, int]:
+    """Failed rows per dependency they wait for."""
+    return {str(blocker): int(count) for blocker, count in conn.execute(
+        select(model.blocked_on, func.count())
+        .where(model.state == SyncState.FAILED.value, model.blocked_on.is_not(None))
+        .group_by(model.blocked_on)).all()}
+
+
 def retry_due(conn: Connection, model: Registry, now: datetime | None = None) -> list[int]:
     """Failed rows whose retry time has come go back to pending."""
     return _transition(conn, model, "retry", model.retry_at <= (now or utcnow()),

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
 from toxiproxy.api import APIConsumer
 from toxiproxy.proxy import Proxy
 
@@ -58,6 +59,12 @@ class FaultDeployment(Deployment):
 
     def start_workers(self, name: str = "workers") -> None:
         self._spawn(name, "worker", "--processes", "1", "--threads", "4")
+
+    def stop_all(self) -> None:
+        """Teardown: the cell's verdict is in, so SIGKILL (a graceful stop costs seconds
+        per cell; the double-SIGTERM cell tests graceful stops)."""
+        for name in list(self.processes):
+            self.kill(name, signal.SIGKILL)
 
     def alive(self) -> list[str]:
         """Names of the daemons that have exited (empty when all still run)."""
@@ -234,6 +241,15 @@ def ensure_proxy(api: ToxiproxyApi, upstream: str) -> Proxy:
     return Proxy(**body)
 
 
+def _forget_proxy(api: ToxiproxyApi, proxy: Proxy) -> None:
+    """Leave the Toxiproxy as found (no toxics; our proxy gone), even if its API already
+    went away under an interrupted run."""
+    with suppress(requests.RequestException):
+        api.client().reset()
+        if api.ours:
+            proxy.destroy()
+
+
 def proxy_url(proxy: Proxy) -> str:
     host, port = proxy.listen.rsplit(":", 1)
     return f"http://{'127.0.0.1' if host in ('', '0.0.0.0', '[::]') else host}:{port}"
@@ -261,10 +277,10 @@ def fault_rig(tmp_path: Path, api: ToxiproxyApi, *, private_tracking: bool = Fal
         else:
             tracking_url = stack.enter_context(temporary_database("geo_tracking"))
         primary = stack.enter_context(primary_site(tmp_path / "primary", primary_url))
+        # Teardown: no graceful stop (uvicorn would wait out the cursor's long poll).
+        stack.callback(kill_primary, primary)
         proxy = ensure_proxy(api, primary.url.removeprefix("http://"))
-        stack.callback(api.client().reset)
-        if api.ours:
-            stack.callback(proxy.destroy)
+        stack.callback(_forget_proxy, api, proxy)
         config = init_secondary(
             tmp_path / "secondary", primary_url=proxy_url(proxy), name=primary.secondary,
             secret=primary.secret, database_url=tracking_url, broker_url=redis_server.url,

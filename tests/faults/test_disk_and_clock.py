@@ -47,7 +47,9 @@ def test_a_full_disk_on_the_mirror_is_named_and_survived(
         begin(rig)
         rig.workload.upload_artifact("big/too-big.bin", 16 * 1024 * 1024)
         rig.workload.round(1)
-        rig.wait_status(shows("No space left", "disk full", "ENOSPC"), "the full disk")
+        rig.wait_status(
+            lambda s: shows("No space left")(s) and s["waiting_for"].get("storage", 0) > 0,
+            "the full disk at site level (waiting_for storage) and why (No space left)")
         mirror = rig.secondary.settings.mirror_root
         assert _mount(["mount", "-o", "remount,size=96m", str(mirror)]).returncode == 0
         rig.converge()

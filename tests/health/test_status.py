@@ -9,6 +9,7 @@ import subprocess
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 from sqlalchemy import update
 
 from geo_sync.db import utcnow, write_transaction
@@ -79,3 +80,15 @@ def test_json_is_json_even_without_a_config(tmp_path: Path) -> None:
     report = json.loads(shown.stdout)
     assert "does not exist" in report["error"]
     assert shown.returncode == 2
+
+
+def test_a_primary_status_leads_with_its_verdict_and_exits_with_it(
+        primary: PrimarySite) -> None:
+    never = status(primary.config)
+    assert never.returncode == 1 and never.stdout.splitlines()[0] == "Degraded"
+    assert "WARNING secondary s1: never connected" in never.stdout
+    with httpx.Client(base_url=primary.api) as client:
+        assert client.get("/status", headers=primary.headers()).status_code == 200
+    seen = status(primary.config, "--json")
+    assert seen.returncode == 0
+    assert json.loads(seen.stdout)["verdict"]["verdict"] == "Healthy"

@@ -164,7 +164,7 @@ def test_an_unknown_secondary_learns_only_invalid_credentials(primary: PrimarySi
 
 @FIXTURE
 @given(value=st.one_of(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126),
-                               max_size=40),
+                               max_size=40).map(str.strip),  # HTTP trims them anyway
                        st.builds(lambda a, b: f"bytes={a}-{b}",
                                  st.sampled_from(["", "0", "5", "9" * 30, "-3", "10"]),
                                  st.sampled_from(["", "0", "3", "9" * 30, "1,2-3"]))))

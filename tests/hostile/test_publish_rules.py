@@ -3,6 +3,7 @@ a delete removes exactly one catalogued item."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -219,3 +220,32 @@ def test_the_sql_function_refuses_a_delete_of_nothing_with_p0002(pg_engine: Engi
         with pytest.raises(DBAPIError) as caught:
             _sql(conn, Change("artifact", "deleted", "nothing/here"))
         assert getattr(caught.value.orig, "sqlstate", None) == "P0002"
+
+
+def test_a_racing_publish_at_the_same_path_ends_in_the_refusal_not_a_loop(
+    pg_engine: Engine,
+) -> None:
+    outcome: dict[str, BaseException | int] = {}
+    first = pg_engine.connect()
+    first.begin()
+    publish(first, Change("artifact", "created", "race.bin", record_id="r1"))
+
+    def second() -> None:
+        with pg_engine.connect() as conn:
+            try:
+                outcome["second"] = publish(conn, Change("artifact", "created", "race.bin",
+                                                         record_id="r2"))
+                conn.commit()
+            except BaseException as exc:  # handed to the test thread
+                outcome["second"] = exc
+
+    racer = threading.Thread(target=second)
+    racer.start()
+    racer.join(timeout=1)  # give it time to block on the first's uncommitted row
+    first.commit()
+    first.close()
+    racer.join(timeout=60)
+    assert not racer.is_alive(), "the second publish never ended"
+    refused = outcome["second"]
+    assert isinstance(refused, InvalidInput), refused
+    assert "r1" in refused.message and "r2" in refused.message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from geo_sync.primary.api import CREDENTIAL_CACHE_SECONDS
@@ -56,3 +57,14 @@ def test_the_hint_for_a_taken_name_names_a_command_that_exists(primary: PrimaryS
     taken = primary.cli("primary", "add-secondary", "s1", check=False)
     assert "remove-secondary" in taken.stderr
     assert primary.cli("primary", "remove-secondary", "--help").returncode == 0
+
+
+@pytest.mark.parametrize("name", ["caf\u00e9", "\u0661\u0662", "a b", "x" * 65, "", "a/b",
+                                  "a\nb"])
+def test_a_secondary_name_outside_ascii_letters_digits_dash_underscore_is_refused(
+    primary: PrimarySite, name: str
+) -> None:
+    result = primary.cli("primary", "add-secondary", name, check=False)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert _names(primary) == ["s1"]

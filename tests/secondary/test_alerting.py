@@ -1,16 +1,19 @@
 """End to end: a real Prometheus scrapes a running secondary with the shipped rules and
-sees the primary-unreachable alert fire when the primary stops."""
+sees the refusal alert fire when the primary disables us, and the unreachable alert
+when the primary stops."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from geo_sync.db import write_transaction
+from geo_sync.primary.secondaries import set_enabled
 from tests.deployment import deployment_for, wait_for
 from tests.prometheus import binary, prometheus_server
 from tests.sites import free_port
 
 
-def test_prometheus_fires_primary_unreachable_when_the_primary_stops(tmp_path: Path) -> None:
+def test_prometheus_tells_a_refusing_primary_from_a_stopped_one(tmp_path: Path) -> None:
     binary("prometheus")
     port = free_port()
     metrics = {"port": port, "refresh_seconds": 0.5}
@@ -28,6 +31,16 @@ def test_prometheus_fires_primary_unreachable_when_the_primary_stops(tmp_path: P
         wait_for(scraped_healthy, "Prometheus to scrape a healthy secondary", 90)
         assert not prometheus.firing("GeoSyncPrimaryUnreachable")
         assert not prometheus.firing("GeoSyncWorkersDown")
+
+        with write_transaction(deployment.primary.engine) as conn:
+            set_enabled(conn, "s1", enabled=False)
+        wait_for(lambda: prometheus.firing("GeoSyncPrimaryRefusesCredential"),
+                 "the refused-credential alert to fire", 90)
+        assert not prometheus.firing("GeoSyncPrimaryUnreachable")
+        with write_transaction(deployment.primary.engine) as conn:
+            set_enabled(conn, "s1", enabled=True)
+        wait_for(lambda: not prometheus.firing("GeoSyncPrimaryRefusesCredential"),
+                 "the refused-credential alert to resolve", 90)
 
         deployment.primary.stop()
         wait_for(lambda: prometheus.firing("GeoSyncPrimaryUnreachable"),

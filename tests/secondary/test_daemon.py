@@ -80,3 +80,16 @@ def test_a_loop_that_dies_of_a_bug_stops_the_daemon_as_failed(
     finally:
         daemon.runtime.close()
 
+
+
+def test_a_long_outage_never_backs_the_whole_loop_off_past_the_probe_interval(
+    secondary: SecondarySite,
+) -> None:
+    daemon = SecondaryDaemon(secondary.settings)
+    try:
+        delays = [daemon.probe_delay(failures) for failures in range(1, 200)]
+        assert delays == sorted(delays), "the backoff shrinks as failures grow"
+        assert max(delays) <= secondary.settings.recovery_probe_seconds
+        assert delays[0] < secondary.settings.recovery_probe_seconds, "no backoff at all"
+    finally:
+        daemon.runtime.close()

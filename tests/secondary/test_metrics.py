@@ -166,3 +166,18 @@ def test_a_scrape_reports_the_last_refresh_without_reading_the_database(
     assert [s.value for s in pending] == [7]
     reachable = families["geo_sync_primary_reachable"].samples[0].value
     assert reachable == 0  # nothing listens on port 9
+
+
+def test_a_worker_given_its_own_metrics_port_serves_there(tmp_path: Path) -> None:
+    port = free_ports(1)
+    with deployment_for("production", tmp_path) as deployment:
+        deployment._spawn("workers", "worker", "--processes", "1", "--metrics-port", str(port))
+
+        def served() -> bool:
+            try:
+                return ("geo_sync_sync_retries_total", (("type", "artifact"),)) in scrape(port)
+            except httpx.ConnectError:
+                return False
+
+        wait_for(served, "the worker's /metrics on its --metrics-port", 60)
+        assert value(scrape(port), "geo_sync_sync_retries_total") == 0

@@ -25,6 +25,7 @@ from geo_sync.secondary import bootstrap, tasks
 from geo_sync.secondary.cursor import LogCursor
 from geo_sync.secondary.runtime import Runtime, open_runtime
 from geo_sync.secondary.scheduler import Scheduler
+from geo_sync.secondary.status import secondary_status
 from geo_sync.tracking import sync_rows
 from replicators.artifact import ArtifactRegistry
 from replicators.repository import RepositoryRegistry
@@ -157,6 +158,11 @@ def _state(runtime: Runtime, path: str) -> tuple[str, str | None]:
     return row.state, row.blocked_on
 
 
+def _probed(scheduler: Scheduler) -> set[str]:
+    scheduler.run_once()
+    return scheduler.dependencies_down
+
+
 def _as_if_backed_off_for_an_hour(runtime: Runtime) -> None:
     """What a long outage leaves: every failed row's retry an hour away."""
     with write_transaction(runtime.engine) as conn:
@@ -191,7 +197,9 @@ def test_rows_failed_while_the_primary_was_down_are_retried_once_it_answers(
     drain(messaging, runtime)
     assert _state(runtime, "ok/a.bin") == ("failed", "primary")
     assert _state(runtime, "gone/b.bin") == ("failed", None)
+    assert secondary_status(runtime.engine, None, "s1")["waiting_for"] == {"primary": 1}
     _as_if_backed_off_for_an_hour(runtime)
+    wait_for(lambda: "primary" in _probed(scheduler), "the probe to see the primary down")
     primary.start()
 
     def synced() -> bool:
@@ -200,6 +208,7 @@ def test_rows_failed_while_the_primary_was_down_are_retried_once_it_answers(
         return _state(runtime, "ok/a.bin")[0] == "synced"
 
     wait_for(synced, "the blocked row to be retried once the primary answers", timeout=60)
+    assert secondary_status(runtime.engine, None, "s1")["waiting_for"] == {}
     assert _state(runtime, "gone/b.bin") == ("failed", None), (
         "an item's own failure lost its backoff when the primary came back")
 
@@ -234,7 +243,9 @@ def test_rows_failed_on_a_full_disk_are_retried_once_space_is_freed(
     scheduler.run_once()
     drain(messaging, runtime)
     assert _state(runtime, "big/a.bin") == ("failed", "storage")
+    assert secondary_status(runtime.engine, None, "s1")["waiting_for"] == {"storage": 1}
     _as_if_backed_off_for_an_hour(runtime)
+    wait_for(lambda: "storage" in _probed(scheduler), "the probe to see the disk full")
     filler.unlink()
 
     def synced() -> bool:
@@ -243,3 +254,22 @@ def test_rows_failed_on_a_full_disk_are_retried_once_space_is_freed(
         return _state(runtime, "big/a.bin")[0] == "synced"
 
     wait_for(synced, "the row to be retried once space is freed", timeout=60)
+
+
+def test_a_failure_that_only_looks_site_wide_keeps_its_own_backoff(
+    primary: PrimarySite, runtime: Runtime
+) -> None:
+    # The primary answers throughout, so a row marked blocked (a reset transfer of
+    # this one item, say) is not retried on every probe: that would be a hot loop.
+    _publish_blob(primary, "ok/a.bin", b"a" * 4096)
+    messaging = bootstrap.setup(runtime.settings)
+    scheduler, cursor = Scheduler(runtime, messaging), LogCursor(runtime)
+    cursor.run_once(wait=0)
+    with write_transaction(runtime.engine) as conn:
+        conn.execute(update(ArtifactRegistry).values(
+            state="failed", blocked_on="primary", retry_at=utcnow() + timedelta(hours=1)))
+    deadline = time.monotonic() + 3 * runtime.settings.recovery_probe_seconds
+    while time.monotonic() < deadline:
+        assert scheduler.run_once().unblocked == 0
+        time.sleep(0.2)
+    assert _state(runtime, "ok/a.bin") == ("failed", "primary")
