@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -116,22 +116,22 @@ class PrimarySettings(_Section):
         return value
 
 
-class ConcurrencySettings(_Section):
-    """Items in flight per data type (queued or being transferred), to spare the primary."""
+#: A per-data-type setting: ``{type name: value}``, ``"*"`` for every type not named.
+#: Type names are checked against the registered types where those are known
+#: (``replicators.registry.check_type_settings``); a type not named takes ``"*"``,
+#: else the default its replicator declares.
+PerType = dict[str, Annotated[int, Field(gt=0, le=1_000_000)]]
 
-    repository: int = Field(default=8, gt=0)
-    artifact: int = Field(default=200, gt=0)
-    job_log: int = Field(default=100, gt=0)
+
+def per_type(setting: PerType, type_name: str, default: int) -> int:
+    """The value of a per-type setting for ``type_name``."""
+    return setting.get(type_name, setting.get("*", default))
 
 
-class BatchSettings(_Section):
-    """Registry rows per dramatiq message, per data type. A message is worked through by
-    one worker thread, so heavy items (repositories) go one per message to spread over
-    every thread; small blobs go many per message to save round trips."""
-
-    repository: int = Field(default=1, gt=0, le=1000)
-    artifact: int = Field(default=25, gt=0, le=1000)
-    job_log: int = Field(default=25, gt=0, le=1000)
+def _one_number_for_all(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return {"*": value}
+    return value
 
 
 class SecondarySettings(_Section):
@@ -146,8 +146,10 @@ class SecondarySettings(_Section):
     # Queue and Redis key namespace: lets several secondaries share one Redis.
     queue_name: str = Field(default="geo_sync", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     worker_threads: int = Field(default=4, gt=0, le=256)
-    # A table per type, or one number for every type.
-    batch_size: BatchSettings = BatchSettings()
+    # Rows per dramatiq message: a table per type, or one number for every type. A
+    # message is worked through by one thread, so heavy items (repositories) go one per
+    # message to spread over every thread; small blobs go many to save round trips.
+    batch_size: PerType = Field(default_factory=dict)
     lease_seconds: float = Field(default=30.0, ge=1)
     cursor_lease_seconds: float = Field(default=10.0, ge=1)
     poll_wait_seconds: int = Field(default=30, ge=0, le=60)
@@ -159,7 +161,8 @@ class SecondarySettings(_Section):
     # A loop whose dependency (tracking DB, primary, mirror disk) fails retries at least
     # this often, so a recovery is noticed within seconds; items back off on their own.
     recovery_probe_seconds: float = Field(default=2.0, gt=0, le=60)
-    concurrency: ConcurrencySettings = ConcurrencySettings()
+    # Items in flight per data type (queued or being transferred), to spare the primary.
+    concurrency: PerType = Field(default_factory=dict)
     # Verification: every copy is verified again within this window, paced evenly (each
     # between half the window and the window after its last verification); items
     # verified at once per type; a copy still wrong after this many resyncs is left for
@@ -169,8 +172,7 @@ class SecondarySettings(_Section):
     # this often and checks at most this many copies per type per scheduler pass.
     verification_sweep_interval_seconds: float = Field(default=60.0, gt=0)
     verification_sweep_chunk: int = Field(default=5000, gt=0, le=1_000_000)
-    verification_concurrency: ConcurrencySettings = ConcurrencySettings(
-        repository=4, artifact=20, job_log=20)
+    verification_concurrency: PerType = Field(default_factory=dict)
     max_mismatch_rounds: int = Field(default=3, ge=1, le=100)
     # A copy verified before the primary had its checksum is tried again after 2 s,
     # doubling, at most this long apart (the primary takes checksums within seconds).
@@ -185,11 +187,17 @@ class SecondarySettings(_Section):
     def _known_driver(cls, value: str) -> str:
         return PrimarySettings._known_driver(value)
 
-    @field_validator("batch_size", mode="before")
+    @field_validator("batch_size", "concurrency", "verification_concurrency", mode="before")
     @classmethod
-    def _one_batch_size_for_all(cls, value: object) -> object:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return {name: value for name in BatchSettings.model_fields}
+    def _one_number_for_all(cls, value: object) -> object:
+        return _one_number_for_all(value)
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_at_most_1000(cls, value: PerType) -> PerType:
+        for name, size in value.items():
+            if size > 1000:
+                raise ValueError(f"{name}: at most 1000 rows per message, got {size}")
         return value
 
     @field_validator("secret")

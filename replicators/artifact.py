@@ -24,6 +24,9 @@ class ArtifactReplicator(Replicator):
     name: ClassVar[str] = "artifact"
     events: ClassVar[tuple[str, ...]] = ("created", "deleted")
     storage_dir: ClassVar[str] = "artifacts"
+    default_concurrency: ClassVar[int] = 200
+    default_batch_size: ClassVar[int] = 25
+    default_verification_concurrency: ClassVar[int] = 20
     registry: ClassVar[Registry] = ArtifactRegistry
 
     @classmethod

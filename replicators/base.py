@@ -70,9 +70,9 @@ class Replicator(ABC):
     transport: ClassVar[str] = "blob"
     #: Defaults of the per-type secondary settings, for a type the config does not name:
     #: items in flight, rows per message, verifications in flight.
-    default_concurrency: ClassVar[int] = 20
+    default_concurrency: ClassVar[int] = 100
     default_batch_size: ClassVar[int] = 25
-    default_verification_concurrency: ClassVar[int] = 10
+    default_verification_concurrency: ClassVar[int] = 20
 
     @classmethod
     def validate_path(cls, path: object, *, field: str = "path") -> str:

@@ -43,6 +43,9 @@ class JobLogReplicator(Replicator):
     name: ClassVar[str] = "job_log"
     events: ClassVar[tuple[str, ...]] = ("created", "appended", "archived", "deleted")
     storage_dir: ClassVar[str] = "job_logs"
+    default_concurrency: ClassVar[int] = 100
+    default_batch_size: ClassVar[int] = 25
+    default_verification_concurrency: ClassVar[int] = 20
     registry: ClassVar[Registry] = JobLogRegistry
     appendable: ClassVar[bool] = True
 

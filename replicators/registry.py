@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from geo_sync.errors import InvalidInput
+import difflib
+
+from geo_sync.errors import ConfigError, InvalidInput
+from geo_sync.settings import SecondarySettings
 from replicators.artifact import ArtifactReplicator
 from replicators.base import Replicator
 from replicators.job_log import JobLogReplicator
@@ -20,3 +23,20 @@ def replicator_for(name: object) -> type[Replicator]:
     raise InvalidInput(
         f"unknown replicable type {name!r}; expected one of {', '.join(REPLICATORS)}"
     )
+
+
+PER_TYPE_SETTINGS = ("concurrency", "batch_size", "verification_concurrency")
+
+
+def check_type_settings(settings: SecondarySettings) -> None:
+    """Refuse a per-type setting that names no registered data type (a typo would
+    otherwise leave that type at its default without a word)."""
+    for field in PER_TYPE_SETTINGS:
+        for key in getattr(settings, field):
+            if key == "*" or key in REPLICATORS:
+                continue
+            close = difflib.get_close_matches(key, list(REPLICATORS), n=1)
+            guess = f" (did you mean secondary.{field}.{close[0]}?)" if close else ""
+            raise ConfigError(
+                f"secondary.{field}.{key}: unknown data type{guess}",
+                hint=f"the data types are {', '.join(REPLICATORS)}; '*' sets every type")

@@ -73,6 +73,9 @@ class RepositoryReplicator(Replicator):
     name: ClassVar[str] = "repository"
     events: ClassVar[tuple[str, ...]] = ("created", "updated", "renamed", "deleted")
     storage_dir: ClassVar[str] = "repositories"
+    default_concurrency: ClassVar[int] = 8
+    default_batch_size: ClassVar[int] = 1
+    default_verification_concurrency: ClassVar[int] = 4
     transport: ClassVar[str] = "git"
     registry: ClassVar[Registry] = RepositoryRegistry
 

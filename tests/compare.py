@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from replicators.registry import REPLICATORS
 from tests.gitutil import git
 
 TEMP = ".geo-sync-tmp-"
@@ -29,14 +30,13 @@ def _files(root: Path) -> dict[str, bytes]:
 def differences(primary_storage: Path, mirror_root: Path) -> list[str]:
     """What differs; empty when the mirror equals the primary."""
     found = []
-    ours = _repositories(primary_storage / "repositories")
-    theirs = _repositories(mirror_root / "repositories")
-    if ours != theirs:
-        found += [f"repository {r}" for r in sorted(set(ours) | set(theirs))
-                  if ours.get(r) != theirs.get(r)]
-    for kind in ("artifacts", "job_logs"):
-        a, b = _files(primary_storage / kind), _files(mirror_root / kind)
-        found += [f"{kind} {p}" for p in sorted(set(a) | set(b)) if a.get(p) != b.get(p)]
+    for replicator in REPLICATORS.values():
+        # Git-served types compare by refs and HEAD (git's view); the rest byte by byte.
+        read = _repositories if replicator.transport == "git" else _files
+        a: dict[str, object] = dict(read(primary_storage / replicator.storage_dir))
+        b: dict[str, object] = dict(read(mirror_root / replicator.storage_dir))
+        found += [f"{replicator.name} {p}" for p in sorted(set(a) | set(b))
+                  if a.get(p) != b.get(p)]
     return found
 
 

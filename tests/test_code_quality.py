@@ -8,6 +8,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from replicators.registry import REPLICATORS
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -57,3 +59,17 @@ def test_importing_the_primary_api_loads_nothing_of_the_secondary() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_no_data_type_is_named_outside_replicators() -> None:
+    """A new data type is one class in replicators/: nothing else spells a type's name
+    or storage directory (old migrations aside: they are history)."""
+    words = {w for cls in REPLICATORS.values() for w in (cls.name, cls.storage_dir)}
+    spelled = re.compile("|".join(rf"""["']{re.escape(w)}["']""" for w in sorted(words)))
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+             for package in ("geo_sync", "verification")
+             for path in sorted((ROOT / package).rglob("*.py"))
+             if "migrations" not in path.parts
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if spelled.search(line)]
+    assert found == []

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from geo_sync.errors import ConfigError
-from geo_sync.settings import load_settings
+from geo_sync.settings import SecondarySettings, load_settings, per_type
+from replicators.registry import REPLICATORS, check_type_settings
 
 GOOD = """
 role = "primary"
@@ -66,12 +67,29 @@ mirror_root = "mirror"
 """
 
 
+def _batch_sizes(settings: SecondarySettings) -> dict[str, int]:
+    return {name: per_type(settings.batch_size, name, cls.default_batch_size)
+            for name, cls in REPLICATORS.items()}
+
+
 def test_batch_sizes_default_per_type_and_one_number_sets_all(tmp_path: Path) -> None:
-    defaults = load_settings(_write(tmp_path, SECONDARY)).require_secondary().batch_size
-    assert (defaults.repository, defaults.artifact, defaults.job_log) == (1, 25, 25)
+    defaults = _batch_sizes(load_settings(_write(tmp_path, SECONDARY)).require_secondary())
+    assert defaults == {name: cls.default_batch_size for name, cls in REPLICATORS.items()}
     one = load_settings(_write(tmp_path, SECONDARY + "batch_size = 7\n")).require_secondary()
-    assert (one.batch_size.repository, one.batch_size.artifact) == (7, 7)
+    assert set(_batch_sizes(one).values()) == {7}
     table = SECONDARY + "[secondary.batch_size]\nartifact = 100\n"
-    assert load_settings(_write(tmp_path, table)).require_secondary().batch_size.artifact == 100
-    with pytest.raises(ConfigError, match="batch_size"):
-        load_settings(_write(tmp_path, SECONDARY + "batch_size = 0\n"))
+    sizes = _batch_sizes(load_settings(_write(tmp_path, table)).require_secondary())
+    assert sizes["artifact"] == 100
+    assert sizes["job_log"] == REPLICATORS["job_log"].default_batch_size
+    for bad in ("batch_size = 0\n", "batch_size = 1001\n",
+                "[secondary.batch_size]\nartifact = 0\n"):
+        with pytest.raises(ConfigError, match="batch_size"):
+            load_settings(_write(tmp_path, SECONDARY + bad))
+
+
+def test_a_per_type_setting_naming_no_type_is_refused_with_the_types(tmp_path: Path) -> None:
+    for field in ("concurrency", "batch_size", "verification_concurrency"):
+        settings = load_settings(_write(tmp_path, SECONDARY + f"[secondary.{field}]\n"
+                                        "widgets = 3\n")).require_secondary()
+        with pytest.raises(ConfigError, match=f"secondary.{field}.widgets: unknown data type"):
+            check_type_settings(settings)

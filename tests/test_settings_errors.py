@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from geo_sync.errors import ConfigError
 from geo_sync.settings import PrimarySettings, SecondarySettings, load_settings
+from replicators.registry import check_type_settings
 
 PRIMARY = """role = "primary"
 [primary]
@@ -48,8 +49,11 @@ def test_a_misspelt_key_in_a_nested_table_is_suggested_too(tmp_path: Path) -> No
         "[primary]", "[secondary]").replace("storage_root", "mirror_root") + (
         'name = "s"\nsecret = "' + "k" * 40 + '"\nprimary_url = "http://p"\n'
         "[secondary.concurrency]\nartifactt = 3\n")
-    error = _error(tmp_path / "config.toml", text)
-    assert "did you mean secondary.concurrency.artifact?" in error.message
+    (tmp_path / "config.toml").write_text(text)
+    settings = load_settings(tmp_path / "config.toml").require_secondary()
+    with pytest.raises(ConfigError) as caught:
+        check_type_settings(settings)
+    assert "did you mean secondary.concurrency.artifact?" in caught.value.message
 
 
 def test_a_key_like_nothing_known_gets_no_suggestion(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from rich.console import Console
 from geo_sync.errors import GeoSyncError
 from geo_sync.logging import configure_logging, get_logger
 from geo_sync.settings import Settings, config_path_from, load_settings
+from replicators.registry import check_type_settings
 
 PIPE_WIDTH = 200
 
@@ -45,6 +46,8 @@ class CliContext:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.config_path)
+            if self._settings.secondary is not None:
+                check_type_settings(self._settings.secondary)
             configure_logging(self._settings.log.level, self._settings.log.format)
         return self._settings
 

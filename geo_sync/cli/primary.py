@@ -207,13 +207,13 @@ def install_hooks_command(cli_ctx: CliContext, repos_root: Path | None) -> None:
 
 
 @primary.command("hook-post-receive", hidden=True)
-@click.argument("repository", type=click.Path(path_type=Path))
+@click.argument("pushed", metavar="REPO_DIR", type=click.Path(path_type=Path))
 @pass_cli
-def hook_post_receive(cli_ctx: CliContext, repository: Path) -> None:
+def hook_post_receive(cli_ctx: CliContext, pushed: Path) -> None:
     """Called by the installed hook with the pushed repository's directory."""
     settings, engine = open_primary(cli_ctx.settings)
     click.echo(hooks.publish_push(
-        engine, settings.storage_root / RepositoryReplicator.storage_dir, repository))
+        engine, settings.storage_root / RepositoryReplicator.storage_dir, pushed))
 
 
 @primary.command("add-secondary")

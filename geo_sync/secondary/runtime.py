@@ -16,6 +16,7 @@ from geo_sync.migrate import TRACKING
 from geo_sync.secondary.client import PrimaryClient
 from geo_sync.settings import SecondarySettings
 from replicators.base import SyncContext
+from replicators.registry import check_type_settings
 from replicators.repository import configure_git_timeouts
 
 
@@ -50,6 +51,7 @@ class Runtime:
 
 def open_runtime(settings: SecondarySettings) -> Runtime:
     """Connect to the tracking DB (at the current schema) and prepare the primary client."""
+    check_type_settings(settings)
     engine = make_engine(settings.database_url, pool_size=settings.worker_threads + 4)
     TRACKING.require_current(engine)
     configure_git_timeouts(settings.http_timeout_seconds)

@@ -21,6 +21,7 @@ from geo_sync.logging import get_logger
 from geo_sync.paths import TEMP_PREFIX
 from geo_sync.secondary.bootstrap import Messaging
 from geo_sync.secondary.runtime import Runtime
+from geo_sync.settings import per_type
 from geo_sync.tracking import blockers, sync_rows, verification_rows
 from geo_sync.tracking.models import Registry
 from replicators.base import Replicator
@@ -85,15 +86,15 @@ class Scheduler:
             with write_transaction(self.runtime.engine) as conn:
                 expired = sync_rows.release_expired(conn, model)
                 retried = sync_rows.retry_due(conn, model)
-                limit = getattr(settings.concurrency, replicator.name,
-                                replicator.default_concurrency)
+                limit = per_type(settings.concurrency, replicator.name,
+                                 replicator.default_concurrency)
                 ids = sync_rows.take_for_enqueue(conn, model, limit,
                                                 settings.requeue_after_seconds)
             if expired:
                 log.warning("leases_expired", replicable=replicator.name, count=len(expired))
             result.expired += len(expired)
             result.retried += len(retried)
-            batch = getattr(settings.batch_size, replicator.name, replicator.default_batch_size)
+            batch = per_type(settings.batch_size, replicator.name, replicator.default_batch_size)
             for start in range(0, len(ids), batch):
                 self.messaging.send(replicator.name, ids[start:start + batch])
             result.enqueued[replicator.name] = len(ids)
@@ -104,8 +105,8 @@ class Scheduler:
                                     self._reverify_budget(conn, replicator.name, model))
                 to_verify = verification_rows.take_for_verify(
                     conn, model,
-                    getattr(settings.verification_concurrency, replicator.name,
-                            replicator.default_verification_concurrency),
+                    per_type(settings.verification_concurrency, replicator.name,
+                             replicator.default_verification_concurrency),
                     settings.requeue_after_seconds)
             for start in range(0, len(to_verify), batch):
                 self.messaging.send_verify(replicator.name, to_verify[start:start + batch])
