@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -12,13 +10,12 @@ from geo_sync.files import CHUNK, atomic_file
 from geo_sync.tracking.models import Registry, registry_model
 from geo_sync.tracking.sync_rows import Claimed
 from geo_sync.wire import SIZE_HEADER
-from replicators.base import FoundItem, KnownItem, Replicator, SyncContext, walk_files
+from replicators.base import FoundItem, KnownItem, SyncContext
+from replicators.blob import BlobReplicator
 from replicators.checksums import sha256_file
 from replicators.transfer import (
     IntegrityError,
-    check_integrity,
     check_record,
-    stream_into,
 )
 
 #: Bytes of the mirror's tail compared with the primary before appending.
@@ -29,7 +26,7 @@ OVERLAP = 4096
 JobLogRegistry = registry_model("job_log")
 
 
-class JobLogReplicator(Replicator):
+class JobLogReplicator(BlobReplicator):
     """``job_logs/<relative path>``; appends transfer only the new bytes.
 
     An append asks the primary for the bytes from ``size - OVERLAP``: the first
@@ -50,44 +47,27 @@ class JobLogReplicator(Replicator):
     appendable: ClassVar[bool] = True
 
     @classmethod
-    def discover(cls, root: Path) -> Iterator[str]:
-        return walk_files(root)
-
-    @classmethod
-    def describe(cls, path: Path, relpath: str) -> FoundItem:
-        return FoundItem(path=relpath, size=path.stat().st_size, checksum=sha256_file(path))
-
-    @classmethod
     def change_event(cls, known: KnownItem, found: FoundItem) -> str | None:
-        if known.size == found.size and known.checksum in (None, found.checksum):
-            return None
-        if known.size is not None and found.size > known.size:
+        event = super().change_event(known, found)
+        if event is not None and known.size is not None and found.size > known.size:
             return "appended"
-        return "created"
+        return event
 
     @classmethod
     def sync(cls, ctx: SyncContext, item: Claimed) -> None:
         dest = cls.destination(ctx, item)
         appendable = dest.is_file() and dest.stat().st_size > 0 and not item.fresh
         if not (appendable and cls._append(ctx, item, dest)):
-            cls._download_whole(ctx, item, dest)
+            cls.download_whole(ctx, item, dest)
         if item.expected_checksum and dest.stat().st_size == item.expected_size:
             actual = sha256_file(dest)
             if actual != item.expected_checksum:
-                cls._download_whole(ctx, item, dest)
+                cls.download_whole(ctx, item, dest)
                 if sha256_file(dest) != item.expected_checksum:
                     raise IntegrityError(
                         f"job log {item.path}: sha256 {actual} differs from the archived "
                         f"checksum {item.expected_checksum} even after a full download"
                     )
-
-    @classmethod
-    def _download_whole(cls, ctx: SyncContext, item: Claimed, dest: Path) -> None:
-        digest = hashlib.sha256()
-        with ctx.client.blob(cls.name, item.path) as response, atomic_file(dest) as handle:
-            size = stream_into(response, handle, digest)
-            check_integrity(f"{cls.name} {item.path}", size, digest.hexdigest(), response,
-                            item, appendable=True)
 
     @classmethod
     def _append(cls, ctx: SyncContext, item: Claimed, dest: Path) -> bool:

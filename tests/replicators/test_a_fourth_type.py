@@ -28,14 +28,15 @@ from geo_sync.secondary.site import init_secondary
 from geo_sync.secondary.status import secondary_status
 from geo_sync.settings import load_settings
 from geo_sync.tracking.models import Registry, create_registry_table, registry_model
-from replicators.artifact import ArtifactReplicator
+from replicators.blob import BlobReplicator
 from replicators.registry import REPLICATORS
 
 
-class WidgetReplicator(ArtifactReplicator):
+class WidgetReplicator(BlobReplicator):
     """A fourth blob type: everything it needs is this class."""
 
     name: ClassVar[str] = "widget"
+    events: ClassVar[tuple[str, ...]] = ("created", "deleted")
     storage_dir: ClassVar[str] = "widgets"
     registry: ClassVar[Registry] = registry_model(name)
 
