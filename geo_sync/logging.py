@@ -74,8 +74,10 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         library = logging.getLogger(name)
         library.handlers = []
         library.propagate = True
-    # Alembic narrates every schema check at INFO; only its problems matter in a log.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, _LEVELS[level]))
+    # Alembic narrates every schema check, and httpx every request, at INFO; only their
+    # problems matter in a log (a request's outcome is logged by our own code).
+    for chatty in ("alembic", "httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, _LEVELS[level]))
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread

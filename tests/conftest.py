@@ -6,12 +6,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine
 
 from geo_sync.db import make_engine
 from geo_sync.migrate import PRIMARY, TRACKING, Schema
 from tests.services import temporary_database
 from tests.sites import PrimarySite, SecondarySite, primary_site, secondary_site
+
+# Generated cases talk to real databases and servers on two shared cores: a per-example
+# deadline would be a timed assertion (flaky), so none. Failing examples are printed
+# with the seed to reproduce them; no example database is kept between runs.
+settings.register_profile("geo-sync", deadline=None, database=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("geo-sync")
 
 
 def _migrated(schema: Schema, backend: str, tmp_path: Path) -> Iterator[Engine]:

@@ -173,10 +173,12 @@ class Rig:
 
     def status(self) -> dict[str, Any]:
         """`geo-sync status --json`, or {"error": ...} when it cannot answer."""
+        # status exits with its verdict (1 Degraded, 2 Unhealthy) and still prints JSON.
         result = self.secondary.cli("status", "--json", check=False)
-        if result.returncode != 0:
+        try:
+            return dict(json.loads(result.stdout))
+        except ValueError:
             return {"error": (result.stderr or result.stdout).strip()}
-        return dict(json.loads(result.stdout))
 
     def wait_status(self, predicate: Callable[[dict[str, Any]], bool], what: str,
                     timeout: float = 90.0) -> dict[str, Any]:
