@@ -25,11 +25,13 @@ from geo_sync.metrics import serve_metrics
 from geo_sync.migrate import PRIMARY
 from geo_sync.paths import resolve_inside
 from geo_sync.primary import hooks, secondaries
-from geo_sync.primary.api import CREDENTIAL_CACHE_SECONDS, GeoApi, create_app
+from geo_sync.primary.api import create_app
+from geo_sync.primary.credentials import CREDENTIAL_CACHE_SECONDS
 from geo_sync.primary.publish import Change, publish
 from geo_sync.primary.retention import prune
 from geo_sync.primary.scan import apply_plan, plan_scan
 from geo_sync.primary.site import init_primary, open_primary
+from geo_sync.primary.status import primary_status
 from geo_sync.wire import API_PREFIX
 from replicators.base import Replicator
 from replicators.registry import REPLICATORS, replicator_for
@@ -103,7 +105,7 @@ def serve(cli_ctx: CliContext) -> None:
     set_process_title(f"primary serve {settings.listen_host}:{settings.listen_port}")
     app = create_app(settings, engine)
     if settings.metrics.port:
-        REGISTRY.register(app.state.api.collector)
+        REGISTRY.register(app.state.api.jobs.collector)
         serve_metrics(settings.metrics.host, settings.metrics.port, "primary serve")
     log.info("geo_api_listening", url=f"http://{settings.listen_host}:"
              f"{sock.getsockname()[1]}{API_PREFIX}", openapi=f"{API_PREFIX}/openapi.json")
@@ -324,7 +326,7 @@ def prune_command(cli_ctx: CliContext) -> None:
 
 def primary_status_report(cli_ctx: CliContext) -> dict[str, Any]:
     settings, engine = open_primary(cli_ctx.settings)
-    return GeoApi(settings, engine).status_report()
+    return primary_status(settings, engine)
 
 
 _PEER_NOTES = {

@@ -22,8 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from geo_sync.auth import Credential, verify_token
-from geo_sync.db import utcnow, write_transaction
+from geo_sync.db import write_transaction
 from geo_sync.errors import (
     AuthError,
     BackfillRequired,
@@ -33,15 +32,15 @@ from geo_sync.errors import (
     TooLarge,
 )
 from geo_sync.logging import get_logger
-from geo_sync.metrics import METRICS_REFRESH_ERRORS
-from geo_sync.primary import blobs, checksummer, git_http, hooks, secondaries
+from geo_sync.primary import blobs, git_http, secondaries
+from geo_sync.primary.background import BackgroundJobs
 from geo_sync.primary.checksummer import take_checksum
+from geo_sync.primary.credentials import Credentials
 from geo_sync.primary.feed import feed_for
-from geo_sync.primary.metrics import PrimaryCollector
 from geo_sync.primary.models import CatalogItem, Event
 from geo_sync.primary.notify import ChangeSignal, Watcher
 from geo_sync.primary.openapi import OPENAPI_PATH, openapi_document
-from geo_sync.primary.retention import prune
+from geo_sync.primary.status import primary_status
 from geo_sync.settings import PrimarySettings
 from geo_sync.wire import (
     API_PREFIX,
@@ -52,16 +51,13 @@ from geo_sync.wire import (
     EventPage,
     error_status,
 )
-from replicators.registry import REPLICATORS, replicator_for
+from replicators.registry import replicator_for
 from replicators.repository import RepositoryReplicator
 
 log = get_logger("api")
 MAX_LIMIT = 1000
 MAX_WAIT = 60.0
 SAFETY_REREAD = 1.0
-TOUCH_INTERVAL = 5.0
-# Disabling a secondary or rotating its secret takes effect within this.
-CREDENTIAL_CACHE_SECONDS = 2.0
 #: The only body the API reads is an ack: a cursor, at most MAX_CURSOR_CHARS.
 MAX_BODY_BYTES = 80 * 1024
 _DIGITS = re.compile(r"[0-9]{1,19}")
@@ -107,47 +103,18 @@ async def _bounded_body(request: Request, limit: int) -> bytes:
 
 
 class GeoApi:
-    """The state behind the routes: settings, engine, change signal."""
+    """The routes and the state behind them: settings, engine, change signal; the
+    credentials and the background jobs live in their own modules."""
 
     def __init__(self, settings: PrimarySettings, engine: Engine) -> None:
         self.settings = settings
         self.engine = engine
         self.feed = feed_for(engine.dialect)
         self.signal: ChangeSignal | None = None
-        self._last_touch: dict[str, float] = {}
-        self._credentials: dict[str, tuple[float, Credential]] = {}
-        self.collector = PrimaryCollector(settings, engine)
+        self.credentials = Credentials(settings, engine)
+        self.jobs = BackgroundJobs(settings, engine)
 
     # -- plumbing -------------------------------------------------------------
-
-    def _credential(self, name: str) -> Credential | None:
-        """An enabled secondary's credential is remembered for CREDENTIAL_CACHE_SECONDS,
-        sparing the database a query on every request; unknown and disabled ones are
-        always looked up, so a newly added or re-enabled secondary is admitted at once."""
-        now = time.monotonic()
-        cached = self._credentials.get(name)
-        if cached is not None and now - cached[0] < CREDENTIAL_CACHE_SECONDS:
-            return cached[1]
-        with self.engine.connect() as conn:
-            found = secondaries.credential(conn, name)
-        if found is not None and found.enabled:
-            self._credentials[name] = (now, found)
-        else:
-            self._credentials.pop(name, None)
-        return found
-
-    def _authenticate_sync(self, token: str) -> str:
-        name = verify_token(token, self._credential,
-                            leeway=self.settings.token_leeway_seconds,
-                            max_ttl=self.settings.max_token_ttl_seconds)
-        # Record "last seen" at most every few seconds per secondary, in a write
-        # transaction of its own (a read transaction upgraded to a write can fail on SQLite).
-        now = time.monotonic()
-        if now - self._last_touch.get(name, -TOUCH_INTERVAL) >= TOUCH_INTERVAL:
-            self._last_touch[name] = now
-            with write_transaction(self.engine) as conn:
-                secondaries.touch(conn, name)
-        return name
 
     def guarded(self, handler: Callable[[Request, str], Awaitable[Response]]) -> Handler:
         """Wrap a route: authenticate the caller, map our errors to JSON responses."""
@@ -157,7 +124,7 @@ class GeoApi:
                 scheme, _, token = request.headers.get("authorization", "").partition(" ")
                 if scheme.lower() != "bearer" or not token:
                     raise AuthError("missing Authorization: Bearer <JWT> header")
-                caller = await run_in_threadpool(self._authenticate_sync, token.strip())
+                caller = await run_in_threadpool(self.credentials.authenticate, token.strip())
                 return await handler(request, caller)
             except GeoSyncError as exc:
                 if isinstance(exc, AuthError):
@@ -291,84 +258,14 @@ class GeoApi:
         )
 
     async def status(self, request: Request, caller: str) -> Response:
-        return JSONResponse(await run_in_threadpool(self.status_report))
-
-    def status_report(self) -> dict[str, Any]:
-        """What `geo-sync status` shows for a primary, also served at /status."""
-        with self.engine.connect() as conn:
-            counts = dict(
-                conn.execute(
-                    select(CatalogItem.replicable_type, func.count()).group_by(
-                        CatalogItem.replicable_type
-                    )
-                ).all()
-            )
-            retained = conn.execute(select(func.count()).select_from(Event)).scalar_one()
-            # Not max(id): pruning may have emptied the log, the ids go on.
-            last_event_id = feed_for(conn.dialect).last_id(conn)
-            last_at = conn.execute(select(Event.created_at).where(Event.id == last_event_id)
-                                   ).scalar() if last_event_id is not None else None
-            peers = secondaries.statuses(conn, self.settings.event_retention_seconds)
-        return {
-            "role": "primary",
-            "catalog": {name: counts.get(name, 0) for name in REPLICATORS},
-            "events_retained": retained,
-            "last_event_id": last_event_id,
-            "last_event_at": last_at.isoformat() if last_at else None,
-            # Lets a secondary measure the clock skew between the two sites.
-            "server_time": utcnow().isoformat(),
-            "event_retention_seconds": self.settings.event_retention_seconds,
-            "secondaries": [peer.to_json() for peer in peers],
-        }
-
-    # -- background work ------------------------------------------------------
-
-    def refresh_metrics(self) -> None:
-        try:
-            self.collector.refresh()
-        except Exception:
-            METRICS_REFRESH_ERRORS.inc()
-            raise
-
-    def prune_once(self) -> None:
-        with write_transaction(self.engine) as conn:
-            prune(conn, self.settings.event_retention_seconds)
-
-    def drain_pushes(self) -> None:
-        hooks.drain_spool(self.engine, self.settings.storage_root)
-
-    def checksum_once(self) -> None:
-        checksummer.run_once(self.engine, self.settings.storage_root,
-                             self.settings.reverify_after_seconds)
-
-    async def _every(self, seconds: float, job: Callable[[], None], name: str) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                await run_in_threadpool(job)
-            except Exception as exc:  # keep serving; the next pass retries
-                log.warning(f"{name}_failed", error=str(exc))
+        return JSONResponse(await run_in_threadpool(primary_status, self.settings, self.engine))
 
     @asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         self.signal = ChangeSignal(asyncio.get_running_loop())
         watcher = Watcher(self.engine, self.signal)
         watcher.start()
-        jobs = [
-            asyncio.create_task(self._every(self.settings.prune_interval_seconds,
-                                            self.prune_once, "prune")),
-            asyncio.create_task(self._every(self.settings.checksum_interval_seconds,
-                                            self.checksum_once, "checksum")),
-            asyncio.create_task(self._every(self.settings.push_spool_interval_seconds,
-                                            self.drain_pushes, "push_spool")),
-        ]
-        if self.settings.metrics.port:
-            try:  # a first reading, so a scrape right after start has the gauges
-                await run_in_threadpool(self.refresh_metrics)
-            except Exception as exc:  # the loop below retries; serving matters more
-                log.warning("metrics_failed", error=str(exc))
-            jobs.append(asyncio.create_task(self._every(
-                self.settings.metrics.refresh_seconds, self.refresh_metrics, "metrics")))
+        jobs = await self.jobs.start()
         log.info("geo_api_started")
         try:
             yield

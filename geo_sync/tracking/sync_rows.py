@@ -32,7 +32,7 @@ from geo_sync.logging import get_logger
 from geo_sync.tracking import blockers, states
 from geo_sync.tracking.backoff import retry_delay
 from geo_sync.tracking.models import Registry
-from geo_sync.tracking.states import SyncState
+from geo_sync.tracking.states import SyncState, VerificationState
 
 log = get_logger("registry")
 
@@ -369,8 +369,8 @@ def counts(conn: Connection, model: Registry) -> dict[str, int]:
     verification = dict(conn.execute(
         select(model.verification_state, func.count()).group_by(model.verification_state)
     ).all())
-    result["verified"] = verification.get("succeeded", 0)
-    result["verification_failed"] = verification.get("failed", 0)
+    result["verified"] = verification.get(VerificationState.SUCCEEDED, 0)
+    result["verification_failed"] = verification.get(VerificationState.FAILED, 0)
     result["mismatched"] = conn.execute(
         select(func.count()).where(model.mismatch_count > 0)).scalar_one()
     result["total"] = sum(result[state.value] for state in SyncState)

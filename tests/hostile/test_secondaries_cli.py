@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from geo_sync.primary.api import CREDENTIAL_CACHE_SECONDS
+from geo_sync.primary.credentials import CREDENTIAL_CACHE_SECONDS
 from geo_sync.primary.models import Secondary
 from tests.deployment import wait_for
 from tests.sites import PrimarySite

@@ -11,7 +11,7 @@ import pytest
 
 from geo_sync.auth import issue_token, new_secret
 from geo_sync.db import write_transaction
-from geo_sync.primary.api import CREDENTIAL_CACHE_SECONDS
+from geo_sync.primary.credentials import CREDENTIAL_CACHE_SECONDS
 from geo_sync.primary.publish import Change, publish
 from geo_sync.primary.secondaries import add_secondary, set_enabled
 from tests.deployment import wait_for

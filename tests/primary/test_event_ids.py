@@ -9,12 +9,12 @@ from sqlalchemy import Engine, delete, text, update
 
 from geo_sync.db import make_engine, write_transaction
 from geo_sync.migrate import PRIMARY
-from geo_sync.primary.api import GeoApi
 from geo_sync.primary.feed import feed_for
 from geo_sync.primary.models import Event, Secondary
 from geo_sync.primary.publish import Change, publish
 from geo_sync.primary.retention import prune
 from geo_sync.primary.secondaries import acknowledge, add_secondary
+from geo_sync.primary.status import primary_status
 from geo_sync.settings import PrimarySettings
 
 
@@ -33,9 +33,8 @@ def test_an_event_after_a_prune_that_emptied_the_log_reaches_the_secondary(
         cursor = feed.read(conn, feed.start(), 100).cursor
         acknowledge(conn, "east", cursor)
         assert prune(conn, 3600).deleted == 2
-    api = GeoApi(PrimarySettings(database_url="sqlite:///unused.db", storage_root=tmp_path),
-                 primary_engine)
-    report = api.status_report()
+    settings = PrimarySettings(database_url="sqlite:///unused.db", storage_root=tmp_path)
+    report = primary_status(settings, primary_engine)
     assert report["events_retained"] == 0
     assert report["last_event_id"] == second
     third = _publish(primary_engine, "c")
@@ -43,7 +42,7 @@ def test_an_event_after_a_prune_that_emptied_the_log_reaches_the_secondary(
     with primary_engine.connect() as conn:
         page = feed_for(conn.dialect).read(conn, cursor, 100)
     assert [event.path for event in page.events] == ["c"]
-    assert api.status_report()["last_event_id"] == third
+    assert primary_status(settings, primary_engine)["last_event_id"] == third
 
 
 def test_last_event_id_is_none_before_the_first_event(primary_engine: Engine) -> None:

@@ -1,0 +1,105 @@
+"""Verification's share of each scheduler pass: lapsed verifications back to pending,
+re-verification paced so every copy comes round within the window, the cheap sweep
+one chunk at a time, and due rows sent to the verifiers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from geo_sync.db import write_transaction
+from geo_sync.logging import get_logger
+from geo_sync.secondary.bootstrap import Messaging
+from geo_sync.secondary.runtime import Runtime
+from geo_sync.settings import per_type
+from geo_sync.tracking import verification_rows
+from geo_sync.tracking.models import Registry
+from replicators.base import Replicator
+from verification.sweep import sweep_chunk
+
+log = get_logger("scheduler")
+
+
+@dataclass
+class _Sweep:
+    """Where the cheap sweep of one type is: ``after`` is None between sweeps."""
+
+    after: int | None = None
+    started: float | None = None
+
+
+@dataclass
+class _Pacing:
+    """The continuous re-verification's pace for one type."""
+
+    rows: int = 0
+    counted_at: float | None = None
+    last: float | None = None
+    credit: float = 0.0
+
+
+class VerificationEnqueuer:
+    """Keeps per-type sweep and pacing state between passes."""
+
+    def __init__(self, runtime: Runtime, messaging: Messaging) -> None:
+        self.runtime = runtime
+        self.messaging = messaging
+        self._sweeps: dict[str, _Sweep] = {}
+        self._pacing: dict[str, _Pacing] = {}
+
+    def run_once(self, replicator: type[Replicator], batch: int) -> tuple[int, int]:
+        """One pass for ``replicator``: (rows sent to verification, suspicious copies)."""
+        settings, model = self.runtime.settings, replicator.registry
+        with write_transaction(self.runtime.engine) as conn:
+            verification_rows.release_expired(conn, model)
+            verification_rows.retry_disabled(conn, model)
+            verification_rows.reverify_due(conn, model, settings.reverify_after_seconds,
+                                           self._reverify_budget(conn, replicator.name, model))
+            to_verify = verification_rows.take_for_verify(
+                conn, model,
+                per_type(settings.verification_concurrency, replicator.name,
+                         replicator.default_verification_concurrency),
+                settings.requeue_after_seconds)
+        for start in range(0, len(to_verify), batch):
+            self.messaging.send_verify(replicator.name, to_verify[start:start + batch])
+        return len(to_verify), self._sweep(replicator)
+
+    def _reverify_budget(self, conn: Connection, name: str, model: Registry) -> int:
+        """How many copies to send to re-verification this pass: the verified rows over
+        half the window, so each comes round between half the window and the window
+        after its last verification, never in one burst."""
+        settings = self.runtime.settings
+        pace = self._pacing.setdefault(name, _Pacing())
+        now = time.monotonic()
+        if pace.counted_at is None or now - pace.counted_at > settings.reverify_after_seconds / 100:
+            pace.rows, pace.counted_at = verification_rows.verified_count(conn, model), now
+        if pace.last is not None:
+            rate = pace.rows / (settings.reverify_after_seconds / 2)
+            # Capped: a scheduler that was down does not make up for it in one go.
+            pace.credit = min(pace.credit + rate * (now - pace.last), max(rate * 60, 1.0))
+        pace.last = now
+        budget = int(pace.credit)
+        pace.credit -= budget
+        return budget
+
+    def _sweep(self, replicator: type[Replicator]) -> int:
+        """One chunk of the cheap sweep of ``replicator``'s verified copies (a new sweep
+        starts every verification_sweep_interval_seconds); return how many were
+        suspicious and sent to full verification."""
+        settings = self.runtime.settings
+        sweep = self._sweeps.setdefault(replicator.name, _Sweep())
+        now = time.monotonic()
+        if sweep.after is None:
+            if sweep.started is not None and (
+                    now - sweep.started < settings.verification_sweep_interval_seconds):
+                return 0
+            sweep.after, sweep.started = 0, now
+        chunk = sweep_chunk(self.runtime.engine, replicator, settings.mirror_root,
+                            sweep.after, settings.verification_sweep_chunk)
+        sweep.after = chunk.next_after
+        if chunk.suspicious:
+            log.warning("verification_sweep_suspicious", replicable=replicator.name,
+                        count=len(chunk.suspicious), ids=chunk.suspicious[:20])
+        return len(chunk.suspicious)
