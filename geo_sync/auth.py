@@ -77,6 +77,12 @@ def verify_token(
     except jwt.ExpiredSignatureError:
         # PyJWT checks the signature before the expiry: the caller is who it says.
         raise AuthError(f"token of secondary {name!r} has expired") from None
+    except jwt.ImmatureSignatureError:
+        # Signed by the right secret, issued in our future: the two clocks are apart.
+        raise AuthError(
+            f"token of secondary {name!r} is not yet valid (issued in the future)",
+            hint="the secondary's clock is ahead of the primary's: sync both with NTP",
+        ) from None
     except jwt.InvalidTokenError as exc:
         raise InvalidCredentials(f"invalid token for secondary {name!r}: {exc}") from None
     if not credential.enabled:

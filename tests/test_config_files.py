@@ -173,7 +173,7 @@ def test_compose_toxiproxy_has_the_proxy_the_fault_matrix_drives(compose: dict[s
     assert names == [PROXY]
     ports = compose["services"]["toxiproxy"]["ports"]
     listen = json.loads((CONFIG / "compose" / "toxiproxy.json").read_text())[0]["listen"]
-    assert any(str(p).startswith("8474:") for p in ports), "the API, for toxiproxy-python"
+    assert any(str(p).endswith(":8474:8474") for p in ports), "the API, for toxiproxy-python"
     assert any(str(p).endswith(":" + listen.rsplit(":", 1)[1]) for p in ports), \
         "the proxy itself, for a secondary outside compose"
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 from sqlalchemy import Engine, func, select
 
 from geo_sync.db import make_engine, utcnow
-from geo_sync.health.result import CheckResult, Level, by_threshold, ok, run_check
+from geo_sync.health.result import (
+    CheckResult,
+    Level,
+    by_threshold,
+    ok,
+    run_check,
+    schema_check,
+)
 from geo_sync.migrate import PRIMARY
 from geo_sync.primary import secondaries
 from geo_sync.primary.models import CatalogItem, Event
@@ -14,17 +21,7 @@ from geo_sync.settings import PrimarySettings
 
 
 def _database(engine: Engine) -> CheckResult:
-    name = "primary database"
-    try:
-        current, head = PRIMARY.current(engine), PRIMARY.head()
-    except Exception as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        return CheckResult(name, Level.CRITICAL, f"unreachable: {reason}",
-                           "check that the database server runs and database_url is right")
-    if current != head:
-        return CheckResult(name, Level.CRITICAL, f"schema at {current or 'nothing'}, code "
-                           f"expects {head}", "run `geo-sync primary migrate`")
-    return ok(name, f"reachable, schema {head}")
+    return schema_check("primary database", PRIMARY, engine, "geo-sync primary migrate")
 
 
 def _storage(settings: PrimarySettings) -> CheckResult:

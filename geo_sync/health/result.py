@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from geo_sync.errors import GeoSyncError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from geo_sync.migrate import Schema
 
 
 class Level(IntEnum):
@@ -46,6 +51,20 @@ class CheckResult:
 
 def ok(name: str, message: str) -> CheckResult:
     return CheckResult(name, Level.OK, message)
+
+
+def schema_check(name: str, schema: Schema, engine: Engine, migrate: str) -> CheckResult:
+    """The database answers and its schema is the one this code expects."""
+    try:
+        current, head = schema.current(engine), schema.head()
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return CheckResult(name, Level.CRITICAL, f"unreachable: {reason}",
+                           "check that the database server runs and database_url is right")
+    if current != head:
+        return CheckResult(name, Level.CRITICAL, f"schema at {current or 'nothing'}, code "
+                           f"expects {head}", f"run `{migrate}`")
+    return ok(name, f"reachable, schema {head}")
 
 
 def by_threshold(value: float, warning: float, critical: float) -> Level:

@@ -13,7 +13,14 @@ from urllib.parse import urlsplit
 from sqlalchemy import Engine, select
 
 from geo_sync.db import make_engine, utcnow
-from geo_sync.health.result import CheckResult, Level, by_threshold, ok, run_check
+from geo_sync.health.result import (
+    CheckResult,
+    Level,
+    by_threshold,
+    ok,
+    run_check,
+    schema_check,
+)
 from geo_sync.migrate import TRACKING
 from geo_sync.paths import TEMP_PREFIX
 from geo_sync.secondary import heartbeat
@@ -100,17 +107,8 @@ class _Site:
 
 
 def _database(site: _Site) -> CheckResult:
-    name = "tracking database"
-    try:
-        current, head = TRACKING.current(site.engine), TRACKING.head()
-    except Exception as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        return CheckResult(name, Level.CRITICAL, f"unreachable: {reason}",
-                           "check that the database server runs and database_url is right")
-    if current != head:
-        return CheckResult(name, Level.CRITICAL, f"schema at {current or 'nothing'}, code "
-                           f"expects {head}", "run `geo-sync secondary migrate`")
-    return ok(name, f"reachable, schema {head}")
+    return schema_check("tracking database", TRACKING, site.engine,
+                        "geo-sync secondary migrate")
 
 
 def _broker(site: _Site) -> CheckResult:

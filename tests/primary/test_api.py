@@ -52,6 +52,16 @@ def test_an_expired_token_is_refused(primary: PrimarySite) -> None:
     assert "expired" in response.json()["message"]
 
 
+def test_a_token_from_a_clock_far_ahead_is_refused_naming_the_clocks(
+        primary: PrimarySite) -> None:
+    early = issue_token("s1", primary.secret, ttl=60, now=time.time() + 3600)
+    with primary.client() as client:
+        response = client.get("/status", headers={"Authorization": f"Bearer {early}"})
+    assert response.status_code == 401
+    assert "not yet valid" in response.json()["message"]
+    assert "clock" in response.json()["hint"]
+
+
 def test_a_token_signed_with_another_secondarys_secret_is_refused(primary: PrimarySite) -> None:
     with write_transaction(primary.engine) as conn:
         other_secret = add_secondary(conn, "s2")
