@@ -52,12 +52,15 @@ def test_primary_status_says_never_connected_and_what_to_do(tmp_path: Path,
                                                             backend: str) -> None:
     def scenario(url: str | None) -> None:
         with primary_site(tmp_path / "p", url, serve=False) as site:
-            table = site.cli("status").stdout
-            row = next(line for line in table.splitlines() if "s1" in line)
+            # status exits with its verdict: a secondary that never connected degrades it.
+            shown = site.cli("status", check=False)
+            row = next(line for line in shown.stdout.splitlines() if "s1" in line)
             assert "never connected" in row
             assert "True" not in row
-            report = json.loads(site.cli("status", "--json").stdout)
+            answered = site.cli("status", "--json", check=False)
+            report = json.loads(answered.stdout)
             assert report["secondaries"][0]["healthy"] is False
+            assert shown.returncode == answered.returncode == report["verdict"]["exit_code"] > 0
 
     if backend == "sqlite":
         scenario(None)
