@@ -18,6 +18,18 @@ def begin(rig: Rig, **initial: int) -> None:
     wait_for(rig.deployment.caught_up, "the first backfill to be read", 90)
 
 
+def partial_transfer(rig: Rig) -> bool:
+    """Some copy is part-written in a temp file right now."""
+    for path in rig.deployment.temp_files():
+        # Temp files are renamed into place while we look: one gone is not a transfer.
+        try:
+            if path.is_file() and path.stat().st_size > 0:
+                return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
 def pending(status: dict[str, Any]) -> bool:
     """Status shows work not done yet (items not synced, or events not applied)."""
     if "error" in status:

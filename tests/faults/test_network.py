@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.deployment import wait_for
-from tests.faults.cells import begin, pending, shows, unreachable
+from tests.faults.cells import begin, partial_transfer, pending, shows, unreachable
 from tests.faults.rig import Rig, fault_rig
 from tests.faults.toxiproxy_api import ToxiproxyApi
 
@@ -20,10 +20,6 @@ from tests.faults.toxiproxy_api import ToxiproxyApi
 def rig(tmp_path: Path, toxiproxy_server: ToxiproxyApi) -> Iterator[Rig]:
     with fault_rig(tmp_path, toxiproxy_server) as built:
         yield built
-
-
-def partial_transfer(rig: Rig) -> bool:
-    return any(p.is_file() and p.stat().st_size > 0 for p in rig.deployment.temp_files())
 
 
 def test_latency_with_jitter_slows_the_link_and_the_mirror_converges(rig: Rig) -> None:

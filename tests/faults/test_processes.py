@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from geo_sync.tracking.models import CursorRow
 from tests.deployment import wait_for
-from tests.faults.cells import begin, pending, unreachable
+from tests.faults.cells import begin, partial_transfer, pending, unreachable
 from tests.faults.rig import Rig, fault_rig, kill_primary, start_primary
 from tests.faults.toxiproxy_api import ToxiproxyApi
 
@@ -31,8 +31,7 @@ def slow_big_transfer(rig: Rig) -> Path:
     """A 4 MiB artifact over a 1 MB/s link, caught with part of it in a temp file."""
     rig.add_toxic(type="bandwidth", attributes={"rate": 1000})
     rig.workload.upload_artifact(BIG, 4 * 1024 * 1024)
-    wait_for(lambda: any(p.is_file() and p.stat().st_size > 0
-                         for p in rig.deployment.temp_files()), "the transfer to start", 60)
+    wait_for(lambda: partial_transfer(rig), "the transfer to start", 60)
     return rig.secondary.mirror("artifacts") / BIG
 
 
