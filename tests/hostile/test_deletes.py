@@ -5,7 +5,6 @@ hostile event tells it to."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,31 +13,12 @@ from sqlalchemy import insert, select
 from geo_sync.db import utcnow, write_transaction
 from geo_sync.primary.models import Event
 from geo_sync.primary.publish import Change, publish
-from geo_sync.secondary.cursor import LogCursor
-from geo_sync.secondary.runtime import Runtime, open_runtime
-from geo_sync.secondary.tasks import sync_items
+from geo_sync.secondary.runtime import Runtime
 from geo_sync.tracking.models import CursorRow
 from replicators.registry import replicator_for
 from tests.gitutil import make_repository
-from tests.sites import PrimarySite, SecondarySite
-
-
-@pytest.fixture
-def runtime(secondary: SecondarySite) -> Iterator[Runtime]:
-    rt = open_runtime(secondary.settings)
-    LogCursor(rt).run_once(wait=0)
-    yield rt
-    rt.close()
-
-
-def _replicate(runtime: Runtime, type_name: str) -> None:
-    cursor = LogCursor(runtime)
-    while cursor.run_once(wait=0):
-        pass
-    model = replicator_for(type_name).registry
-    with runtime.engine.connect() as conn:
-        pending = conn.execute(select(model.id).where(model.state == "pending")).scalars().all()
-    sync_items(runtime, type_name, list(pending))
+from tests.hostile.replication import replicate
+from tests.sites import PrimarySite
 
 
 def _blob(primary: PrimarySite, path: str, content: bytes) -> None:
@@ -66,11 +46,11 @@ def test_a_delete_removes_exactly_the_named_item_and_its_neighbours_stay(
 ) -> None:
     for name in ("dir/a.bin", "dir/b.bin", "dir/sub/c.bin"):
         _blob(primary, name, name.encode())
-    _replicate(runtime, "artifact")
+    replicate(runtime, "artifact")
     (primary.storage("artifacts") / "dir/a.bin").unlink()
     with write_transaction(primary.engine) as conn:
         publish(conn, Change("artifact", "deleted", "dir/a.bin"))
-    _replicate(runtime, "artifact")
+    replicate(runtime, "artifact")
     mirror = runtime.settings.mirror_root / "artifacts"
     assert not (mirror / "dir/a.bin").exists()
     assert (mirror / "dir/b.bin").read_bytes() == b"dir/b.bin"
@@ -83,9 +63,9 @@ def test_a_hostile_delete_of_a_directory_leaves_every_item_in_it(
 ) -> None:
     for name in ("dir/a.bin", "dir/sub/c.bin"):
         _blob(primary, name, name.encode())
-    _replicate(runtime, "artifact")
+    replicate(runtime, "artifact")
     _raw_event(primary, "artifact", "deleted", target)
-    _replicate(runtime, "artifact")
+    replicate(runtime, "artifact")
     mirror = runtime.settings.mirror_root / "artifacts"
     assert (mirror / "dir/a.bin").read_bytes() == b"dir/a.bin"
     assert (mirror / "dir/sub/c.bin").read_bytes() == b"dir/sub/c.bin"
@@ -99,12 +79,12 @@ def test_a_hostile_repository_delete_never_removes_a_directory_of_repositories(
                         tmp_path / path.replace("/", "_"), commits=1)
         with write_transaction(primary.engine) as conn:
             publish(conn, Change("repository", "created", path))
-    _replicate(runtime, "repository")
+    replicate(runtime, "repository")
     mirror = runtime.settings.mirror_root / "repositories"
     assert (mirror / "group.git/inner.git/HEAD").is_file()
     # "group.git" is a plain directory holding a repository; "other.git" does not exist.
     _raw_event(primary, "repository", "deleted", "group.git")
-    _replicate(runtime, "repository")
+    replicate(runtime, "repository")
     assert (mirror / "group.git/inner.git/HEAD").is_file()
     assert (mirror / "other/project.git/HEAD").is_file()
 
@@ -138,7 +118,7 @@ def test_an_event_with_a_hostile_payload_is_refused_and_the_feed_moves_on(
 ) -> None:
     _raw_payload_event(primary, "hostile.bin", payload)
     _blob(primary, "fine.bin", b"fine")
-    _replicate(runtime, "artifact")
+    replicate(runtime, "artifact")
     model = replicator_for("artifact").registry
     with runtime.engine.connect() as conn:
         rows = dict(conn.execute(select(model.record_id, model.state)).all())

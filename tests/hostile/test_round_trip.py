@@ -7,51 +7,26 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
 
 from geo_sync.db import write_transaction
 from geo_sync.primary.publish import Change, publish
 from geo_sync.secondary.client import url_path
-from geo_sync.secondary.cursor import LogCursor
-from geo_sync.secondary.runtime import Runtime, open_runtime
-from geo_sync.secondary.tasks import sync_items
+from geo_sync.secondary.runtime import Runtime
 from geo_sync.tracking.sync_rows import Claimed
 from replicators.registry import replicator_for
 from replicators.transfer import IntegrityError
 from tests.gitutil import make_repository, refs
+from tests.hostile.replication import replicate
 from tests.hostile.strategies import valid_paths
-from tests.sites import PrimarySite, SecondarySite
+from tests.sites import PrimarySite
 
 FIXTURE = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 _serial = itertools.count()
-
-
-@pytest.fixture
-def runtime(secondary: SecondarySite) -> Iterator[Runtime]:
-    rt = open_runtime(secondary.settings)
-    LogCursor(rt).run_once(wait=0)  # the first start backfills an empty catalog
-    yield rt
-    rt.close()
-
-
-def _replicate(runtime: Runtime, type_name: str) -> dict[str, str]:
-    """Apply every pending event, sync every pending row; return record id -> state."""
-    cursor = LogCursor(runtime)
-    while cursor.run_once(wait=0):
-        pass
-    model = replicator_for(type_name).registry
-    with runtime.engine.connect() as conn:
-        pending = conn.execute(select(model.id).where(model.state == "pending")).scalars().all()
-    sync_items(runtime, type_name, list(pending))
-    with runtime.engine.connect() as conn:
-        return {row.record_id: row.state for row in conn.execute(
-            select(model.record_id, model.state))}
 
 
 def _publish_blob(primary: PrimarySite, type_name: str, path: str, content: bytes) -> None:
@@ -73,7 +48,7 @@ def test_any_valid_blob_path_round_trips_byte_exact_to_the_mirror_and_back(
     path = f"n{next(_serial)}/{path}"
     content = path.encode() + b"\0" + body  # unique per path: a mix-up cannot pass
     _publish_blob(primary, type_name, path, content)
-    states = _replicate(runtime, type_name)
+    states = replicate(runtime, type_name)
     assert states[path] == "synced", states
     mirror = runtime.settings.mirror_root / replicator_for(type_name).storage_dir / path
     assert mirror.read_bytes() == content
@@ -94,7 +69,7 @@ def test_any_valid_repository_path_round_trips_over_git(
     make_repository(bare, tmp_path / f"work-{serial}", commits=1)
     with write_transaction(primary.engine) as conn:
         publish(conn, Change("repository", "created", path))
-    states = _replicate(runtime, "repository")
+    states = replicate(runtime, "repository")
     assert states[path] == "synced", states
     assert refs(runtime.settings.mirror_root / "repositories" / path) == refs(bare)
 
@@ -106,7 +81,7 @@ def test_a_name_with_url_syntax_is_never_fetched_as_its_look_alike(
 ) -> None:
     _publish_blob(primary, "artifact", decoy, b"the decoy's bytes")
     _publish_blob(primary, "artifact", wanted, b"the wanted bytes, longer")
-    states = _replicate(runtime, "artifact")
+    states = replicate(runtime, "artifact")
     assert states == {decoy: "synced", wanted: "synced"}
     mirror = runtime.settings.mirror_root / "artifacts"
     assert (mirror / wanted).read_bytes() == b"the wanted bytes, longer"
@@ -120,7 +95,7 @@ def test_bytes_that_disagree_with_our_record_never_reach_the_mirror(
     # Replaced on the primary behind the catalog's back: the response describes itself
     # consistently (its own size header), but not the item the event announced.
     (primary.storage("artifacts") / "swapped.bin").write_bytes(b"something else entirely")
-    states = _replicate(runtime, "artifact")
+    states = replicate(runtime, "artifact")
     assert states["swapped.bin"] != "synced"
     assert not (runtime.settings.mirror_root / "artifacts" / "swapped.bin").exists()
 
@@ -130,7 +105,7 @@ def test_a_path_now_held_by_another_record_is_not_mirrored_as_ours(
 ) -> None:
     with write_transaction(primary.engine) as conn:
         publish(conn, Change("artifact", "created", "moved.bin", record_id="old", size=3))
-    _replicate(runtime, "artifact")  # fails: nothing on disk yet; stays pending for retry
+    replicate(runtime, "artifact")  # fails: nothing on disk yet; stays pending for retry
     (primary.storage("artifacts") / "moved.bin").write_bytes(b"new")
     with write_transaction(primary.engine) as conn:
         publish(conn, Change("artifact", "deleted", "moved.bin", record_id="old"))
