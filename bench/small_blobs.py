@@ -4,11 +4,17 @@ r"""Many small artifacts: geo-sync against an rsync daemon on loopback and
     .venv/bin/python -m bench.small_blobs [--items 10000] [--size 16384] \
         [--output docs/benchmarks.md]
 
-geo-sync: PostgreSQL (primary and tracking DBs), Redis, `primary serve`,
-`secondary run` and `geo-sync worker` processes; the registry is filled by a
-backfill first, and the clock runs from starting the workers to the last item
-synced (each item: one HTTP request, sha256 checked against the primary's,
-fsync, rename, one registry transition). rsync and rclone copy the primary's
+geo-sync: PostgreSQL (primary and tracking DBs), Redis, `primary serve` (one
+process per core), `secondary run` and `geo-sync worker` processes, measured
+twice, with the workers started and idle before the clock as an rsync daemon
+is: (1) everything running when the items are published on the primary in one
+transaction, clock from its commit (events, cursor, scheduler, transfer) to the
+last item synced; (2) `secondary run` started on a full catalog, clock from its
+backfill's first registry row (the registry fill included) to the last synced. Items
+travel in blob batches (one request, one catalog query per batch), are checked
+against the primary's sha256 as they stream (which verifies them), written as temp
+files that are fsynced together and renamed, with one directory fsync per
+directory and one registry update per batch. rsync and rclone copy the primary's
 artifact directory from a daemon / HTTP server started for the run. Every copy
 is compared byte for byte with the source afterwards.
 """
@@ -24,12 +30,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.data import artifact_set
-from bench.harness import same_tree, served_primary_with_artifacts, time_worker_sync
+from bench.harness import (
+    artifact_changes,
+    same_tree,
+    served_primary_with_artifacts,
+    time_live_sync,
+    time_worker_sync_phases,
+)
 from bench.peers import debian_tool
 from bench.report import add_output_argument, append_section, peer_table
 from tests.sites import free_port, wait_for_port
 
 THREADS = 4  # rclone's default --transfers is 4: the same concurrency
+#: Rows per worker message: a worker fetches them in one blob batch.
+BATCH = 250
 
 
 @contextmanager
@@ -83,23 +97,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--size", type=int, default=16 * 1024)
+    parser.add_argument("--processes", type=int, default=1, help="worker processes")
     add_output_argument(parser)
     args = parser.parse_args()
     rows: list[tuple[str, float]] = []
-    with served_primary_with_artifacts(artifact_set(args.items, args.size)) as primary, \
+    files = artifact_set(args.items, args.size)
+    with served_primary_with_artifacts(files, published=False) as primary, \
             tempfile.TemporaryDirectory() as tmp:
         source = primary.storage("artifacts")
 
         def check(mirror: Path) -> None:
             same_tree(source, mirror, "geo-sync")
 
-        for processes in (1, 2):
-            rows.append((f"geo-sync, {processes} worker process(es) x {THREADS} threads",
-                         time_worker_sync(primary, batch_size=25, threads=THREADS,
-                                          processes=processes, check=check)))
+        changes = artifact_changes(primary, list(files))
+        rows.append((f"geo-sync, running, {args.processes} worker process(es) x {THREADS} "
+                     "threads: from publishing to the last synced",
+                     time_live_sync(primary, changes, batch_size=BATCH, threads=THREADS,
+                                    processes=args.processes, check=check)))
+        filled, synced = time_worker_sync_phases(
+            primary, batch_size=BATCH, threads=THREADS, processes=args.processes, check=check)
+        rows.append((f"geo-sync, running, {args.processes} worker process(es) x {THREADS} "
+                     f"threads: backfill from the catalog (fill {filled:.1f} s) and sync",
+                     synced))
         scratch = Path(tmp)
         rows.append(("rsync -a from an rsync daemon", time_rsync(source, scratch, [])))
-        rows.append(("rsync -a --fsync from an rsync daemon",
+        rows.append(("rsync -a --fsync from an rsync daemon (like for like: durable)",
                      time_rsync(source, scratch, ["--fsync"])))
         rows.append((f"rclone copy over HTTP (rclone serve http), --transfers {THREADS}",
                      time_rclone(source, scratch)))

@@ -16,7 +16,6 @@ pass pays.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from contextlib import ExitStack
@@ -105,8 +104,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--chunk", type=int, default=5000,
                         help="rows per sweep_chunk call (verification_sweep_chunk)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    add_output_argument(parser)
+    add_output_argument(parser)  # --json too
     args = parser.parse_args()
     results = run(args.items, args.chunk)
     lines = ["| tracking DB | copies | whole sweep, s | copies/s | one pass (chunk of "
@@ -115,8 +113,7 @@ def main() -> None:
               f"| {r['chunk_ms_mean']:.0f} / {r['chunk_ms_max']:.0f} |"
               for backend, r in results.items()]
     table = "\n".join(lines)
-    print(json.dumps({"items": args.items, "chunk": args.chunk, "results": results},
-                     indent=2) if args.json else table)
+    print(table)
     append_section(args.output, "Verification sweep cost", "bench.sweep_cost",
                    "artifacts synced and verified, nothing changed; a stat per copy and "
                    "its row read, warm page cache; at the default 1 s scheduler interval "

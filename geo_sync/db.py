@@ -73,14 +73,17 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
-    """Create an engine for ``url`` with the settings each backend needs."""
+def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True) -> Engine:
+    """Create an engine for ``url`` with the settings each backend needs. ``pre_ping``
+    off saves a round trip per checkout where a failed request is retried anyway (the
+    Geo API: a secondary retries, and the pool drops every connection on the first
+    disconnect it sees)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=pre_ping)
 
 
 def is_postgres(engine_or_dialect: Engine | Dialect) -> bool:

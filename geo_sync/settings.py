@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from geo_sync.errors import ConfigError
+from geo_sync.selection import Selection, check_rules
 from geo_sync.settings_errors import describe_env_parse, describe_toml, describe_validation
 
 CONFIG_ENV = "GEO_SYNC_CONFIG"
@@ -87,6 +88,9 @@ class SecondaryCheckSettings(_Section):
     # Lag as a share of the primary's event retention: past it, a backfill is near.
     retention_warning_ratio: float = Field(default=0.5, gt=0, le=1)
     retention_critical_ratio: float = Field(default=0.8, gt=0, le=1)
+    # Per-item lag (commit on the primary to verified copy) is reported over the copies
+    # verified within this window, at most the newest LAG_SAMPLE of them per type.
+    lag_window_seconds: float = Field(default=3600.0, gt=0)
 
 
 class PrimarySettings(_Section):
@@ -132,6 +136,42 @@ def _one_number_for_all(value: object) -> object:
     if isinstance(value, int) and not isinstance(value, bool):
         return {"*": value}
     return value
+
+
+#: Selective sync rules: ``{type name: [patterns]}``, ``"*"`` for every type not named
+#: (geo_sync.selection says what the patterns mean).
+Rules = dict[str, list[str]]
+
+
+def _one_list_for_all(value: object) -> object:
+    if isinstance(value, str):
+        return {"*": [value]}
+    if isinstance(value, list):
+        return {"*": value}
+    return value
+
+
+class SelectionSettings(_Section):
+    """Which items this secondary replicates (default: all). ``include`` and ``exclude``
+    map type names (``"*"``: every type not named) to patterns; a plain list applies
+    to every type. Changed on a running site with `geo-sync secondary reselect`."""
+
+    include: Rules = Field(default_factory=dict)
+    exclude: Rules = Field(default_factory=dict)
+
+    @field_validator("include", "exclude", mode="before")
+    @classmethod
+    def _one_list_for_all(cls, value: object) -> object:
+        return _one_list_for_all(value)
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _valid_patterns(cls, value: Rules) -> Rules:
+        return check_rules(value)
+
+    def rules(self) -> Selection:
+        """The selection these settings describe."""
+        return Selection.of(self.include, self.exclude)
 
 
 class SecondarySettings(_Section):
@@ -181,6 +221,7 @@ class SecondarySettings(_Section):
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
     metrics: MetricsSettings = MetricsSettings()
     checks: SecondaryCheckSettings = SecondaryCheckSettings()
+    selection: SelectionSettings = SelectionSettings()
 
     @field_validator("database_url")
     @classmethod

@@ -9,11 +9,13 @@ to copy an item; replicators and verification depend on it, not on the client.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 
@@ -25,6 +27,7 @@ from geo_sync.errors import (
     MissingOnPrimary,
     NotFound,
     TooLarge,
+    TransientError,
 )
 
 API_PREFIX = "/api/geo/v1"
@@ -218,6 +221,105 @@ class CatalogItemReply:
                    None if changed is None else bool(changed))
 
 
+#: ``POST /blob-batch/{type}`` with ``{"paths": [...]}``: at most this many paths, and
+#: a body of at most BATCH_BODY_BYTES.
+BATCH_MAX_PATHS = 1000
+BATCH_BODY_BYTES = 1024 * 1024
+#: Files up to this size travel inside a batch; a larger one is answered "too_large"
+#: and fetched on its own (the server holds each inlined file in memory while sending).
+BATCH_INLINE_MAX = 1024 * 1024
+#: A batch entry's header line is at most this long (a path is at most 4096 characters).
+BATCH_HEADER_MAX = 64 * 1024
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    """One path's answer in a blob batch: a header line of JSON, then ``size`` bytes
+    if ``status`` is "ok". "missing" (not on the primary) and "too_large" (fetch it on
+    its own) carry no bytes. ``checksum`` is the catalog's, sent only when the catalog
+    describes the bytes that follow (same size)."""
+
+    path: str
+    status: str
+    size: int | None = None
+    checksum: str | None = None
+    record_id: str | None = None
+
+    def header_line(self) -> bytes:
+        return json.dumps({"path": self.path, "status": self.status, "size": self.size,
+                           "checksum": self.checksum, "record_id": self.record_id},
+                          separators=(",", ":")).encode() + b"\n"
+
+    def headers(self) -> dict[str, str]:
+        """What a single blob response would have said in its headers, for the same
+        integrity checks."""
+        headers = {SIZE_HEADER: str(self.size)}
+        if self.checksum:
+            headers[CHECKSUM_HEADER] = self.checksum
+        if self.record_id is not None:
+            headers[RECORD_HEADER] = quote(self.record_id, safe="")
+        return headers
+
+    @classmethod
+    def parse(cls, line: bytes) -> BatchEntry:
+        try:
+            data = json.loads(line)
+            size = data["size"]
+            entry = cls(str(data["path"]), str(data["status"]),
+                        None if size is None else int(size),
+                        _opt_str(data.get("checksum")), _opt_str(data.get("record_id")))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise TransientError(f"blob batch from the primary is malformed ({exc}): "
+                                 f"{line[:200]!r}") from None
+        if entry.status == "ok" and (entry.size is None or not
+                                     0 <= entry.size <= BATCH_INLINE_MAX):
+            raise TransientError(f"blob batch entry for {entry.path!r} declares "
+                                 f"{entry.size} bytes, outside 0..{BATCH_INLINE_MAX}")
+        return entry
+
+
+def read_batch(chunks: Iterable[bytes]) -> Iterator[tuple[BatchEntry, bytes]]:
+    """Split a blob batch response into (entry, bytes) as they arrive; raises
+    TransientError if it breaks off inside an entry or is not a batch."""
+    buffer = bytearray()
+    pos = 0  # what lies before it in buffer has been handed out
+    source = iter(chunks)
+
+    def fill(needed: int) -> bool:
+        """Read until ``needed`` unread bytes are buffered; False at the end."""
+        nonlocal buffer, pos
+        if pos and len(buffer) - pos < needed:
+            buffer = buffer[pos:]  # drop what was handed out before reading more
+            pos = 0
+        while len(buffer) - pos < needed:
+            chunk = next(source, None)
+            if chunk is None:
+                return False
+            buffer += chunk
+        return True
+
+    while True:
+        newline = buffer.find(b"\n", pos)
+        while newline < 0:
+            if len(buffer) - pos > BATCH_HEADER_MAX:
+                raise TransientError("blob batch from the primary has a header line over "
+                                     f"{BATCH_HEADER_MAX} bytes")
+            if not fill(len(buffer) - pos + 1):
+                if len(buffer) > pos:
+                    raise TransientError("blob batch from the primary ended inside a header")
+                return
+            newline = buffer.find(b"\n", pos)
+        entry = BatchEntry.parse(bytes(buffer[pos:newline]))
+        pos = newline + 1
+        size = entry.size if entry.status == "ok" and entry.size is not None else 0
+        if not fill(size):
+            raise TransientError(f"blob batch from the primary ended inside {entry.path!r} "
+                                 f"({len(buffer) - pos} of {size} bytes)")
+        data = bytes(buffer[pos:pos + size])
+        pos += size
+        yield entry, data
+
+
 class PrimarySource(Protocol):
     """What a data type needs of the primary to copy and check an item."""
 
@@ -230,4 +332,7 @@ class PrimarySource(Protocol):
 
     def catalog_item(self, type_name: str, path: str, *, recompute: bool = False,
                      cursor: str | None = None) -> CatalogItemReply: ...
+
+    def blob_batch(self, type_name: str, paths: list[str]
+                   ) -> AbstractContextManager[Iterator[tuple[BatchEntry, bytes]]]: ...
 

@@ -44,6 +44,21 @@ class KnownItem:
 
 
 @dataclass(frozen=True)
+class Arrival:
+    """A copy that was verified as it arrived: its sha256, taken while it streamed,
+    equalled the primary's catalog checksum; ``fingerprint`` is the copy's as written.
+    It is recorded as verified without fetching and hashing it a second time."""
+
+    checksum: str
+    fingerprint: str
+
+
+#: What syncing one item of a group came to: verified on arrival, synced (to be
+#: verified later), or the error.
+SyncResult = Arrival | None | Exception
+
+
+@dataclass(frozen=True)
 class SyncContext:
     """What a replicator needs on the secondary: the primary, and where copies live."""
 
@@ -73,6 +88,8 @@ class Replicator(ABC):
     default_concurrency: ClassVar[int] = 100
     default_batch_size: ClassVar[int] = 25
     default_verification_concurrency: ClassVar[int] = 20
+    #: Items a worker hands to ``sync_many`` at once (1: one at a time).
+    transfer_group: ClassVar[int] = 1
 
     @classmethod
     def validate_path(cls, path: object, *, field: str = "path") -> str:
@@ -128,8 +145,26 @@ class Replicator(ABC):
 
     @classmethod
     @abstractmethod
-    def sync(cls, ctx: SyncContext, item: Claimed) -> None:
-        """Make the mirror's copy of ``item`` equal to the primary's; raise GeoSyncError."""
+    def sync(cls, ctx: SyncContext, item: Claimed) -> Arrival | None:
+        """Make the mirror's copy of ``item`` equal to the primary's; raise GeoSyncError.
+        Returns an Arrival if the copy was verified on its way in."""
+
+    @classmethod
+    def sync_many(cls, ctx: SyncContext, items: list[Claimed]) -> dict[int, SyncResult]:
+        """Sync a group of items (at most ``transfer_group``); each item's result by row
+        id. One at a time here; a type that can move many at once overrides it."""
+        return cls.sync_each(ctx, items)
+
+    @classmethod
+    def sync_each(cls, ctx: SyncContext, items: list[Claimed]) -> dict[int, SyncResult]:
+        """``sync`` each item in turn, its error its own result."""
+        results: dict[int, SyncResult] = {}
+        for item in items:
+            try:
+                results[item.id] = cls.sync(ctx, item)
+            except Exception as exc:  # one item's failure is its own
+                results[item.id] = exc
+        return results
 
     @classmethod
     def remove(cls, ctx: SyncContext, item: Claimed) -> None:

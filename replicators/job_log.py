@@ -10,7 +10,7 @@ from geo_sync.files import CHUNK, atomic_file
 from geo_sync.tracking.models import Registry, registry_model
 from geo_sync.tracking.sync_rows import Claimed
 from geo_sync.wire import SIZE_HEADER
-from replicators.base import FoundItem, KnownItem, SyncContext
+from replicators.base import Arrival, FoundItem, KnownItem, SyncContext, SyncResult
 from replicators.blob import BlobReplicator
 from replicators.checksums import sha256_file
 from replicators.transfer import (
@@ -54,11 +54,29 @@ class JobLogReplicator(BlobReplicator):
         return event
 
     @classmethod
-    def sync(cls, ctx: SyncContext, item: Claimed) -> None:
+    def sync_many(cls, ctx: SyncContext, items: list[Claimed]) -> dict[int, SyncResult]:
+        """Logs the mirror has a copy of are appended to one at a time; new ones (and
+        rebuilds) come in one batch like any blob."""
+        ours = ctx.root(cls)
+
+        def has_copy(item: Claimed) -> bool:
+            try:
+                existing = ours / cls.validate_path(item.path)
+                return existing.is_file() and existing.stat().st_size > 0
+            except Exception:  # a bad path fails in the batch, with its own error
+                return False
+        appends = [item for item in items if not item.fresh and has_copy(item)]
+        whole = [item for item in items if item not in appends]
+        results = super().sync_many(ctx, whole) if whole else {}
+        results.update(cls.sync_each(ctx, appends))
+        return results
+
+    @classmethod
+    def sync(cls, ctx: SyncContext, item: Claimed) -> Arrival | None:
         dest = cls.destination(ctx, item)
         appendable = dest.is_file() and dest.stat().st_size > 0 and not item.fresh
         if not (appendable and cls._append(ctx, item, dest)):
-            cls.download_whole(ctx, item, dest)
+            return cls.download_whole(ctx, item, dest)
         if item.expected_checksum and dest.stat().st_size == item.expected_size:
             actual = sha256_file(dest)
             if actual != item.expected_checksum:
@@ -68,6 +86,7 @@ class JobLogReplicator(BlobReplicator):
                         f"job log {item.path}: sha256 {actual} differs from the archived "
                         f"checksum {item.expected_checksum} even after a full download"
                     )
+        return None
 
     @classmethod
     def _append(cls, ctx: SyncContext, item: Claimed, dest: Path) -> bool:
@@ -80,7 +99,7 @@ class JobLogReplicator(BlobReplicator):
         with ctx.client.blob(cls.name, item.path, start=size - overlap) as response:
             if response.status_code == 416:
                 return False  # the primary's log is now shorter than our tail
-            check_record(f"{cls.name} {item.path}", response, item)
+            check_record(f"{cls.name} {item.path}", response.headers, item)
             raw = response.headers.get(SIZE_HEADER, "")
             stated = int(raw) if raw.isascii() and raw.isdigit() else None
             if stated is not None and stated < size:

@@ -31,8 +31,11 @@ PER_TYPE_SETTINGS = ("concurrency", "batch_size", "verification_concurrency")
 def check_type_settings(settings: SecondarySettings) -> None:
     """Refuse a per-type setting that names no registered data type (a typo would
     otherwise leave that type at its default without a word)."""
-    for field in PER_TYPE_SETTINGS:
-        for key in getattr(settings, field):
+    fields = [(field, getattr(settings, field)) for field in PER_TYPE_SETTINGS]
+    fields += [(f"selection.{rule}", getattr(settings.selection, rule))
+               for rule in ("include", "exclude")]
+    for field, setting in fields:
+        for key in setting:
             if key == "*" or key in REPLICATORS:
                 continue
             close = difflib.get_close_matches(key, list(REPLICATORS), n=1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote
@@ -43,24 +44,26 @@ def stream_into(response: httpx.Response, handle: BinaryIO, digest: hashlib._Has
     return written
 
 
-def check_record(what: str, response: httpx.Response, item: Claimed) -> None:
+def check_record(what: str, headers: Mapping[str, str], item: Claimed) -> None:
     """The primary says which record its bytes belong to: they must be ours. A path
     that now belongs to another record would otherwise be mirrored as ours."""
-    stated = response.headers.get(RECORD_HEADER)
+    stated = headers.get(RECORD_HEADER)
     if stated is not None and unquote(stated, errors="strict") != item.record_id:
         raise IntegrityError(f"{what}: the primary served record {unquote(stated)!r} at this "
                              f"path, not {item.record_id!r}")
 
 
-def check_integrity(what: str, size: int, checksum: str, response: httpx.Response,
-                    item: Claimed, *, appendable: bool = False) -> None:
+def check_integrity(what: str, size: int, checksum: str, headers: Mapping[str, str],
+                    item: Claimed, *, appendable: bool = False) -> bool:
     """Compare what we received with our own record of the item (its record id, and the
-    size and checksum the event or catalog gave us) and with the primary's headers.
+    size and checksum the event or catalog gave us) and with the primary's headers
+    (a response's, or a batch entry's). True if the primary stated a checksum and the
+    bytes matched it: the copy is then verified as it arrived.
 
     Our record comes first: the headers only describe whatever the primary served,
     which is not necessarily the item we asked for. An appendable item may have grown
     since its event, never shrunk."""
-    check_record(what, response, item)
+    check_record(what, headers, item)
     expected_size, expected_checksum = item.expected_size, item.expected_checksum
     if expected_size is not None and (size < expected_size
                                       or (size > expected_size and not appendable)):
@@ -68,13 +71,14 @@ def check_integrity(what: str, size: int, checksum: str, response: httpx.Respons
     if expected_checksum and expected_size == size and expected_checksum != checksum:
         raise IntegrityError(f"{what}: sha256 {checksum} differs from our record's "
                              f"{expected_checksum}")
-    stated_size = response.headers.get(SIZE_HEADER)
-    stated_checksum = response.headers.get(CHECKSUM_HEADER)
+    stated_size = headers.get(SIZE_HEADER)
+    stated_checksum = headers.get(CHECKSUM_HEADER)
     if stated_size is not None and stated_size != str(size):
         raise IntegrityError(f"{what}: received {size} bytes, primary stated {stated_size[:40]}")
     if stated_checksum and stated_checksum != checksum:
         raise IntegrityError(f"{what}: sha256 {checksum} differs from primary's "
                              f"{stated_checksum[:64]}")
+    return bool(stated_checksum)
 
 
 def remove_path(path: Path) -> None:

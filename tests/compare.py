@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from replicators.registry import REPLICATORS
@@ -27,13 +28,17 @@ def _files(root: Path) -> dict[str, bytes]:
             for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(TEMP)}
 
 
-def differences(primary_storage: Path, mirror_root: Path) -> list[str]:
-    """What differs; empty when the mirror equals the primary."""
+def differences(primary_storage: Path, mirror_root: Path,
+                selected: Callable[[str, str], bool] | None = None) -> list[str]:
+    """What differs; empty when the mirror equals the primary (only the items for which
+    ``selected(type name, path)`` holds, when given: a selective secondary)."""
     found = []
     for replicator in REPLICATORS.values():
         # Git-served types compare by refs and HEAD (git's view); the rest byte by byte.
         read = _repositories if replicator.transport == "git" else _files
-        a: dict[str, object] = dict(read(primary_storage / replicator.storage_dir))
+        a: dict[str, object] = {
+            path: value for path, value in read(primary_storage / replicator.storage_dir).items()
+            if selected is None or selected(replicator.name, path)}
         b: dict[str, object] = dict(read(mirror_root / replicator.storage_dir))
         found += [f"{replicator.name} {p}" for p in sorted(set(a) | set(b))
                   if a.get(p) != b.get(p)]

@@ -11,6 +11,8 @@ from sqlalchemy import Engine
 
 from geo_sync.db import make_engine
 from geo_sync.migrate import PRIMARY, TRACKING, Schema
+from geo_sync.secondary.cursor import LogCursor
+from geo_sync.secondary.runtime import Runtime, open_runtime
 from tests.services import temporary_database
 from tests.sites import PrimarySite, SecondarySite, primary_site, secondary_site
 
@@ -80,3 +82,13 @@ def secondary(primary: PrimarySite, request: pytest.FixtureRequest, tmp_path: Pa
         site = secondary_site(tmp_path / "secondary", primary, url)
         yield site
         site.engine.dispose()
+
+
+@pytest.fixture
+def runtime(secondary: SecondarySite) -> Iterator[Runtime]:
+    """The secondary's runtime in this process, past its first (empty) backfill: drive
+    its steps (``LogCursor.run_once``, ``sync_items``, ``verify_items``) directly."""
+    rt = open_runtime(secondary.settings)
+    LogCursor(rt).run_once(wait=0)  # the first start backfills an empty catalog
+    yield rt
+    rt.close()

@@ -57,6 +57,10 @@ class PrimarySite:
     secondary: str
     secret: str
     process: subprocess.Popen[bytes] | None = None
+    #: `primary serve --processes`: one in tests (a supervisor and children per primary
+    #: would cost the suite's shared cores); tests/primary/test_serve_processes.py and
+    #: the benchmarks run more.
+    processes: int = 1
 
     @property
     def api(self) -> str:
@@ -93,14 +97,15 @@ class PrimarySite:
         port = int(self.url.rsplit(":", 1)[1])
         env = dict(os.environ, GEO_SYNC_PRIMARY__LISTEN_PORT=str(port))
         self.process = subprocess.Popen(
-            [GEO_SYNC, "--config", str(self.config), "primary", "serve"], env=env
+            [GEO_SYNC, "--config", str(self.config), "primary", "serve",
+             "--processes", str(self.processes)], env=env
         )
         wait_for_port(port, self.process)
 
 
 @contextmanager
-def primary_site(directory: Path, database_url: str | None, serve: bool = True
-                 ) -> Iterator[PrimarySite]:
+def primary_site(directory: Path, database_url: str | None, serve: bool = True,
+                 processes: int = 1) -> Iterator[PrimarySite]:
     """Init a primary in ``directory``, register secondary ``s1``, optionally serve it."""
     port = free_port()
     config = init_primary(directory, database_url=database_url, listen_port=port)
@@ -108,7 +113,8 @@ def primary_site(directory: Path, database_url: str | None, serve: bool = True
     engine = make_engine(settings.database_url)
     with write_transaction(engine) as conn:
         secret = add_secondary(conn, "s1")
-    site = PrimarySite(config, settings, engine, f"http://127.0.0.1:{port}", "s1", secret)
+    site = PrimarySite(config, settings, engine, f"http://127.0.0.1:{port}", "s1", secret,
+                       processes=processes)
     try:
         if serve:
             site.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -34,8 +35,16 @@ def test_the_worker_throughput_benchmark_runs() -> None:
     assert "| 5 |" in output
 
 
-def test_the_event_apply_benchmark_runs() -> None:
-    assert "| 500 |" in _run("bench.event_apply", "--events", "500")
+def test_the_event_apply_benchmark_runs_deployed_and_against_the_portable_path() -> None:
+    rows = _rows(_run("bench.event_apply", "--events", "500"))
+    assert set(rows) == {"`secondary run` (cursor + scheduler), PostgreSQL upsert",
+                         "cursor alone, PostgreSQL upsert", "cursor alone, portable path"}
+    assert all(cells[0] == "500" for cells in rows.values()), rows
+
+
+def test_the_scheduler_pass_benchmark_runs() -> None:
+    rows = _rows(_run("bench.scheduler_pass", "--rows", "1000", "--passes", "3"))
+    assert set(rows) == {"between sweeps", "during a sweep (5,000-copy chunk)"}
 
 
 def test_the_repository_checksum_benchmark_runs() -> None:
@@ -44,11 +53,15 @@ def test_the_repository_checksum_benchmark_runs() -> None:
 
 
 def test_the_status_scale_benchmark_runs() -> None:
-    assert "| 1000 |" in _run("bench.status_scale", "--rows", "1000")
+    rows = _rows(_run("bench.status_scale", "--rows", "1000"))
+    assert set(rows) == {"geo-sync --help", "geo-sync status --json",
+                         "its queries (secondary_status() in process)"}
 
 
-def test_the_blob_transfer_benchmark_runs() -> None:
-    assert "| curl -o file, then sha256sum |" in _run("bench.blob_transfer", "--size-mib", "8")
+def test_the_blob_transfer_benchmark_runs_against_sha256sum_and_openssl() -> None:
+    output = _run("bench.blob_transfer", "--size-mib", "8")
+    assert "| curl -o file, then sha256sum |" in output
+    assert "| curl -o file, then openssl dgst -sha256 |" in output
 
 
 def _rows(output: str) -> dict[str, list[str]]:
@@ -58,17 +71,24 @@ def _rows(output: str) -> dict[str, list[str]]:
     return {row[0]: row[1:] for row in rows[1:]}
 
 
-def test_the_small_blobs_benchmark_runs_against_rsync_and_rclone() -> None:
-    rows = _rows(_run("bench.small_blobs", "--items", "40"))
+def test_the_small_blobs_benchmark_runs_against_rsync_and_rclone_and_prints_json() -> None:
+    output = _run("bench.small_blobs", "--items", "40", "--json")
+    rows = _rows(output)
     assert any(name.startswith("rsync -a from") for name in rows)
+    assert any(name.startswith("rsync -a --fsync") for name in rows)
     assert any(name.startswith("rclone copy") for name in rows)
-    assert any(name.startswith("geo-sync, 2 worker") for name in rows)
+    assert sum(name.startswith("geo-sync, running") for name in rows) == 2
+    printed = json.loads(output.strip().splitlines()[-1])
+    assert [row["tool"] for row in printed] == list(rows)
+    assert all({"tool", "seconds", "rate", "ratio"} <= set(row) for row in printed)
 
 
 def test_the_initial_sync_benchmark_runs_against_grok_pull_and_git_clone() -> None:
     rows = _rows(_run("bench.initial_sync", "--repos", "3", "--concurrency", "2"))
     assert set(rows) == {"geo-sync, 1 worker process x 2 threads", "grok-pull, pull_threads=2",
-                         "git clone --mirror, 2 at a time"}
+                         "git clone --mirror, 2 at a time",
+                         "geo-sync's replicator alone (libgit2), 2 at a time, no worker "
+                         "(not a peer: locates the gap)"}
 
 
 def test_the_push_lag_benchmark_sees_every_push_on_the_mirror() -> None:
@@ -76,6 +96,8 @@ def test_the_push_lag_benchmark_sees_every_push_on_the_mirror() -> None:
     [ours] = [cells for name, cells in rows.items() if name.startswith("geo-sync")]
     assert ours[3] == "0", f"pushes never seen on the geo-sync mirror: {ours}"
     assert any(name.startswith("grokmirror") for name in rows)
+    [own] = [cells for name, cells in rows.items() if name.startswith("recorded by geo-sync")]
+    assert own[0] != "inf", f"geo-sync recorded no lag of its own: {own}"
 
 
 def test_the_cursor_memory_benchmark_runs() -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, select
 
 from geo_sync.db import utcnow
 from geo_sync.paths import TEMP_PREFIX
+from geo_sync.tracking import selection_row
 from geo_sync.tracking.states import SyncState, VerificationState
 from replicators.registry import REPLICATORS
 
@@ -42,6 +43,8 @@ def find_drift(engine: Engine, mirror_root: Path, *, include_orphans: bool = Tru
     """Compare the registries with the mirror storage; no network, no changes."""
     findings: list[Finding] = []
     now = utcnow()
+    with engine.connect() as conn:
+        selection = selection_row.applied(conn)
     for replicator in REPLICATORS.values():
         model, name = replicator.registry, replicator.name
         root = mirror_root / replicator.storage_dir
@@ -86,7 +89,9 @@ def find_drift(engine: Engine, mirror_root: Path, *, include_orphans: bool = Tru
                                         f"`geo-sync status`; then {resync}"))
         if include_orphans and root.is_dir():
             findings += [
-                Finding("orphaned", name, path, "on disk but unknown to the registry",
+                Finding("orphaned", name, path,
+                        "on disk but unknown to the registry" if selection.selects(name, path)
+                        else "not selected any more (the selection changed)",
                         "geo-sync orphans --delete (after a dry run)")
                 for path in replicator.discover(root)
                 if path not in known and TEMP_PREFIX not in path

@@ -26,6 +26,7 @@ from geo_sync.paths import resolve_inside
 from geo_sync.settings import SecondarySettings
 from geo_sync.tracking import verification_rows
 from geo_sync.tracking.models import CursorRow
+from geo_sync.tracking.states import Verdict
 from geo_sync.wire import PrimarySource
 from replicators.base import Replicator
 from replicators.registry import replicator_for
@@ -38,7 +39,7 @@ POSTPONE_SECONDS = 30.0
 class Outcome:
     """What verifying one item concluded."""
 
-    verdict: str  # succeeded | disabled | mismatch | gave_up | postponed
+    verdict: Verdict
     mirror: str | None
     primary: str | None
 
@@ -89,7 +90,7 @@ def verify_one(runtime: Runtime, replicator: type[Replicator], item: verificatio
         with write_transaction(runtime.engine) as conn:
             verification_rows.postpone(
                 conn, model, item, "missing on the primary", POSTPONE_SECONDS)
-        return Outcome("postponed", mirror, None)
+        return Outcome(Verdict.POSTPONED, mirror, None)
     expected = primary.checksum
     behind = (replicator.appendable and size is not None and expected != mirror
               and size == item.expected_size and (primary.size or 0) > size)
@@ -97,7 +98,7 @@ def verify_one(runtime: Runtime, replicator: type[Replicator], item: verificatio
         with write_transaction(runtime.engine) as conn:
             verification_rows.postpone(conn, model, item, "behind the primary; the next append "
                             "event catches up", POSTPONE_SECONDS)
-        return Outcome("postponed", mirror, expected)
+        return Outcome(Verdict.POSTPONED, mirror, expected)
     if expected != mirror and primary.changed_after_cursor:
         # Changed on the primary after the last event applied here (a push a moment
         # ago): the copy is behind, not wrong, and that event will resync it.
@@ -105,22 +106,22 @@ def verify_one(runtime: Runtime, replicator: type[Replicator], item: verificatio
             verification_rows.postpone(
                 conn, model, item, "changed on the primary; the event on its "
                             "way resyncs it", POSTPONE_SECONDS)
-        return Outcome("postponed", mirror, expected)
+        return Outcome(Verdict.POSTPONED, mirror, expected)
     with write_transaction(runtime.engine) as conn:
         if expected is None:
             verification_rows.disabled(conn, model, item, mirror,
                             retry_cap=settings.disabled_retry_cap_seconds)
-            return Outcome("disabled", mirror, None)
+            return Outcome(Verdict.DISABLED, mirror, None)
         if mirror == expected:
             if not verification_rows.succeeded(conn, model, item, expected, fingerprint):
                 verification_rows.postpone(conn, model, item, "changed while verifying", 0)
-            return Outcome("succeeded", mirror, expected)
+            return Outcome(Verdict.SUCCEEDED, mirror, expected)
         resynced = verification_rows.mismatched(conn, model, item, mirror=mirror, primary=expected,
                                      max_rounds=settings.max_mismatch_rounds,
                                      retry_cap=settings.retry_cap_seconds)
     log.warning("checksum_mismatch", path=item.path, mirror=mirror, primary=expected,
                 round=item.mismatch_count + 1, resync=resynced)
-    return Outcome("mismatch" if resynced else "gave_up", mirror, expected)
+    return Outcome(Verdict.MISMATCH if resynced else Verdict.GAVE_UP, mirror, expected)
 
 
 def verify_items(runtime: Runtime, type_name: str, ids: list[int]) -> list[Outcome]:

@@ -11,9 +11,7 @@ import click
 
 from geo_sync.cli.context import CliContext, pass_cli
 from geo_sync.errors import ConfigError
-from geo_sync.health.primary import primary_health_checks
 from geo_sync.health.result import CheckResult, Level, verdict, worst
-from geo_sync.health.secondary import secondary_checks
 from geo_sync.settings import Settings
 
 EXIT_CODES = """Exit status (Nagios): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, the worst of
@@ -24,8 +22,13 @@ def site_checks(settings: Settings, report: dict[str, Any] | None = None
                 ) -> list[CheckResult]:
     """Every check of this site; ``report`` is a status report already taken (its
     registry counts are reused)."""
+    # Each role's checks import that role's code only (see cli.main.COMMANDS).
     if settings.role == "primary":
+        from geo_sync.health.primary import primary_health_checks  # noqa: PLC0415
+
         return primary_health_checks(settings.require_primary())
+    from geo_sync.health.secondary import secondary_checks  # noqa: PLC0415
+
     return secondary_checks(settings.require_secondary(), (report or {}).get("types"))
 
 

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
-import sqlalchemy.exc
-from rich.console import Console
 
 from geo_sync.errors import GeoSyncError
-from geo_sync.logging import configure_logging, get_logger
-from geo_sync.settings import Settings, config_path_from, load_settings
-from replicators.registry import check_type_settings
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from geo_sync.settings import Settings
+
+# Heavy modules (SQLAlchemy, pydantic, rich, the replicators) are imported where a
+# command first needs them, never at start-up: `geo-sync --help` or a status query
+# must not pay for what another command uses (0.9 s of imports before this).
 
 PIPE_WIDTH = 200
 
@@ -24,6 +29,7 @@ def make_console() -> Console:
     """Rich output for the CLI. Into a pipe or a file (the demo's log, `| less`) rich
     would assume 80 columns and squeeze every table; there, use a wide line instead
     (COLUMNS still wins)."""
+    from rich.console import Console  # noqa: PLC0415 - see the module's imports
     if sys.stdout.isatty() or "COLUMNS" in os.environ:
         return Console()
     return Console(width=PIPE_WIDTH)
@@ -40,10 +46,16 @@ class CliContext:
 
     @property
     def config_path(self) -> Path:
+        from geo_sync.settings import config_path_from  # noqa: PLC0415
+
         return config_path_from(self.config_option).resolve()
 
     @property
     def settings(self) -> Settings:
+        from geo_sync.logging import configure_logging  # noqa: PLC0415
+        from geo_sync.settings import load_settings  # noqa: PLC0415
+        from replicators.registry import check_type_settings  # noqa: PLC0415
+
         if self._settings is None:
             self._settings = load_settings(self.config_path)
             if self._settings.secondary is not None:
@@ -56,9 +68,38 @@ pass_cli = click.make_pass_decorator(CliContext)
 
 
 class GeoGroup(click.Group):
-    """A click group that turns our errors into one-line messages and exit status 1."""
+    """A click group that turns our errors into one-line messages and exit status 1.
+
+    Subcommands may be registered lazily (``lazy``: name -> "module:attribute", with
+    their one-line help for the listing), so that neither listing them nor running
+    one imports the modules of the others."""
+
+    def __init__(self, *args: object, lazy: dict[str, tuple[str, str]] | None = None,
+                 **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, attribute = self.lazy[cmd_name][0].split(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The listing, from the lazy commands' registered help (nothing imported)."""
+        rows = [(name, self.lazy[name][1] if name in self.lazy and name not in self.commands
+                 else self.commands[name].get_short_help_str())
+                for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> object:
+        import sqlalchemy.exc  # noqa: PLC0415 - see the module's imports
+
         try:
             return super().invoke(ctx)
         except GeoSyncError as exc:
@@ -73,6 +114,8 @@ def _fail(ctx: click.Context, message: str, hint: str) -> NoReturn:
     """A one-line error: plain text for commands, a JSON log line for daemons."""
     cli_ctx = ctx.find_object(CliContext)
     if cli_ctx is not None and cli_ctx.daemon and not sys.stderr.isatty():
+        from geo_sync.logging import get_logger  # noqa: PLC0415
+
         get_logger("cli").error("cannot_start", error=message, hint=hint)
         raise click.exceptions.Exit(1)
     raise click.ClickException(f"{message} (hint: {hint})" if hint else message) from None

@@ -4,28 +4,41 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
-import sqlalchemy.exc
 
-from geo_sync.cli.check import check, load_or_report, site_checks
 from geo_sync.cli.context import CliContext, GeoGroup, pass_cli
-from geo_sync.cli.demo import demo
-from geo_sync.cli.primary import primary, primary_status_report, render_primary_status
-from geo_sync.cli.recovery import drift, orphans, resync, verify
-from geo_sync.cli.secondary import (
-    render_secondary_status,
-    secondary,
-    secondary_status_report,
-    worker,
-)
 from geo_sync.errors import GeoSyncError
-from geo_sync.health.result import CheckResult, Level, verdict
-from geo_sync.logging import configure_logging
+
+if TYPE_CHECKING:
+    from geo_sync.health.result import CheckResult
+
+#: Each subcommand's module, imported only when that command runs, and its one-line
+#: help for `geo-sync --help` (tests/cli check these match the commands' own).
+COMMANDS = {
+    "primary": ("geo_sync.cli.primary:primary", "Run and feed the primary site."),
+    "check": ("geo_sync.cli.check:check", "Check this site: one line per check (OK, WARNING, "
+              "CRITICAL or UNKNOWN), with a hint for each that is not OK."),
+    "drift": ("geo_sync.cli.recovery:drift", "Report items missing on the mirror, mismatched, "
+              "orphaned, missing on the primary or stuck, each with what to do."),
+    "verify": ("geo_sync.cli.recovery:verify",
+               "Verify items against the primary now, in this process, with a progress bar."),
+    "resync": ("geo_sync.cli.recovery:resync",
+               "Sync items again now: --id (with TYPE), --failed or --all is required."),
+    "orphans": ("geo_sync.cli.recovery:orphans", "List copies on the mirror that no registry "
+                "row accounts for; --delete removes them."),
+    "secondary": ("geo_sync.cli.secondary:secondary",
+                  "Run a secondary site that mirrors a primary."),
+    "worker": ("geo_sync.cli.secondary:worker", "Replicate items from the Redis queue (any "
+               "machine reaching Redis, DB and storage)."),
+    "demo": ("geo_sync.cli.demo:demo", "Run a primary and a secondary in embedded mode and "
+             "drive a CI workload through them."),
+}
 
 
-@click.group(cls=GeoGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=GeoGroup, lazy=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_option",
@@ -37,6 +50,8 @@ from geo_sync.logging import configure_logging
 @click.pass_context
 def cli(ctx: click.Context, config_option: str | None) -> None:
     """geo-sync: mirror a CI site's repositories, artifacts and job logs to secondaries."""
+    from geo_sync.logging import configure_logging  # noqa: PLC0415 - see COMMANDS
+
     configure_logging("warning", "json")
     ctx.obj = CliContext(config_option)
 
@@ -50,13 +65,28 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
     """Show the state of this site and a verdict (Healthy, Degraded, Unhealthy):
     replication per type, events seen and processed, workers, cursor holder, last
     errors (secondary); catalog, event log and secondaries (primary)."""
+    # Only what this command uses (see COMMANDS): a status query at scale is mostly
+    # Python start-up otherwise.
+    import sqlalchemy.exc  # noqa: PLC0415
+
+    from geo_sync.cli.check import load_or_report, site_checks  # noqa: PLC0415
+    from geo_sync.health.result import CheckResult, verdict  # noqa: PLC0415
+
     settings = load_or_report(cli_ctx)
     if isinstance(settings, CheckResult):
         _status_failed(as_json, settings.message, settings.hint, [settings])
     try:
         if settings.role == "primary":
+            from geo_sync.cli.primary import (  # noqa: PLC0415
+                primary_status_report,
+                render_primary_status,
+            )
             report, render = primary_status_report(cli_ctx), render_primary_status
         else:
+            from geo_sync.cli.secondary import (  # noqa: PLC0415
+                render_secondary_status,
+                secondary_status_report,
+            )
             report, render = secondary_status_report(cli_ctx), render_secondary_status
     except (GeoSyncError, sqlalchemy.exc.SQLAlchemyError) as exc:
         message, hint = _explain(exc)
@@ -83,6 +113,7 @@ def _explain(exc: Exception) -> tuple[str, str]:
 def _status_failed(as_json: bool, message: str, hint: str,
                    results: list[CheckResult]) -> NoReturn:
     """No report: say why, with the verdict the checks reach, and exit with its code."""
+    from geo_sync.health.result import Level, verdict  # noqa: PLC0415
     overall = verdict(results)
     level = overall.level if overall.level is not Level.OK else Level.UNKNOWN
     if as_json:
@@ -94,14 +125,6 @@ def _status_failed(as_json: bool, message: str, hint: str,
                    + (f" (hint: {hint})" if hint else ""), err=True)
     sys.exit(int(level))
 
-
-cli.add_command(primary)
-cli.add_command(check)
-for command in (drift, verify, resync, orphans):
-    cli.add_command(command)
-cli.add_command(secondary)
-cli.add_command(worker)
-cli.add_command(demo)
 
 
 def main() -> None:

@@ -11,28 +11,24 @@ from pathlib import Path
 from typing import Any
 
 import click
-import uvicorn
-from prometheus_client import REGISTRY
 from rich.table import Table
 
 from geo_sync.auth import issue_token
 from geo_sync.cli.context import CliContext, GeoGroup, make_console, pass_cli
+from geo_sync.cli.serving import default_processes, serve_on, supervise
 from geo_sync.cli.verdict_view import render_verdict
 from geo_sync.db import write_transaction
 from geo_sync.errors import GeoSyncError, InvalidInput, NotFound
-from geo_sync.logging import get_logger, set_process_title
-from geo_sync.metrics import serve_metrics
+from geo_sync.logging import get_logger
 from geo_sync.migrate import PRIMARY
 from geo_sync.paths import resolve_inside
 from geo_sync.primary import hooks, secondaries
-from geo_sync.primary.api import create_app
 from geo_sync.primary.credentials import CREDENTIAL_CACHE_SECONDS
 from geo_sync.primary.publish import Change, publish
 from geo_sync.primary.retention import prune
 from geo_sync.primary.scan import apply_plan, plan_scan
 from geo_sync.primary.site import init_primary, open_primary
 from geo_sync.primary.status import primary_status
-from geo_sync.wire import API_PREFIX
 from replicators.base import Replicator
 from replicators.registry import REPLICATORS, replicator_for
 from replicators.repository import RepositoryReplicator, is_bare_repository
@@ -94,24 +90,23 @@ def migrate(cli_ctx: CliContext) -> None:
 
 
 @primary.command()
+@click.option("--processes", type=click.IntRange(1, 64), default=None,
+              help="Server processes sharing the port [default: one per core, at most "
+              "4]; the periodic jobs run in the first.")
 @pass_cli
-def serve(cli_ctx: CliContext) -> None:
+def serve(cli_ctx: CliContext, processes: int | None) -> None:
     """Serve the Geo API (events, catalog, blobs, git) and prune the event log."""
     cli_ctx.daemon = True
-    settings, engine = open_primary(cli_ctx.settings)
+    settings, engine = open_primary(cli_ctx.settings)  # the schema is checked here, once
+    engine.dispose()
     # Bind before anything says "started": a busy port is one line with a hint, not
     # uvicorn's raw errno after a startup message.
     sock = listen_socket(settings.listen_host, settings.listen_port)
-    set_process_title(f"primary serve {settings.listen_host}:{settings.listen_port}")
-    app = create_app(settings, engine)
-    if settings.metrics.port:
-        REGISTRY.register(app.state.api.jobs.collector)
-        serve_metrics(settings.metrics.host, settings.metrics.port, "primary serve")
-    log.info("geo_api_listening", url=f"http://{settings.listen_host}:"
-             f"{sock.getsockname()[1]}{API_PREFIX}", openapi=f"{API_PREFIX}/openapi.json")
-    uvicorn.Server(
-        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5)
-    ).run(sockets=[sock])
+    count = processes or default_processes()
+    if count == 1:
+        serve_on(cli_ctx.settings, sock)
+    else:
+        supervise(cli_ctx.config_path, sock, count)
 
 
 @primary.command("publish")

@@ -15,7 +15,7 @@ from geo_sync.errors import InvalidInput
 from geo_sync.migrate import TRACKING
 from geo_sync.secondary.runtime import open_runtime
 from geo_sync.tracking import verification_rows
-from geo_sync.tracking.states import SyncState
+from geo_sync.tracking.states import SyncState, Verdict
 from replicators.registry import REPLICATORS, replicator_for
 from verification.drift import find_drift
 from verification.recovery import (
@@ -144,7 +144,7 @@ def verify(cli_ctx: CliContext, type_name: str | None, ids: tuple[int, ...], fai
         runtime.close()
     summary = ", ".join(f"{count} {verdict}" for verdict, count in sorted(verdicts.items()))
     click.echo(f"verified {len(plan)} item(s): {summary or 'nothing to verify'}")
-    sys.exit(1 if verdicts.get("mismatch") or verdicts.get("gave_up") else 0)
+    sys.exit(1 if verdicts.get(Verdict.MISMATCH) or verdicts.get(Verdict.GAVE_UP) else 0)
 
 
 @click.command(epilog="Exit status: 0 no orphans, 1 orphans found (also with --delete).")

@@ -9,19 +9,18 @@ from typing import Any
 
 import click
 
-from geo_sync.cli import secondary_view
 from geo_sync.cli.context import CliContext, GeoGroup, make_console, pass_cli
-from geo_sync.cli.preflight import verify_primary
 from geo_sync.db import make_engine
 from geo_sync.errors import InvalidInput
 from geo_sync.migrate import TRACKING
+from geo_sync.secondary import reselect
 from geo_sync.secondary.client import PrimaryClient
-from geo_sync.secondary.daemon import run_secondary
-from geo_sync.secondary.site import init_secondary
 from geo_sync.secondary.status import secondary_status
-from geo_sync.secondary.worker import run_workers
+from geo_sync.selection import Selection
 
-console = make_console()
+# The daemons (dramatiq, the replicators' transports), `init` and the rich rendering
+# are imported where they are used: `geo-sync status --json` imports this module
+# (see cli.main.COMMANDS).
 
 
 @click.group(cls=GeoGroup)
@@ -57,6 +56,9 @@ def init_command(directory: Path, primary_url: str, name: str, secret_env: str |
     """Write a working secondary config and mirror layout, and create the tracking schema.
     The primary is asked first (URL, name and secret verified); nothing is written if
     it cannot be reached or refuses us."""
+    from geo_sync.cli.preflight import verify_primary  # noqa: PLC0415
+    from geo_sync.secondary.site import init_secondary  # noqa: PLC0415
+
     secret_value = read_secret(secret_env, secret_file, secret)
     if not skip_primary_check:
         verify_primary(primary_url=primary_url, name=name, secret=secret_value)
@@ -109,8 +111,43 @@ def migrate(cli_ctx: CliContext) -> None:
 @pass_cli
 def run(cli_ctx: CliContext) -> None:
     """Follow the primary: log cursor and scheduler (and embedded workers)."""
+    from geo_sync.secondary.daemon import run_secondary  # noqa: PLC0415
+
     cli_ctx.daemon = True
     run_secondary(cli_ctx.settings.require_secondary())
+
+
+@secondary.command("reselect", epilog="Exit status: 0 applied (or nothing to change), "
+                   "1 with --dry-run when the selection would change.")
+@click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
+@pass_cli
+def reselect_command(cli_ctx: CliContext, dry_run: bool) -> None:
+    """Apply the config's [secondary.selection] to this secondary while it runs: newly
+    selected items are backfilled from the primary's catalog; items no longer selected
+    stop being followed and counted, and their copies stay until `geo-sync orphans
+    --delete`."""
+    settings = cli_ctx.settings.require_secondary()
+    engine = make_engine(settings.database_url)
+    try:
+        TRACKING.require_current(engine)
+        change = reselect.plan(engine, settings.selection.rules())
+        if not change.changed:
+            click.echo("the selection is already applied; nothing to do")
+            return
+        for line in change.after.describe() or ["every item (not selective)"]:
+            click.echo(f"select {line}")
+        for name, count in change.leaving.items():
+            if count:
+                click.echo(f"{name}: {count} item(s) held now leave the selection")
+        if dry_run:
+            click.echo("dry run: nothing changed")
+            sys.exit(1)
+        reselect.apply(engine, change.after)
+        click.echo("applied: `secondary run` backfills newly selected items on its next "
+                   "pass; copies of items no longer selected stay until "
+                   "`geo-sync orphans --delete`")
+    finally:
+        engine.dispose()
 
 
 @click.command()
@@ -123,6 +160,8 @@ def run(cli_ctx: CliContext) -> None:
 def worker(cli_ctx: CliContext, processes: int, threads: int,
            metrics_port: int | None) -> None:
     """Replicate items from the Redis queue (any machine reaching Redis, DB and storage)."""
+    from geo_sync.secondary.worker import run_workers  # noqa: PLC0415
+
     cli_ctx.daemon = True
     cli_ctx.settings.require_secondary()
     run_workers(cli_ctx.config_path, processes, threads, metrics_port)
@@ -134,8 +173,14 @@ def secondary_status_report(cli_ctx: CliContext) -> dict[str, Any]:
     TRACKING.require_current(engine)
     client = PrimaryClient(settings)
     try:
-        return secondary_status(engine, client, settings.name,
-                                settings.checks.worker_stale_seconds)
+        report = secondary_status(engine, client, settings.name,
+                                  settings.checks.worker_stale_seconds,
+                                  settings.checks.lag_window_seconds)
+        # An edited selection is followed once `secondary reselect` (or a restart) applies it.
+        report["selection"]["config_differs"] = (
+            settings.selection.rules().to_json() != Selection.of(
+                report["selection"]["include"], report["selection"]["exclude"]).to_json())
+        return report
     finally:
         client.close()
         engine.dispose()
@@ -143,4 +188,6 @@ def secondary_status_report(cli_ctx: CliContext) -> dict[str, Any]:
 
 def render_secondary_status(report: dict[str, Any]) -> None:
     """The secondary's status in 80 columns (see secondary_view)."""
-    secondary_view.render(console, report)
+    from geo_sync.cli import secondary_view  # noqa: PLC0415
+
+    secondary_view.render(make_console(), report)

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from geo_sync.cli.verdict_view import render_verdict
+from geo_sync.tracking.states import SyncState
 
 
 def _share(done: int, total: int) -> str:
@@ -34,18 +35,49 @@ def render(console: Console, report: dict[str, Any]) -> None:
     """The secondary's status as short lines."""
     render_verdict(console, report)
     console.print(f"\n[bold]secondary {escape(report['name'])}[/]")
+    selection = report.get("selection") or {}
+    if selection.get("selective"):
+        console.print("[yellow]selective[/]: holds only the selected items")
+        for rule in selection["rules"]:
+            console.print(f"  {escape(rule)}")
+    if selection.get("config_differs"):
+        console.print("[yellow]the config's selection is not applied yet[/]: run "
+                      "`geo-sync secondary reselect`")
     for name, counts in report["types"].items():
         total = counts.get("total", 0)
         console.print(f"{name}")
-        console.print(f"  synced   {_share(counts.get('synced', 0), total)}; "
-                      f"pending {counts.get('pending', 0)}, started {counts.get('started', 0)}"
-                      f", failed {counts.get('failed', 0)}")
+        sync = {state: counts.get(state, 0) for state in SyncState}
+        console.print(f"  synced   {_share(sync[SyncState.SYNCED], total)}; "
+                      f"pending {sync[SyncState.PENDING]}, started {sync[SyncState.STARTED]}"
+                      f", failed {sync[SyncState.FAILED]}")
         console.print(f"  verified {_share(counts.get('verified', 0), total)}; "
                       f"mismatched {counts.get('mismatched', 0)}, missing on primary "
                       f"{counts.get('missing_on_primary', 0)}")
+        _item_lag(console, (report.get("item_lag") or {}).get(name))
     _events(console, report)
     _workers(console, report)
     _errors(console, report)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def _item_lag(console: Console, lag: dict[str, Any] | None) -> None:
+    """Commit-to-verified lag of the changes verified in the window, and the oldest
+    change still waiting."""
+    if not lag:
+        return
+    window = f"last {lag['window_seconds'] / 60:.0f} min"
+    if lag["samples"]:
+        console.print(f"  lag      commit to verified, {window} ({lag['samples']} change(s)): "
+                      f"p50 {_seconds(lag['p50_seconds'])}, p99 {_seconds(lag['p99_seconds'])}"
+                      f", max {_seconds(lag['max_seconds'])}")
+    else:
+        console.print(f"  lag      no change verified in the {window}")
+    if lag["oldest_unverified_at"]:
+        console.print("  oldest change not yet verified: committed "
+                      f"{_ago(lag['oldest_unverified_age_seconds'])}")
 
 
 def _events(console: Console, report: dict[str, Any]) -> None:

@@ -182,7 +182,7 @@ def _counts(site: _Site) -> list[CheckResult]:
         with site.engine.connect() as conn:
             counts = {r.name: sync_rows.counts(conn, r.registry) for r in REPLICATORS.values()}
     rows = (
-        ("failed items", "failed", checks.failed_warning, checks.failed_critical,
+        ("failed items", SyncState.FAILED, checks.failed_warning, checks.failed_critical,
          "`geo-sync status` lists the last errors; `geo-sync resync --failed` retries now"),
         ("mismatched items", "mismatched", checks.mismatched_warning,
          checks.mismatched_critical,

@@ -44,6 +44,8 @@ from geo_sync.primary.status import primary_status
 from geo_sync.settings import PrimarySettings
 from geo_sync.wire import (
     API_PREFIX,
+    BATCH_BODY_BYTES,
+    BATCH_MAX_PATHS,
     MISSING_HEADER,
     CatalogEntry,
     CatalogItemReply,
@@ -106,9 +108,12 @@ class GeoApi:
     """The routes and the state behind them: settings, engine, change signal; the
     credentials and the background jobs live in their own modules."""
 
-    def __init__(self, settings: PrimarySettings, engine: Engine) -> None:
+    def __init__(self, settings: PrimarySettings, engine: Engine, *,
+                 background: bool = True) -> None:
         self.settings = settings
         self.engine = engine
+        #: Whether this process runs the periodic jobs (one of several serving processes).
+        self.background = background
         self.feed = feed_for(engine.dialect)
         self.signal: ChangeSignal | None = None
         self.credentials = Credentials(settings, engine)
@@ -252,6 +257,22 @@ class GeoApi:
     async def blob(self, request: Request, caller: str) -> Response:
         return await blobs.download(request, self.engine, self.settings.storage_root)
 
+    async def blob_batch(self, request: Request, caller: str) -> Response:
+        """Many blobs of one type in one response (``{"paths": [...]}`` in the body)."""
+        replicator = blobs.blob_replicator(request.path_params["type"])
+        raw = await _bounded_body(request, BATCH_BODY_BYTES)
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise InvalidInput("body must be JSON: {\"paths\": [\"...\", ...]}") from None
+        paths = body.get("paths") if isinstance(body, dict) else None
+        if not isinstance(paths, list) or not 1 <= len(paths) <= BATCH_MAX_PATHS:
+            raise InvalidInput(f"body must be JSON with paths, a list of 1 to {BATCH_MAX_PATHS} "
+                               "paths: {\"paths\": [\"...\", ...]}")
+        valid = [replicator.validate_path(path, field=f"paths[{index}]")
+                 for index, path in enumerate(paths)]
+        return blobs.download_batch(replicator, valid, self.engine, self.settings.storage_root)
+
     async def git(self, request: Request, caller: str) -> Response:
         return await git_http.serve_git(
             request, self.settings.storage_root / RepositoryReplicator.storage_dir, caller
@@ -265,7 +286,7 @@ class GeoApi:
         self.signal = ChangeSignal(asyncio.get_running_loop())
         watcher = Watcher(self.engine, self.signal)
         watcher.start()
-        jobs = await self.jobs.start()
+        jobs = await self.jobs.start() if self.background else []
         log.info("geo_api_started")
         try:
             yield
@@ -291,9 +312,11 @@ async def _openapi(_request: Request) -> Response:
     return JSONResponse(openapi_document())
 
 
-def create_app(settings: PrimarySettings, engine: Engine) -> Starlette:
-    """The Starlette application serving the Geo API."""
-    api = GeoApi(settings, engine)
+def create_app(settings: PrimarySettings, engine: Engine, *, background: bool = True
+               ) -> Starlette:
+    """The Starlette application serving the Geo API; with ``background`` it also runs
+    the periodic jobs (pruning, checksums, the push spool, metrics)."""
+    api = GeoApi(settings, engine, background=background)
     routes = [
         Route(f"{API_PREFIX}/events", api.guarded(api.events)),
         Route(f"{API_PREFIX}/events/head", api.guarded(api.head)),
@@ -302,6 +325,7 @@ def create_app(settings: PrimarySettings, engine: Engine) -> Starlette:
         Route(f"{API_PREFIX}/catalog/{{type}}/item", api.guarded(api.catalog_item)),
         Route(f"{API_PREFIX}/blobs/{{type}}/{{path:path}}", api.guarded(api.blob),
               methods=["GET", "HEAD"]),
+        Route(f"{API_PREFIX}/blob-batch/{{type}}", api.guarded(api.blob_batch), methods=["POST"]),
         Route(f"{API_PREFIX}/git/{{rest:path}}", api.guarded(api.git), methods=["GET", "POST"]),
         Route(f"{API_PREFIX}/status", api.guarded(api.status)),
         Route(OPENAPI_PATH, _openapi),

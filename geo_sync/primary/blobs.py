@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from stat import S_ISREG
 from urllib.parse import quote
@@ -10,15 +12,25 @@ from urllib.parse import quote
 from sqlalchemy import Engine, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.types import Send
 
 from geo_sync.errors import InvalidInput, MissingOnPrimary
 from geo_sync.files import CHUNK
 from geo_sync.paths import resolve_inside
 from geo_sync.primary.models import CatalogItem
-from geo_sync.wire import CHECKSUM_HEADER, RECORD_HEADER, SIZE_HEADER
+from geo_sync.wire import (
+    BATCH_INLINE_MAX,
+    CHECKSUM_HEADER,
+    RECORD_HEADER,
+    SIZE_HEADER,
+    BatchEntry,
+)
+from replicators.base import Replicator
 from replicators.registry import replicator_for
+
+#: Bytes of files read per trip to the thread pool while streaming a batch.
+_READ_GROUP_BYTES = 4 * 1024 * 1024
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -65,12 +77,93 @@ def _catalog_entry(engine: Engine, type_name: str, path: str
     return (row.record_id, row.size, row.checksum) if row else (None, None, None)
 
 
-async def download(request: Request, engine: Engine, storage_root: Path) -> Response:
-    """GET/HEAD ``/blobs/{type}/{path}``: the file as it is now, or 404 missing on primary."""
-    replicator = replicator_for(request.path_params["type"])
+def blob_replicator(type_name: str) -> type[Replicator]:
+    """The replicator of a type served as blobs; InvalidInput naming it otherwise."""
+    replicator = replicator_for(type_name)
     if replicator.transport != "blob":
         raise InvalidInput(f"a {replicator.name} is fetched over {replicator.transport}, "
                            "not downloaded as a blob")
+    return replicator
+
+
+def _batch_catalog(engine: Engine, type_name: str, paths: list[str]
+                   ) -> dict[str, tuple[str, int | None, str | None]]:
+    """path -> (record id, size, checksum) of the catalogued ones among ``paths``: one
+    query for the whole batch."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(CatalogItem.path, CatalogItem.record_id, CatalogItem.size,
+                   CatalogItem.checksum).where(CatalogItem.replicable_type == type_name,
+                                               CatalogItem.path.in_(paths))).all()
+    return {row.path: (row.record_id, row.size, row.checksum) for row in rows}
+
+
+def _read_inline(full: Path) -> bytes | int | None:
+    """The file's bytes; its size if it is too large to inline; None if it is not a
+    regular file. Read at once, so the size sent is the size of the bytes sent even
+    while the file is appended to."""
+    try:
+        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:  # gone, a directory's parent missing, a symlink, a FIFO's peer
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        stat = os.fstat(handle.fileno())
+        if not S_ISREG(stat.st_mode):
+            return None
+        if stat.st_size > BATCH_INLINE_MAX:
+            return stat.st_size
+        data = handle.read(BATCH_INLINE_MAX + 1)
+    return len(data) if len(data) > BATCH_INLINE_MAX else data
+
+
+def _read_group(root: Path, paths: list[str],
+                catalog: dict[str, tuple[str, int | None, str | None]]) -> tuple[bytes, int]:
+    """Header lines and bytes of the first of ``paths``, in order, up to about
+    _READ_GROUP_BYTES; and how many paths that covered."""
+    parts: list[bytes] = []
+    taken = size_so_far = 0
+    for path in paths:
+        if size_so_far >= _READ_GROUP_BYTES:
+            break
+        taken += 1
+        try:
+            content = _read_inline(resolve_inside(root, path))
+        except InvalidInput:  # a symlink out of the storage root: not an item
+            content = None
+        record_id, size, checksum = catalog.get(path, (None, None, None))
+        if content is None:
+            parts.append(BatchEntry(path, "missing").header_line())
+        elif isinstance(content, int):
+            parts.append(BatchEntry(path, "too_large", content).header_line())
+        else:
+            sha = checksum if (checksum and size == len(content)
+                               and _SHA256.fullmatch(checksum)) else None
+            parts.append(BatchEntry(path, "ok", len(content), sha, record_id).header_line())
+            parts.append(content)
+            size_so_far += len(content)
+    return b"".join(parts), taken
+
+
+def download_batch(replicator: type[Replicator], paths: list[str], engine: Engine,
+                   storage_root: Path) -> Response:
+    """``POST /blob-batch/{type}``: every path's entry and bytes in one response, with
+    the catalog's checksums from one query; see ``wire.BatchEntry``."""
+    root = storage_root / replicator.storage_dir
+
+    async def body() -> AsyncIterator[bytes]:
+        catalog = await run_in_threadpool(_batch_catalog, engine, replicator.name, paths)
+        rest = paths
+        while rest:  # a few MiB per trip to the thread pool, not one trip per file
+            chunk, taken = await run_in_threadpool(_read_group, root, rest, catalog)
+            rest = rest[taken:]
+            yield chunk
+
+    return StreamingResponse(body(), media_type="application/octet-stream")
+
+
+async def download(request: Request, engine: Engine, storage_root: Path) -> Response:
+    """GET/HEAD ``/blobs/{type}/{path}``: the file as it is now, or 404 missing on primary."""
+    replicator = blob_replicator(request.path_params["type"])
     relpath = replicator.validate_path(request.path_params["path"])
     full = resolve_inside(storage_root / replicator.storage_dir, relpath)
     try:

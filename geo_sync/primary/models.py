@@ -55,6 +55,17 @@ class CatalogItem(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class AcceptedEvent(Base):
+    """A (type, event) pair the primary accepts for publishing. Both geo_publish() and
+    the portable path consult this table; migrations fill it from the data types'
+    classes (``geo_sync.primary.data_types``, migration 0005)."""
+
+    __tablename__ = "geo_accepted_events"
+
+    replicable_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    event: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
 class Secondary(Base):
     """A registered secondary site: its credentials and how far it has read the log."""
 

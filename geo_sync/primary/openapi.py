@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from geo_sync.wire import API_PREFIX
+from geo_sync.wire import API_PREFIX, BATCH_INLINE_MAX, BATCH_MAX_PATHS
 from replicators.registry import REPLICATORS
 
 OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
@@ -199,6 +199,27 @@ def openapi_document() -> dict[str, Any]:
                 **_COMMON_ERRORS,
                 "404": _error("missing on primary (X-Geo-Missing-On-Primary: true)"),
                 "416": {"description": "nothing past the requested start"},
+            },
+        }},
+        "/blob-batch/{type}": {"post": {
+            "summary": "Many artifacts' or job logs' bytes in one response",
+            "description": "For each path, in the order asked: one line of JSON (path, "
+            "status ok|missing|too_large, size, the catalog's sha256 checksum when it "
+            "describes these bytes, record_id), then, if ok, exactly size bytes. Files "
+            f"over {BATCH_INLINE_MAX} bytes are too_large: fetch them from /blobs.",
+            "operationId": "blobBatch",
+            "parameters": [_type_param(blob_types)],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["paths"],
+                "properties": {"paths": {"type": "array", "minItems": 1,
+                                         "maxItems": BATCH_MAX_PATHS,
+                                         "items": {"type": "string"}}}}}}},
+            "responses": {
+                "200": {"description": "the entries", "content": {
+                    "application/octet-stream": {
+                        "schema": {"type": "string", "format": "binary"}}}},
+                **_COMMON_ERRORS,
+                "413": _error("the body is over 1 MiB"),
             },
         }},
         "/status": {"get": {

@@ -29,9 +29,11 @@ from sqlalchemy import Connection, delete, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from geo_sync.db import is_postgres, utcnow
-from geo_sync.errors import InvalidInput, NotFound, UnsafePath
+from geo_sync.errors import InvalidInput, UnsafePath
 from geo_sync.paths import CONTROL, utf8_length
+from geo_sync.primary.data_types import require_accepted
 from geo_sync.primary.models import CatalogItem, Event
+from geo_sync.primary.publish_rules import from_sqlstate, refuse
 from replicators.registry import replicator_for
 
 NOTIFY_CHANNEL = "geo_sync_events"
@@ -59,7 +61,7 @@ def validate_change(change: Change) -> Change:
     replicator.validate_event(change.event)
     replicator.validate_path(change.path)
     if change.record_id is not None and not _valid_record_id(change.record_id):
-        raise InvalidInput("record_id must be 1 to 255 bytes without control characters")
+        raise refuse("bad_record_id")
     if change.size is not None and (
         not isinstance(change.size, int) or isinstance(change.size, bool)
         or not 0 <= change.size <= MAX_SIZE
@@ -69,13 +71,13 @@ def validate_change(change: Change) -> Change:
     if change.checksum is not None and (
         not isinstance(change.checksum, str) or not _CHECKSUM.fullmatch(change.checksum)
     ):
-        raise InvalidInput("checksum must be 64 lowercase hex digits (sha256)")
+        raise refuse("bad_checksum")
     if change.old_path is not None:
         if change.event != "renamed":
-            raise InvalidInput("old_path is only valid for renamed events")
+            raise refuse("old_path_not_renamed")
         replicator.validate_path(change.old_path, field="old_path")
     if change.event == "renamed" and change.record_id is None and change.old_path is None:
-        raise InvalidInput("renamed needs record_id or old_path to find the item")
+        raise refuse("rename_without_source")
     return change
 
 
@@ -86,12 +88,6 @@ def _valid_record_id(record_id: object) -> bool:
         return 0 < utf8_length(record_id, "record_id") <= 255
     except UnsafePath:
         return False
-
-
-def path_taken(type_name: str, path: str, owner: str, record: str) -> str:
-    """Why ``record`` cannot have ``path``: the same words as geo_publish() (0003)."""
-    return (f"{type_name} path {path} belongs to record {owner}, not {record}; "
-            f"delete or rename {owner} first")
 
 
 def publish(conn: Connection, change: Change) -> int:
@@ -133,12 +129,7 @@ def _publish_postgres(conn: Connection, change: Change) -> int:
 def _translate(exc: DBAPIError) -> Exception:
     sqlstate = getattr(exc.orig, "sqlstate", None)
     message = str(getattr(getattr(exc.orig, "diag", None), "message_primary", "") or exc.orig)
-    message = message.removeprefix("geo_publish: ")
-    if sqlstate == "22023":
-        return InvalidInput(message)
-    if sqlstate == "P0002":
-        return NotFound(message, hint="check the record id or old path; nothing was changed")
-    return exc
+    return from_sqlstate(sqlstate, message) or exc
 
 
 def _row(conn: Connection, type_name: str, *where: Any) -> Any:
@@ -161,13 +152,10 @@ def _delete_row(conn: Connection, change: Change) -> str:
     kind = change.replicable_type
     row = _find(conn, change, change.path)
     if row is None:
-        raise NotFound(
-            f"cannot delete: the catalog holds no {kind} {change.record_id or change.path}",
-            hint="check the record id or path; nothing was changed",
-        )
+        raise refuse("delete_unknown", type=kind, item=change.record_id or change.path)
     if row.path != change.path:
-        raise InvalidInput(f"{kind} record {row.record_id} is at {row.path}, not "
-                           f"{change.path}; nothing was deleted")
+        raise refuse("delete_elsewhere", type=kind, record=row.record_id, at=row.path,
+                     path=change.path)
     conn.execute(delete(CatalogItem).where(CatalogItem.id == row.id))
     return str(row.record_id)
 
@@ -176,16 +164,14 @@ def _rename_row(conn: Connection, change: Change, now: Any) -> tuple[str, str]:
     kind = change.replicable_type
     row = _find(conn, change, change.old_path or "")
     if row is None:
-        raise NotFound(
-            f"cannot rename: no {kind} {change.record_id or change.old_path}",
-            hint="check the record id or old path; nothing was changed",
-        )
+        raise refuse("rename_unknown", type=kind, item=change.record_id or change.old_path)
     if change.old_path is not None and row.path != change.old_path:
-        raise InvalidInput(f"{kind} record {row.record_id} is at {row.path}, not "
-                           f"{change.old_path}; nothing was renamed")
+        raise refuse("rename_elsewhere", type=kind, record=row.record_id, at=row.path,
+                     path=change.old_path)
     other = _row(conn, kind, CatalogItem.path == change.path, CatalogItem.id != row.id)
     if other is not None:
-        raise InvalidInput(path_taken(kind, change.path, other.record_id, row.record_id))
+        raise refuse("path_taken", type=kind, path=change.path, owner=other.record_id,
+                     record=row.record_id)
     conn.execute(update(CatalogItem).where(CatalogItem.id == row.id)
                  .values(path=change.path, updated_at=now))
     return str(row.record_id), str(row.path)
@@ -207,18 +193,20 @@ def _upsert_row(conn: Connection, change: Change, now: Any) -> str:
     if row is None:
         other = _row(conn, kind, CatalogItem.path == change.path)
         if other is not None:
-            raise InvalidInput(path_taken(kind, change.path, other.record_id, record_id))
+            raise refuse("path_taken", type=kind, path=change.path, owner=other.record_id,
+                         record=record_id)
         conn.execute(insert(CatalogItem).values(
             replicable_type=kind, record_id=record_id, path=change.path, **values))
     elif row.path != change.path:
-        raise InvalidInput(f"{kind} record {row.record_id} is at {row.path}, not "
-                           f"{change.path}; publish renamed to move it")
+        raise refuse("upsert_elsewhere", type=kind, record=row.record_id, at=row.path,
+                     path=change.path)
     else:
         conn.execute(update(CatalogItem).where(CatalogItem.id == row.id).values(**values))
     return str(record_id)
 
 
 def _publish_portable(conn: Connection, change: Change) -> int:
+    require_accepted(conn, change.replicable_type, change.event)
     now = utcnow()
     old_path: str | None = None
     if change.event == "deleted":

@@ -65,9 +65,10 @@ def init_primary(
     return config
 
 
-def open_primary(settings: Settings) -> tuple[PrimarySettings, Engine]:
+def open_primary(settings: Settings, *, pre_ping: bool = True
+                 ) -> tuple[PrimarySettings, Engine]:
     """The primary section and an engine on a database at the current schema."""
     primary = settings.require_primary()
-    engine = make_engine(primary.database_url)
+    engine = make_engine(primary.database_url, pre_ping=pre_ping)
     PRIMARY.require_current(engine)
     return primary, engine

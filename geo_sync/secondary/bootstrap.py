@@ -21,6 +21,11 @@ from geo_sync.settings import SecondarySettings
 from verification import verifier
 
 ACTOR = "geo_sync_items"
+#: dramatiq's idle consumer backs off up to its worker_timeout (1000 ms by default)
+#: before looking at the queue again: a message sent to an idle worker waited up to a
+#: second, most of a push's lag to the mirror. 100 ms costs an idle worker about 20
+#: Redis round trips a second.
+IDLE_POLL_MS = 100
 VERIFY_ACTOR = "geo_verify_items"
 # A batch holds its rows by lease; dramatiq's own retries would only duplicate ours.
 ACTOR_OPTIONS: dict[str, Any] = {"max_retries": 0, "time_limit": 6 * 3600 * 1000}

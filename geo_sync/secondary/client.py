@@ -20,13 +20,16 @@ from geo_sync.errors import (
     MissingOnPrimary,
     TransientError,
 )
+from geo_sync.files import CHUNK
 from geo_sync.settings import SecondarySettings
 from geo_sync.wire import (
     API_PREFIX,
     MISSING_HEADER,
+    BatchEntry,
     CatalogItemReply,
     CatalogPage,
     EventPage,
+    read_batch,
 )
 
 TOKEN_TTL = 60
@@ -133,6 +136,25 @@ class PrimaryClient:
                 yield response
         except httpx.HTTPError as exc:
             raise TransientError(f"transfer from primary failed: {type(exc).__name__}: {exc}",
+                                 hint="it will be retried") from None
+
+    @contextmanager
+    def blob_batch(self, type_name: str, paths: list[str]
+                   ) -> Iterator[Iterator[tuple[BatchEntry, bytes]]]:
+        """Stream many blobs in one request: (entry, bytes) per path, in order. A
+        transfer that breaks off raises TransientError where the reading stops, so
+        the entries read before it stand."""
+        headers = {"Authorization": f"Bearer {self.token()}"}
+        try:
+            with self._http.stream("POST", f"/blob-batch/{type_name}",
+                                   json={"paths": paths}, headers=headers) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    check(response)
+                yield read_batch(response.iter_raw(CHUNK))
+        except httpx.HTTPError as exc:
+            raise TransientError(f"batch transfer from primary failed: "
+                                 f"{type(exc).__name__}: {exc}",
                                  hint="it will be retried") from None
 
 

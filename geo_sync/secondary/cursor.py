@@ -5,6 +5,10 @@ transaction, with a compare-and-set on the old position: a crash anywhere
 loses nothing (the batch is read again) and applies nothing twice. Work is
 announced after commit by waking the scheduler; if that is lost, the scheduler
 finds pending rows on its own.
+
+While a backlog drains, the next page is fetched while the current one is
+applied (the primary reads it meanwhile), and the scheduler is woken at most
+every ``WAKE_INTERVAL`` rather than after every page.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from sqlalchemy import select, update
 
@@ -19,15 +24,22 @@ from geo_sync.db import utcnow, write_transaction
 from geo_sync.errors import BackfillRequired, InvalidInput
 from geo_sync.logging import get_logger
 from geo_sync.metrics import EVENTS_APPLIED
+from geo_sync.secondary import selective
 from geo_sync.secondary.backfill import backfill
 from geo_sync.secondary.runtime import Runtime
-from geo_sync.tracking import sync_rows
+from geo_sync.selection import Selection
+from geo_sync.tracking import event_rows, selection_row
 from geo_sync.tracking.models import CursorRow
 from geo_sync.wire import EventPage
 from replicators.registry import REPLICATORS
 
 log = get_logger("cursor")
-PAGE_LIMIT = 500
+#: The primary's largest page (geo_sync.primary.api.MAX_LIMIT): fewer round trips and
+#: transactions per event.
+PAGE_LIMIT = 1000
+#: While pages keep coming, wake the scheduler at most this often (seconds): each pass
+#: costs it some queries, and it runs on its own interval anyway.
+WAKE_INTERVAL = 0.5
 #: The primary's rules for a payload (geo_sync.primary.publish): BIGINT, whole sha256.
 MAX_SIZE = 2**63 - 1
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -59,6 +71,15 @@ class LogCursor:
         self.on_applied = on_applied
         self._last_ack = 0.0
         self._acked: str | None = None
+        self._last_wake = 0.0
+        #: The page after ``cursor`` being fetched while the one before it is applied.
+        self._prefetch: tuple[str, Future[EventPage]] | None = None
+        self._fetcher = ThreadPoolExecutor(1, thread_name_prefix="geo-sync-prefetch")
+
+    def close(self) -> None:
+        """Drop a fetch in flight (its page is read again by whoever runs next)."""
+        self._prefetch = None
+        self._fetcher.shutdown(wait=False, cancel_futures=True)
 
     def position(self) -> tuple[str | None, bool]:
         with self.runtime.engine.connect() as conn:
@@ -75,25 +96,45 @@ class LogCursor:
             return 0
         wait = self.runtime.settings.poll_wait_seconds if wait is None else wait
         try:
-            page = self.runtime.client.events(cursor, limit=PAGE_LIMIT, wait=wait)
+            page = self._next_page(cursor, wait)
         except BackfillRequired as exc:
             log.warning("backfill_required", reason=exc.message)
             self._record(backfill_required=True, last_error=f"{exc.message}; backfilling")
             return 0
+        if page.more:
+            # Applying takes about as long as the primary takes to read a page: overlap
+            # them. Keyed by position, so a page for a cursor we do not reach is dropped.
+            self._prefetch = (page.cursor, self._fetcher.submit(
+                self.runtime.client.events, page.cursor, limit=PAGE_LIMIT, wait=0))
         applied = self.apply(cursor, page)
-        if applied:
+        now = time.monotonic()
+        if applied and (not page.more or now - self._last_wake >= WAKE_INTERVAL):
+            self._last_wake = now
             self.on_applied()
         # While draining a backlog, ack at most once a second; once caught up, ack at
         # once so the primary's view (pruning, lag in status) is current while we idle.
         self._acknowledge(page.cursor, throttle=page.more)
         return applied
 
+    def _next_page(self, cursor: str, wait: int) -> EventPage:
+        """The page after ``cursor``: the prefetched one if it is for this position (its
+        errors are raised here, as a direct fetch's would be), else fetched now."""
+        prefetched, self._prefetch = self._prefetch, None
+        if prefetched is not None:
+            position, future = prefetched
+            if position == cursor:
+                return future.result()
+            future.cancel()
+        return self.runtime.client.events(cursor, limit=PAGE_LIMIT, wait=wait)
+
     def apply(self, old: str, page: EventPage) -> int:
         """Apply ``page`` and move the cursor from ``old`` to ``page.cursor`` atomically."""
         skipped = []
         # The net effect per item, in event order: its last state and how many events.
-        net: dict[str, dict[str, sync_rows.NetChange]] = {}
+        net: dict[str, dict[str, event_rows.NetChange]] = {}
         with write_transaction(self.runtime.engine) as conn:
+            applied = selection_row.applied_text(conn)
+            selection = Selection.from_json(applied)
             for event in page.events:
                 replicator = REPLICATORS.get(event.replicable_type)
                 try:
@@ -111,13 +152,17 @@ class LogCursor:
                     continue
                 items = net.setdefault(replicator.name, {})
                 earlier = items.get(event.record_id)
-                items[event.record_id] = sync_rows.NetChange(
+                items[event.record_id] = event_rows.NetChange(
                     event.record_id, path, tombstone=event.event == "deleted",
                     size=size, checksum=checksum,
                     events=earlier.events + 1 if earlier else 1,
+                    committed_at=event.created_at,
                 )
             for name, items in net.items():
-                sync_rows.note_changes(conn, REPLICATORS[name].registry, list(items.values()))
+                model = REPLICATORS[name].registry
+                # Only selected items are recorded: a filter before the insert, nothing more.
+                chosen = selective.to_record(conn, model, name, selection, list(items.values()))
+                event_rows.note_changes(conn, model, chosen)
             values: dict[str, object] = {"cursor": page.cursor, "updated_at": utcnow(),
                                          "events_applied": CursorRow.events_applied
                                          + len(page.events)}
@@ -126,10 +171,14 @@ class LogCursor:
                 values["last_event_at"] = page.events[-1].created_at
             if skipped:
                 values["last_error"] = "; ".join(skipped)[-2000:]
-            moved = conn.execute(update(CursorRow).where(CursorRow.id == 1,
-                                                         CursorRow.cursor == old).values(values))
+            # The selection too: a `reselect` meanwhile means this page was filtered by
+            # the old one, so it is dropped and read again.
+            moved = conn.execute(update(CursorRow).where(
+                CursorRow.id == 1, CursorRow.cursor == old,
+                CursorRow.selection.is_not_distinct_from(applied)).values(values))
             if moved.rowcount != 1:
-                raise CursorMoved("another log cursor advanced the position; dropping batch")
+                raise CursorMoved("another log cursor advanced the position or the selection "
+                                  "changed; dropping batch")
         if page.events:
             EVENTS_APPLIED.inc(len(page.events))
             log.info("events_applied", count=len(page.events), last_event_id=page.events[-1].id)

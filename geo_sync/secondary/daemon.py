@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 from geo_sync.errors import DaemonFailed, GeoSyncError
 from geo_sync.logging import get_logger, set_process_title
 from geo_sync.metrics import declare_types, serve_metrics
-from geo_sync.secondary import bootstrap, leader
+from geo_sync.secondary import bootstrap, leader, reselect
 from geo_sync.secondary.cursor import LogCursor
 from geo_sync.secondary.heartbeat import Heartbeat
 from geo_sync.secondary.metrics import SiteCollector, run_refresher
@@ -69,7 +69,8 @@ class SecondaryDaemon:
         if self.settings.broker_url == "embedded":
             bootstrap.install_runtime(self.runtime)
             self.worker = dramatiq.Worker(self.messaging.broker,
-                                          worker_threads=self.settings.worker_threads)
+                                          worker_threads=self.settings.worker_threads,
+                                          worker_timeout=bootstrap.IDLE_POLL_MS)
             self.worker.start()
             declare_types(list(REPLICATORS))
             self.heartbeat = Heartbeat(self.runtime, "embedded").start()
@@ -107,14 +108,17 @@ class SecondaryDaemon:
         not renew for a whole lease period steps down (a standby may have taken
         over). Only a bug ends it, and ``run_secondary`` then exits non-zero.
         """
+        # The config's selection is the one to follow (`secondary reselect` applies an
+        # edited one without a restart); a change makes the cursor backfill.
+        reselect.apply(self.runtime.engine, self.settings.selection.rules())
         self.start_embedded_workers()
         try:
             while not self.stop_event.is_set():
-                self.stop_event.wait(self._lead_once())
+                self.stop_event.wait(self.lead_once())
         finally:
             self._shutdown()
 
-    def _lead_once(self) -> float:
+    def lead_once(self) -> float:
         """Take or renew the cursor lease and start or stop the loops to match; return
         how long to wait before the next renewal."""
         holder, ttl = self.runtime.worker_id, self.settings.cursor_lease_seconds
@@ -154,6 +158,7 @@ class SecondaryDaemon:
         # batch is applied in one transaction or not at all.
         for thread in self.loops.values():
             thread.join(timeout=1)
+        self.cursor.close()
         self.runtime.stopping.set()
         if self.worker is not None:
             self.worker.stop(timeout=60_000)

@@ -4,12 +4,13 @@ into a snapshot on an interval, and ``collect()`` only reports that snapshot."""
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
@@ -21,6 +22,7 @@ from geo_sync.secondary.client import PrimaryClient
 from geo_sync.secondary.leader import CURSOR_LEASE
 from geo_sync.secondary.probe import PrimaryView, disk_space, lag, probe_primary, queue_depth
 from geo_sync.settings import SecondarySettings
+from geo_sync.tracking import lag as item_lag
 from geo_sync.tracking.models import CursorRow, Lease
 from geo_sync.tracking.states import SyncState, VerificationState
 from replicators.registry import REPLICATORS
@@ -119,6 +121,59 @@ def _primary_gauges(snap: Snapshot, view: PrimaryView) -> None:
                  datetime.fromisoformat(report["last_event_at"]).timestamp())
 
 
+#: Upper bounds (seconds) of the commit-to-verified histogram: a second to a day.
+LAG_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+               3600.0, 7200.0, 21600.0, 86400.0)
+#: Verifications commit a little after the time they record: look back this far again
+#: on every refresh and skip the rows already counted.
+LAG_OVERLAP = timedelta(seconds=120)
+
+
+class LagHistogram:
+    """Commit-to-verified lag per type as a Prometheus histogram: every change verified
+    since the process started is observed once, on the refresh after its verification."""
+
+    def __init__(self) -> None:
+        self.started = self.since = utcnow()
+        self.counts: dict[str, list[int]] = {}
+        self.sums: dict[str, float] = {}
+        self._seen: dict[tuple[str, int, datetime], datetime] = {}
+
+    def observe_new(self, engine: Engine) -> None:
+        horizon = self.since - LAG_OVERLAP
+        newest = self.since
+        with engine.connect() as conn:
+            for replicator in REPLICATORS.values():
+                name = replicator.name
+                counts = self.counts.setdefault(name, [0] * (len(LAG_BUCKETS) + 1))
+                self.sums.setdefault(name, 0.0)
+                for row_id, verified_at, seconds in item_lag.lags_verified_since(
+                        conn, replicator.registry, horizon, limit=100_000):
+                    key = (name, row_id, verified_at)
+                    if key in self._seen or verified_at <= self.started:
+                        continue
+                    self._seen[key] = verified_at
+                    newest = max(newest, verified_at)
+                    counts[bisect.bisect_left(LAG_BUCKETS, seconds)] += 1
+                    self.sums[name] += seconds
+        self.since = newest
+        self._seen = {k: v for k, v in self._seen.items() if v > newest - LAG_OVERLAP}
+
+    def family(self) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(
+            "geo_sync_commit_to_verified_seconds",
+            "Time from a change's commit on the primary to its copy's first verification "
+            "here, per type (changes verified since this process started).",
+            labels=["type"])
+        for name, counts in self.counts.items():
+            cumulative, buckets = 0, []
+            for bound, count in zip((*map(str, LAG_BUCKETS), "+Inf"), counts, strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            family.add_metric([name], buckets, self.sums[name])
+        return family
+
+
 class SiteCollector(Collector):
     """Reports the last snapshot; ``refresh()`` takes a new one (never during a scrape)."""
 
@@ -129,12 +184,22 @@ class SiteCollector(Collector):
         self.client = PrimaryClient(settings)
         self.depth = depth or (lambda: queue_depth(settings))
         self.snapshot = Snapshot(0.0)
+        self.lag = LagHistogram()
 
     def refresh(self) -> None:
         snap = Snapshot(utcnow().timestamp())
         view = probe_primary(self.client)
         _primary_gauges(snap, view)
         _registry_gauges(snap, self.engine)
+        self.lag.observe_new(self.engine)
+        with self.engine.connect() as conn:
+            for replicator in REPLICATORS.values():
+                oldest = item_lag.oldest_unverified(conn, replicator.registry)
+                snap.add("geo_sync_oldest_unverified_change_age_seconds",
+                         "Age of the oldest change committed on the primary whose copy "
+                         "is not verified here yet.",
+                         (utcnow() - oldest).total_seconds() if oldest else 0.0,
+                         type=replicator.name)
         _cursor_gauges(snap, self.engine, self.settings, view)
         snap.add("geo_sync_queue_depth", "Messages waiting in the broker's queue.",
                  self.depth())
@@ -155,6 +220,7 @@ class SiteCollector(Collector):
                 family = families[name] = GaugeMetricFamily(name, doc, labels=sorted(labels))
             family.add_metric([labels[key] for key in sorted(labels)], value)
         yield from families.values()
+        yield self.lag.family()
 
     def close(self) -> None:
         self.client.close()

@@ -12,8 +12,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from geo_sync.db import utcnow
 from geo_sync.errors import AuthError, GeoSyncError, TransientError
 from geo_sync.secondary.client import PrimaryClient
@@ -61,6 +59,8 @@ def queue_depth(settings: SecondarySettings) -> int | None:
     """Messages waiting in the Redis queue; None in embedded mode (no separate queue)."""
     if settings.broker_url == "embedded":
         return None
+    import redis  # noqa: PLC0415 - only a Redis broker needs it, not every status
+
     client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=5,
                                   socket_timeout=5)
     try:

@@ -12,7 +12,7 @@ from geo_sync.errors import AuthError
 from geo_sync.secondary import heartbeat
 from geo_sync.secondary.client import PrimaryClient
 from geo_sync.secondary.leader import CURSOR_LEASE
-from geo_sync.tracking import sync_rows
+from geo_sync.tracking import lag, selection_row, states, sync_rows
 from geo_sync.tracking.models import CursorRow, Lease
 from geo_sync.tracking.states import SyncState
 from replicators.registry import REPLICATORS
@@ -29,10 +29,15 @@ def _age(value: datetime | None) -> float | None:
 
 
 def secondary_status(engine: Engine, client: PrimaryClient | None, name: str,
-                     worker_stale_seconds: float = 60.0) -> dict[str, Any]:
-    """Counts per type, cursor position and lag, workers, and the most recent errors."""
+                     worker_stale_seconds: float = 60.0,
+                     lag_window_seconds: float = 3600.0) -> dict[str, Any]:
+    """Counts per type (of the selected items: the registries hold no others), the
+    selection, cursor position and lag, per-item lag, workers, the recent errors."""
     with engine.connect() as conn:
         types = {r.name: sync_rows.counts(conn, r.registry) for r in REPLICATORS.values()}
+        selection = selection_row.applied(conn)
+        item_lag = {r.name: lag.summary(conn, r.registry, lag_window_seconds,
+                                        utcnow()).to_json() for r in REPLICATORS.values()}
         cursor = conn.execute(select(CursorRow).where(CursorRow.id == 1)).one()
         lease = conn.execute(select(Lease.holder, Lease.lease_until)
                              .where(Lease.name == CURSOR_LEASE)).one()
@@ -52,7 +57,8 @@ def secondary_status(engine: Engine, client: PrimaryClient | None, name: str,
             rows = conn.execute(
                 select(model.record_id, model.path, model.last_error, model.updated_at,
                        model.retry_at, model.missing_on_primary)
-                .where(model.last_error.is_not(None), model.state != SyncState.SYNCED)
+                .where(model.last_error.is_not(None),  # ix_<registry>_errors
+                       model.state != states.constant(SyncState.SYNCED))
                 .order_by(model.updated_at.desc()).limit(LAST_ERRORS)
             ).all()
             errors += [{"type": replicator.name, "record_id": r.record_id, "path": r.path,
@@ -95,6 +101,11 @@ def secondary_status(engine: Engine, client: PrimaryClient | None, name: str,
         },
         "primary": primary,
         "lag": {"events": pending, "seconds": round(lag_seconds, 3)},
+        # Per type: commit on the primary to verified copy here (geo_sync.tracking.lag).
+        "item_lag": item_lag,
+        "selection": {"selective": selection.selective, "rules": selection.describe(),
+                      "include": {k: list(v) for k, v in selection.include.items()},
+                      "exclude": {k: list(v) for k, v in selection.exclude.items()}},
         "events": {
             "last_seen_id": primary.get("last_event_id"),
             "last_seen_at": primary.get("last_event_at"),

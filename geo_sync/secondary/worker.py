@@ -41,7 +41,8 @@ def worker_process(config: Path, threads: int, index: int = 0,
     runtime = open_runtime(settings)
     messaging = bootstrap.setup(settings)
     bootstrap.install_runtime(runtime)
-    worker = dramatiq.Worker(messaging.broker, worker_threads=threads)
+    worker = dramatiq.Worker(messaging.broker, worker_threads=threads,
+                             worker_timeout=bootstrap.IDLE_POLL_MS)
     worker.start()
     beating = Heartbeat(runtime, "worker").start()
     log.info("worker_started", worker=runtime.worker_id, threads=threads)

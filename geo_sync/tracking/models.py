@@ -6,7 +6,15 @@ import re
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import BigInteger, Boolean, Connection, Engine, Index, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 from geo_sync.db import UTCDateTime
@@ -31,6 +39,8 @@ class CursorRow(TrackingBase):
     backfill_progress: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The selection the registries follow, as geo_sync.selection writes it (t0005).
+    selection: Mapped[str | None] = mapped_column(Text)
 
 
 class Lease(TrackingBase):
@@ -57,6 +67,33 @@ class WorkerRow(TrackingBase):
     beat_at: Mapped[datetime] = mapped_column(UTCDateTime)
     items_done: Mapped[int] = mapped_column(BigInteger, default=0)
     last_item_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RegistryCount(TrackingBase):
+    """A change to the number of rows of a registry in one (sync, verification) state
+    pair, written by triggers (see ``geo_sync.tracking.row_counts``; t0004)."""
+
+    __tablename__ = "geo_registry_counts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    registry_table: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    verification_state: Mapped[str] = mapped_column(String(16))
+    rows: Mapped[int] = mapped_column(BigInteger)
+
+
+def _partial(name: str, *columns: str, where: str) -> Index:
+    """An index of the rows matching ``where`` only (both backends): a handful of rows
+    among millions (failed, missing, in flight), found without a scan. A query only
+    uses it if its WHERE clause implies ``where`` with the constants written out (see
+    ``states.constant``)."""
+    return Index(name, *columns, postgresql_where=text(where), sqlite_where=text(where))
+
+
+#: Rows whose latest change is (not) verified yet: a partial index over each.
+UNVERIFIED = "change_verified_at IS NULL"
+VERIFIED = "change_verified_at IS NOT NULL"
 
 
 class RegistryMixin:
@@ -96,6 +133,12 @@ class RegistryMixin:
     verified_fingerprint: Mapped[str | None] = mapped_column(String(64))
     # "primary" or "storage" when the last failure was the site's, not the item's (t0002).
     blocked_on: Mapped[str | None] = mapped_column(String(16))
+    # Per-item lag (t0005): when the primary committed the change this row reflects
+    # (its event's time, or the catalog's for a backfill), and when the copy of that
+    # change was first synced and first verified. A new change clears the last two.
+    change_committed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    change_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    change_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[Index, ...]:
@@ -105,7 +148,41 @@ class RegistryMixin:
             Index(f"ix_{name}_state_retry", "state", "retry_at"),
             Index(f"ix_{name}_state_lease", "state", "lease_until"),
             Index(f"ix_{name}_verification", "verification_state", "verification_retry_at"),
+            # t0004: what the scheduler and status look for without reading every row.
+            *registry_indexes(name),
+            # Both partial, so that each query has exactly one index that fits it
+            # (SQLite would otherwise answer "IS NULL" from the first, sorting).
+            _partial(f"ix_{name}_change_verified", "change_verified_at", where=VERIFIED),
+            _partial(f"ix_{name}_change_unverified", "change_committed_at",
+                     where=UNVERIFIED),
         )
+
+
+def registry_indexes(name: str) -> list[Index]:
+    """The partial indexes of registry ``name`` added by t0004, one per question a
+    scheduler pass or status asks (none holds a row an event creates: they cost the
+    cursor nothing)."""
+    return [
+        _partial(f"ix_{name}_missing", "id", where="missing_on_primary"),
+        _partial(f"ix_{name}_mismatched", "id", where="mismatch_count > 0"),
+        # Rows handed to workers (in flight, or lost with a broker restart).
+        _partial(f"ix_{name}_enqueued", "state", "enqueued_at",
+                 where="enqueued_at IS NOT NULL"),
+        # The continuous re-verification walks these, oldest first.
+        _partial(f"ix_{name}_verified_at", "verified_at",
+                 where="verification_state IN ('succeeded', 'disabled')"),
+        # Never any in practice (verifying sets verified_at), but the walk must not
+        # read the table to find that out.
+        _partial(f"ix_{name}_unverified", "id", where="verified_at IS NULL AND "
+                 "verification_state IN ('succeeded', 'disabled')"),
+        _partial(f"ix_{name}_verify_due", "id",
+                 where="state = 'synced' AND verification_state = 'pending'"),
+        # Rows waiting for the primary or the storage to answer again (every pass asks).
+        _partial(f"ix_{name}_blocked", "blocked_on", where="blocked_on IS NOT NULL"),
+        # Status shows the latest errors of rows not synced.
+        _partial(f"ix_{name}_errors", "updated_at",
+                 where="last_error IS NOT NULL AND state <> 'synced'"),
+    ]
 
 
 Registry = type[RegistryMixin]
@@ -126,14 +203,3 @@ def registry_model(type_name: str) -> Registry:
             class_name, (RegistryMixin, TrackingBase),
             {"__tablename__": f"geo_{type_name}_registry", "__module__": __name__}))
     return _REGISTRIES[type_name]
-
-
-def create_registry_table(bind: Connection | Engine, type_name: str) -> None:
-    """Create the registry table (and its indexes) of a new data type. The one step a
-    tracking-DB migration for a new type runs: ``create_registry_table(op.get_bind(),
-    "widget")``; ``drop_registry_table`` undoes it."""
-    registry_model(type_name).__table__.create(bind)  # type: ignore[attr-defined]
-
-
-def drop_registry_table(bind: Connection | Engine, type_name: str) -> None:
-    registry_model(type_name).__table__.drop(bind)  # type: ignore[attr-defined]

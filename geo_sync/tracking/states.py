@@ -13,7 +13,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, case, or_, update
+from sqlalchemy import ColumnElement, Connection, String, case, literal, or_, update
 
 from geo_sync.db import utcnow
 from geo_sync.logging import get_logger
@@ -41,6 +41,16 @@ class VerificationState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     DISABLED = "disabled"
+
+
+class Verdict(StrEnum):
+    """What verifying one item concluded (the verification transition it took)."""
+
+    SUCCEEDED = "succeeded"
+    DISABLED = "disabled"
+    MISMATCH = "mismatch"
+    GAVE_UP = "gave_up"
+    POSTPONED = "postponed"
 
 
 Transition = tuple[frozenset[SyncState], SyncState]
@@ -96,7 +106,18 @@ VERIFICATION_TRANSITIONS: dict[str, tuple[frozenset[VerificationState], Verifica
     # was verified before no longer counts. A started verification's outcome is then
     # dropped, because its row's generation moved.
     "reset": (frozenset(VerificationState), VP),
+    # A new copy arrived whose sha256, taken while it streamed, equals the primary's
+    # catalog checksum: verified on arrival, no second fetch and hash.
+    "arrive_verified": (frozenset(VerificationState), VOK),
 }
+
+def constant(value: str) -> ColumnElement[str]:
+    """``value`` written into the SQL, not bound as a parameter: a partial index (see
+    ``models.registry_indexes``) only serves a query whose WHERE clause shows it the
+    same constants (SQLite never looks inside parameters; PostgreSQL stops doing so
+    once it caches a generic plan)."""
+    return literal(value, String(), literal_execute=True)
+
 
 #: The state a row is created in.
 NEW_ROW = {"state": SyncState.PENDING.value, "verification_state": VerificationState.PENDING.value}

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, or_, select, update
 
 from geo_sync.db import is_postgres, utcnow
-from geo_sync.tracking import states
+from geo_sync.tracking import row_counts, states
 from geo_sync.tracking.backoff import retry_delay
 from geo_sync.tracking.models import Registry
 from geo_sync.tracking.states import SyncState, VerificationState
@@ -41,8 +41,9 @@ def _verification(conn: Connection, model: Registry, name: str, where: Any,
 
 
 def _due(model: Registry, now: datetime) -> Any:
-    return and_(model.state == SyncState.SYNCED.value,
-                model.verification_state == VerificationState.PENDING.value,
+    # Constants, so that PostgreSQL walks ix_<registry>_verify_due in id order.
+    return and_(model.state == states.constant(SyncState.SYNCED),
+                model.verification_state == states.constant(VerificationState.PENDING),
                 or_(model.verification_retry_at.is_(None), model.verification_retry_at <= now))
 
 
@@ -96,7 +97,9 @@ def succeeded(conn: Connection, model: Registry, item: ToVerify, checksum: str,
         conn, model, "succeed", _current(model, item), verification_checksum=checksum,
         verification_expected=checksum, verification_error=None, verified_at=utcnow(),
         verification_retry_count=0, verification_retry_at=None, mismatch_count=0,
-        verified_fingerprint=fingerprint))
+        verified_fingerprint=fingerprint,
+        # The first verification of this change ends its lag; re-verifications do not.
+        change_verified_at=func.coalesce(model.change_verified_at, utcnow())))
 
 
 def disabled(conn: Connection, model: Registry, item: ToVerify, checksum: str | None, *,
@@ -185,14 +188,29 @@ def reverify_due(conn: Connection, model: Registry, window_seconds: float,
     if budget is not None:
         if budget <= 0:
             return []
-        due = model.id.in_(select(model.id).where(
-            due, model.verification_state.in_([VerificationState.SUCCEEDED.value,
-                                               VerificationState.DISABLED.value]))
-            .order_by(model.verified_at).limit(budget).scalar_subquery())
+        due = model.id.in_(_oldest_verified(conn, model, cutoff, budget))
     return _verification(conn, model, "reverify", due, verification_retry_at=None)
 
 
+def _oldest_verified(conn: Connection, model: Registry, cutoff: datetime, limit: int
+                     ) -> list[int]:
+    """Up to ``limit`` verified (or disabled) rows last verified before ``cutoff`` (or
+    never), oldest first: two range scans of ix_<registry>_verified_at that stop at
+    ``limit``, whatever the table's size (one query with ``IS NULL OR <`` read it all)."""
+    walked = model.verification_state.in_([
+        states.constant(VerificationState.SUCCEEDED), states.constant(VerificationState.DISABLED)])
+    ids = list(conn.execute(select(model.id).where(walked, model.verified_at.is_(None))
+                            .limit(limit)).scalars().all())
+    if len(ids) < limit:
+        ids += conn.execute(select(model.id).where(walked, model.verified_at < cutoff)
+                            .order_by(model.verified_at).limit(limit - len(ids))
+                            ).scalars().all()
+    return ids
+
+
 def verified_count(conn: Connection, model: Registry) -> int:
-    """Rows the continuous re-verification walks (verified or disabled)."""
-    return int(conn.execute(select(func.count()).where(model.verification_state.in_(
-        [VerificationState.SUCCEEDED.value, VerificationState.DISABLED.value]))).scalar_one())
+    """Rows the continuous re-verification walks (verified or disabled), from the
+    counts the triggers keep."""
+    walked = {VerificationState.SUCCEEDED.value, VerificationState.DISABLED.value}
+    counted = row_counts.counts(conn, model.__tablename__)  # type: ignore[attr-defined]
+    return sum(counted[key] for key in counted if key[1] in walked)

@@ -92,6 +92,27 @@ def test_any_blob_type_or_path_is_refused_naming_it_or_missing(
         assert field in message or ("type" in message and field == "type"), message
 
 
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=4),
+    max_leaves=12)
+
+
+@FIXTURE
+@given(paths=st.one_of(_json_values, st.lists(st.one_of(_hostile_values, st.text(max_size=80),
+                                                         _json_values), max_size=8)),
+       type_name=st.sampled_from(["artifact", "job_log"]))
+def test_any_blob_batch_paths_are_refused_naming_them_or_answered(
+    primary: PrimarySite, paths: object, type_name: str
+) -> None:
+    with primary.client() as client:
+        response = client.post(f"/blob-batch/{type_name}", json={"paths": paths},
+                               headers=primary.headers())
+    _check(response, "paths")
+
+
 @FIXTURE
 @given(cursor=st.one_of(_hostile_values, st.integers(), st.none(), st.lists(st.integers())))
 def test_any_ack_cursor_is_refused_naming_it_or_accepted(

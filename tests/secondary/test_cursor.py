@@ -12,7 +12,7 @@ from geo_sync.db import utcnow, write_transaction
 from geo_sync.primary.models import Event, Secondary
 from geo_sync.primary.publish import Change, publish
 from geo_sync.primary.retention import prune
-from geo_sync.secondary.cursor import CursorMoved, LogCursor
+from geo_sync.secondary.cursor import PAGE_LIMIT, CursorMoved, LogCursor
 from geo_sync.secondary.runtime import Runtime, open_runtime
 from geo_sync.tracking.models import CursorRow
 from replicators.artifact import ArtifactRegistry
@@ -119,3 +119,52 @@ def test_after_pruning_past_its_cursor_the_secondary_backfills_and_loses_nothing
         flagged = conn.execute(select(func.count()).where(Secondary.backfill_required)
                                ).scalar_one()
     assert flagged == 0
+
+
+def _backlog(primary: PrimarySite, events: int, items: int) -> None:
+    """``events`` artifact events over ``items`` items, committed at once."""
+    with write_transaction(primary.engine) as conn:
+        txid = (conn.exec_driver_sql("SELECT pg_current_xact_id()::text::bigint").scalar_one()
+                if primary.settings.database_url.startswith("postgresql") else None)
+        conn.execute(insert(Event), [
+            {"replicable_type": "artifact", "event": "created", "record_id": f"r{n % items}",
+             "path": f"p/{n % items}.bin", "payload": {"size": n}, "created_at": utcnow(),
+             **({"txid": txid} if txid is not None else {})}
+            for n in range(events)])
+
+
+def test_a_backlog_of_several_pages_is_applied_exactly_once_while_the_next_page_is_fetched(
+    primary: PrimarySite, runtime: Runtime
+) -> None:
+    events, items = 2 * PAGE_LIMIT + 300, 700
+    woken = []
+    cursor = LogCursor(runtime, on_applied=lambda: woken.append(1))
+    cursor.run_once(wait=0)
+    _backlog(primary, events, items)
+    applied = 0
+    while applied < events:
+        applied += cursor.run_once(wait=0)
+    cursor.close()
+    assert applied == events
+    # Item r{k} had one event per n = k (mod items): its generation counts them.
+    expected = {f"r{k}": (len(range(k, events, items)), False) for k in range(items)}
+    assert _rows(runtime) == expected
+    assert woken, "the scheduler was never woken"
+
+
+def test_a_page_fetched_ahead_for_a_position_another_cursor_moved_past_is_dropped(
+    primary: PrimarySite, runtime: Runtime
+) -> None:
+    events, items = 3 * PAGE_LIMIT, 500
+    first, other = LogCursor(runtime), LogCursor(runtime)
+    first.run_once(wait=0)
+    _backlog(primary, events, items)
+    assert first.run_once(wait=0) == PAGE_LIMIT  # and fetches the second page ahead
+    assert other.run_once(wait=0) == PAGE_LIMIT  # another process applies that page
+    assert first.run_once(wait=0) == PAGE_LIMIT  # so this one must read the third
+    first.close()
+    other.close()
+    expected = {f"r{k}": (len(range(k, events, items)), False) for k in range(items)}
+    assert _rows(runtime) == expected
+    with runtime.engine.connect() as conn:
+        assert conn.execute(select(CursorRow.events_applied)).scalar_one() == events

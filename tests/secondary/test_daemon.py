@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from geo_sync.secondary import leader
 from geo_sync.secondary.daemon import SecondaryDaemon
+from geo_sync.tracking.models import Lease
 from replicators.artifact import ArtifactRegistry
 from tests.deployment import TUNING, Deployment, wait_for
 from tests.services import private_postgres
@@ -93,3 +95,34 @@ def test_a_long_outage_never_backs_the_whole_loop_off_past_the_probe_interval(
         assert delays[0] < secondary.settings.recovery_probe_seconds, "no backoff at all"
     finally:
         daemon.runtime.close()
+
+
+# -- one step of `secondary run`: lead or stand by ------------------------------------
+
+
+def test_one_lead_step_makes_one_daemon_active_and_the_other_a_standby_until_it_stops(
+    secondary: SecondarySite,
+) -> None:
+    first, second = SecondaryDaemon(secondary.settings), SecondaryDaemon(secondary.settings)
+    try:
+        wait = first.lead_once()
+        assert first.is_leader.is_set() and 0 < wait < first.settings.cursor_lease_seconds
+        assert {name for name, t in first.loops.items() if t.is_alive()} == {
+            "geo-sync-cursor", "geo-sync-scheduler"}
+        second.lead_once()
+        assert not second.is_leader.is_set() and second.loops == {}
+        first.stop()
+        first.run()  # after stop(): shuts down at once, giving the lease up
+        assert not first.is_leader.is_set()
+        assert not any(t.is_alive() for t in first.loops.values())
+        second.lead_once()
+        assert second.is_leader.is_set(), "the standby did not take the released lease"
+        with secondary.engine.connect() as conn:
+            holder = conn.execute(select(Lease.holder)
+                                  .where(Lease.name == leader.CURSOR_LEASE)).scalar_one()
+        assert holder == second.runtime.worker_id
+    finally:
+        for daemon in (first, second):
+            if not daemon.runtime.stopping.is_set():
+                daemon.stop()
+                daemon.run()

@@ -7,6 +7,7 @@ import json
 import re
 import socket
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, event, func, select
 
-from geo_sync.db import write_transaction
+from geo_sync.db import utcnow, write_transaction
 from geo_sync.secondary.metrics import SiteCollector
 from geo_sync.settings import SecondarySettings
 from geo_sync.tracking.sync_rows import insert_ignore, new_row
@@ -181,3 +182,38 @@ def test_a_worker_given_its_own_metrics_port_serves_there(tmp_path: Path) -> Non
 
         wait_for(served, "the worker's /metrics on its --metrics-port", 60)
         assert value(scrape(port), "geo_sync_sync_retries_total") == 0
+
+
+def test_each_verified_change_is_observed_once_in_the_lag_histogram(
+        collector: SiteCollector, tracking_engine: Engine) -> None:
+    def verified(record_id: str, lag: float) -> dict[str, object]:
+        at = utcnow()
+        return {**new_row(record_id, record_id), "change_verified_at": at,
+                "change_committed_at": at - timedelta(seconds=lag)}
+
+    def histogram() -> dict[str, float]:
+        [family] = [f for f in collector.collect()
+                    if f.name == "geo_sync_commit_to_verified_seconds"]
+        return {s.labels.get("le", s.name): s.value for s in family.samples
+                if s.labels["type"] == "artifact"}
+
+    with write_transaction(tracking_engine) as conn:
+        insert_ignore(conn, ArtifactRegistry, [verified("a", 0.2), verified("b", 20.0),
+                                               verified("c", 4000.0)])
+        # Verified before the process started: not this process's to count.
+        insert_ignore(conn, ArtifactRegistry, [{**verified("old", 1.0),
+                                                "change_verified_at": utcnow()
+                                                - timedelta(hours=1)}])
+    collector.refresh()
+    collector.refresh()  # the overlap looks at the same rows again: counted once
+    seen = histogram()
+    assert seen["geo_sync_commit_to_verified_seconds_count"] == 3
+    assert seen["geo_sync_commit_to_verified_seconds_sum"] == pytest.approx(4020.2)
+    assert (seen["0.5"], seen["30.0"], seen["3600.0"], seen["+Inf"]) == (1, 2, 2, 3)
+    with write_transaction(tracking_engine) as conn:
+        insert_ignore(conn, ArtifactRegistry, [verified("d", 3.0)])
+    collector.refresh()
+    assert histogram()["geo_sync_commit_to_verified_seconds_count"] == 4
+    oldest = [f for f in collector.collect()
+              if f.name == "geo_sync_oldest_unverified_change_age_seconds"]
+    assert oldest and all(s.value == 0 for s in oldest[0].samples)

@@ -4,6 +4,7 @@ of copies whose primary checksum came late."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import time
@@ -26,8 +27,9 @@ from geo_sync.secondary.cursor import LogCursor
 from geo_sync.secondary.runtime import Runtime, open_runtime
 from geo_sync.secondary.scheduler import Scheduler
 from geo_sync.secondary.status import secondary_status
-from geo_sync.tracking import sync_rows
-from replicators.artifact import ArtifactRegistry
+from geo_sync.tracking import event_rows, sync_rows
+from geo_sync.tracking.states import SyncState
+from replicators.artifact import ArtifactRegistry, ArtifactReplicator
 from replicators.repository import RepositoryRegistry
 from tests.deployment import wait_for
 from tests.services import temporary_database
@@ -70,7 +72,7 @@ def test_the_janitor_keeps_a_slow_first_clone_while_its_lease_lives(
 ) -> None:
     repos = runtime.settings.mirror_root / "repositories"
     with write_transaction(runtime.engine) as conn:
-        sync_rows.note_changes(conn, RepositoryRegistry, [sync_rows.NetChange(
+        event_rows.note_changes(conn, RepositoryRegistry, [event_rows.NetChange(
             "r1", "group/big.git", tombstone=False, size=None, checksum=None)])
         ids = conn.execute(select(RepositoryRegistry.id)).scalars().all()
         [item] = sync_rows.claim(conn, RepositoryRegistry, ids, "w1", lease_seconds=600)
@@ -273,3 +275,63 @@ def test_a_failure_that_only_looks_site_wide_keeps_its_own_backoff(
         assert scheduler.run_once().unblocked == 0
         time.sleep(0.2)
     assert _state(runtime, "ok/a.bin") == ("failed", "primary")
+
+
+# -- sending sync work ----------------------------------------------------------------
+
+
+def _sent(messaging: bootstrap.Messaging) -> list[tuple[str, list[int]]]:
+    """The sync messages the scheduler sent, taken off the in-process queue."""
+    broker = messaging.broker
+    assert isinstance(broker, StubBroker)
+    sent = []
+    for queue in list(broker.queues.values()):
+        while not queue.empty():
+            message = dramatiq.Message.decode(queue.get_nowait())
+            if message.actor_name == bootstrap.ACTOR:
+                sent.append((message.args[0], list(message.args[1])))
+    return sent
+
+
+def _pending_artifacts(runtime: Runtime, count: int) -> list[int]:
+    with write_transaction(runtime.engine) as conn:
+        sync_rows.insert_ignore(conn, ArtifactRegistry, [
+            sync_rows.new_row(f"r{n}", f"p/{n}.zip") for n in range(count)])
+        return list(conn.execute(select(ArtifactRegistry.id).order_by(ArtifactRegistry.id))
+                    .scalars())
+
+
+def test_pending_rows_go_out_in_batches_never_more_in_flight_than_the_types_limit(
+    runtime: Runtime,
+) -> None:
+    tuned = dataclasses.replace(runtime, settings=runtime.settings.model_copy(
+        update={"concurrency": {"*": 5}, "batch_size": {"*": 2}}))
+    ids = _pending_artifacts(tuned, 8)
+    messaging = bootstrap.setup(tuned.settings)
+    scheduler = Scheduler(tuned, messaging)
+    first = scheduler.run_once()
+    sent = _sent(messaging)
+    kind = ArtifactReplicator.name
+    assert first.enqueued[kind] == 5
+    assert [len(batch) for _, batch in sent] == [2, 2, 1]
+    assert [i for _, batch in sent for i in batch] == ids[:5]
+    assert scheduler.run_once().enqueued[kind] == 0, "sent again while still in flight"
+    assert _sent(messaging) == []
+
+
+def test_a_lease_that_ran_out_puts_its_row_back_and_it_is_sent_again(
+    runtime: Runtime,
+) -> None:
+    (row_id,) = _pending_artifacts(runtime, 1)
+    with write_transaction(runtime.engine) as conn:
+        sync_rows.claim(conn, ArtifactRegistry, [row_id], "a-dead-worker", 60)
+        conn.execute(update(ArtifactRegistry).values(
+            lease_until=utcnow() - timedelta(seconds=1)))
+    messaging = bootstrap.setup(runtime.settings)
+    result = Scheduler(runtime, messaging).run_once()
+    assert result.expired == 1
+    assert [batch for _, batch in _sent(messaging)] == [[row_id]]
+    with runtime.engine.connect() as conn:
+        state, holder = conn.execute(select(ArtifactRegistry.state,
+                                            ArtifactRegistry.claimed_by)).one()
+    assert (state, holder) == (SyncState.PENDING, None)

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, select, update
 
 from geo_sync.db import utcnow, write_transaction
 from geo_sync.errors import AuthError, MissingOnPrimary, TransientError
-from geo_sync.tracking import sync_rows
+from geo_sync.tracking import event_rows, sync_rows
 from geo_sync.tracking.states import SYNC_TRANSITIONS, SyncState
 from replicators.artifact import ArtifactRegistry as Reg
 
@@ -22,7 +22,7 @@ def _row(engine: Engine, record_id: str = "a") -> dict[str, object]:
 
 def _event(engine: Engine, record_id: str = "a", *, tombstone: bool = False) -> None:
     with write_transaction(engine) as conn:
-        sync_rows.note_changes(conn, Reg, [sync_rows.NetChange(
+        event_rows.note_changes(conn, Reg, [event_rows.NetChange(
             record_id, f"{record_id}.bin", tombstone=tombstone, size=1, checksum=None)])
 
 
@@ -186,10 +186,10 @@ def test_every_transition_names_real_states() -> None:
 def test_a_run_of_events_applies_as_its_net_effect(tracking_engine: Engine) -> None:
     _event(tracking_engine, "old")
     with write_transaction(tracking_engine) as conn:
-        sync_rows.note_changes(conn, Reg, [
-            sync_rows.NetChange("old", "old.bin", tombstone=True, size=None, checksum=None,
+        event_rows.note_changes(conn, Reg, [
+            event_rows.NetChange("old", "old.bin", tombstone=True, size=None, checksum=None,
                                events=3),
-            sync_rows.NetChange("new", "moved.bin", tombstone=False, size=7, checksum=None,
+            event_rows.NetChange("new", "moved.bin", tombstone=False, size=7, checksum=None,
                                events=2),
         ])
     old, new = _row(tracking_engine, "old"), _row(tracking_engine, "new")

@@ -1,0 +1,106 @@
+"""`primary serve` as several processes sharing one listening socket.
+
+One Python process serving the Geo API capped small-blob transfers at 400-590
+requests/s (docs/benchmarks.md). The socket is bound once, by the supervisor, so a
+busy port is still one clear error; each child runs its own uvicorn and engine on
+it and the kernel hands every connection to whichever child accepts first. The
+periodic jobs (pruning, checksums, the push spool, metrics) run in child 0 only.
+A child that dies takes the others down and the command exits non-zero for its
+supervisor (systemd, compose), as `geo-sync worker` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import socket
+from multiprocessing import resource_tracker
+from pathlib import Path
+
+import uvicorn
+from prometheus_client import REGISTRY
+
+from geo_sync.errors import DaemonFailed
+from geo_sync.logging import configure_logging, get_logger, set_process_title
+from geo_sync.metrics import serve_metrics
+from geo_sync.primary.api import create_app
+from geo_sync.primary.site import open_primary
+from geo_sync.settings import Settings, load_settings
+from geo_sync.signals import STOP_SIGNALS, block_stop_signals, wait_for_stop_signal_while
+from geo_sync.wire import API_PREFIX
+
+log = get_logger("cli")
+_PR_SET_PDEATHSIG = 1
+
+
+def default_processes() -> int:
+    """One per core, at most 4: past that the database is the limit, not Python."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def serve_on(settings_all: Settings, sock: socket.socket, index: int = 0,
+             processes: int = 1) -> None:
+    """Serve the Geo API on ``sock`` in this process until SIGTERM or SIGINT; process
+    ``index`` 0 also runs the periodic jobs and serves /metrics."""
+    # No pre-ping: a request that meets a dead connection fails, the secondary retries
+    # it, and the pool has dropped every connection by then; a ping per checkout was a
+    # round trip per request.
+    settings, engine = open_primary(settings_all, pre_ping=False)
+    host, port = sock.getsockname()[:2]
+    suffix = f" (process {index + 1} of {processes})" if processes > 1 else ""
+    set_process_title(f"primary serve {host}:{port}{suffix}")
+    app = create_app(settings, engine, background=index == 0)
+    if index == 0 and settings.metrics.port:
+        REGISTRY.register(app.state.api.jobs.collector)
+        serve_metrics(settings.metrics.host, settings.metrics.port, "primary serve")
+    if index == 0:
+        log.info("geo_api_listening", url=f"http://{host}:{port}{API_PREFIX}",
+                 openapi=f"{API_PREFIX}/openapi.json", processes=processes)
+    uvicorn.Server(
+        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5)
+    ).run(sockets=[sock])
+
+
+def _child(config: Path, sock: socket.socket, index: int, processes: int) -> None:
+    """A spawned serving process: it inherited the supervisor's blocked stop signals
+    (uvicorn handles them itself) and dies with the supervisor."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the supervisor stops us
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    settings_all = load_settings(config)
+    configure_logging(settings_all.log.level, settings_all.log.format)
+    serve_on(settings_all, sock, index, processes)
+
+
+def supervise(config: Path, sock: socket.socket, processes: int) -> None:
+    """Run ``processes`` serving children on ``sock``; pass SIGTERM/SIGINT on to them."""
+    # The resource tracker unblocks SIGTERM and SIGINT in this process when spawn
+    # first starts it; start it before blocking them.
+    resource_tracker.ensure_running()
+    host, port = sock.getsockname()[:2]
+    set_process_title(f"primary serve {host}:{port} (supervisor of {processes} processes)")
+    block_stop_signals()
+    context = multiprocessing.get_context("spawn")
+    children = [context.Process(target=_child, args=(config, sock, index, processes),
+                                daemon=False) for index in range(processes)]
+    for child in children:
+        child.start()
+    sock.close()  # the children hold it; the supervisor accepts nothing
+    received = wait_for_stop_signal_while(lambda: all(c.is_alive() for c in children))
+    for child in children:
+        if child.is_alive():
+            child.terminate()
+    for child in children:
+        child.join(timeout=30)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    if received is None:
+        codes = [child.exitcode for child in children]
+        raise DaemonFailed(f"a `primary serve` process exited on its own (exit codes "
+                           f"{codes}); the others were stopped",
+                           hint="its log says why; the supervisor (systemd, compose) "
+                           "restarts the command")

@@ -1,0 +1,89 @@
+"""`primary serve --processes N`: N processes answer on one port, and they live and
+die together: SIGTERM stops them all (exit 0), one dying takes the command down
+non-zero for its supervisor."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.deployment import wait_for
+from tests.sites import GEO_SYNC, PrimarySite, primary_site, wait_for_port
+
+
+@contextmanager
+def _serving(primary: PrimarySite, log: Path, processes: int
+             ) -> Iterator[subprocess.Popen[bytes]]:
+    port = int(primary.url.rsplit(":", 1)[1])
+    proc = subprocess.Popen([GEO_SYNC, "--config", str(primary.config), "primary", "serve",
+                             "--processes", str(processes)],
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        wait_for_port(port, proc, deadline=90)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _servers(pid: int) -> list[int]:
+    listing = subprocess.run(["ps", "--ppid", str(pid), "-o", "pid=,args="],
+                             capture_output=True, text=True, check=True).stdout
+    return [int(line.split()[0]) for line in listing.splitlines()
+            if "primary serve" in line]
+
+
+@pytest.fixture
+def stopped_primary(tmp_path: Path) -> Iterator[PrimarySite]:
+    with primary_site(tmp_path / "primary", None, serve=False) as site:
+        yield site
+
+
+def test_every_process_answers_and_sigterm_stops_them_all(stopped_primary: PrimarySite,
+                                                          tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    with _serving(stopped_primary, log, 3) as proc:
+        wait_for(lambda: len(_servers(proc.pid)) == 3, "three serving processes")
+        children = _servers(proc.pid)
+        for _ in range(30):  # a new connection each time: any process may answer
+            response = httpx.get(f"{stopped_primary.api}/status",
+                                 headers=stopped_primary.headers(), timeout=60)
+            assert response.status_code == 200, response.text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    assert not [pid for pid in children if _alive(pid)], "a serving process outlived it"
+    # The periodic jobs run in one process: one says it is listening and started them.
+    assert log.read_text().count("geo_api_listening") == 1
+
+
+def test_a_serving_process_that_dies_takes_the_command_down_non_zero(
+    stopped_primary: PrimarySite, tmp_path: Path,
+) -> None:
+    log = tmp_path / "serve.log"
+    with _serving(stopped_primary, log, 2) as proc:
+        wait_for(lambda: len(_servers(proc.pid)) == 2, "two serving processes")
+        first, second = _servers(proc.pid)
+        os.kill(first, signal.SIGKILL)
+        assert proc.wait(timeout=90) != 0
+    wait_for(lambda: not _alive(second), "the other serving process to stop")
+    assert "exited on its own" in log.read_text()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purpose; ps shows it as <defunct>.
+    state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True,
+                           text=True, check=False).stdout.strip()
+    return bool(state) and not state.startswith("Z")
