@@ -27,9 +27,10 @@ def moved_out(conn: Connection, model: Registry, unselected: Sequence[NetChange]
               ) -> list[NetChange]:
     """Deletes for the held items among ``unselected`` (changes to paths not selected):
     at the path held, so nothing outside the selection is touched."""
-    held = dict(conn.execute(select(model.record_id, model.path).where(
-        model.record_id.in_([c.record_id for c in unselected]),
-        model.tombstone.is_(False))).tuples().all())
+    held = {record_id: path for record_id, path in conn.execute(
+        select(model.record_id, model.path).where(
+            model.record_id.in_([c.record_id for c in unselected]),
+            model.tombstone.is_(False)))}
     return [NetChange(c.record_id, held[c.record_id], tombstone=True, size=None,
                       checksum=None, events=c.events, committed_at=c.committed_at)
             for c in unselected if c.record_id in held]
