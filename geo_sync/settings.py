@@ -213,7 +213,7 @@ class SecondarySettings(_Section):
     primary_url: str = Field(min_length=1)
     # A PEM file of the CA certificate(s) that signed the primary's certificate: every
     # connection to the primary (Geo API, blobs) trusts these instead of the system's
-    # CAs; git fetches (libgit2) trust them besides the system's. Unset: the system's CAs.
+    # CAs; git fetches (libgit2) trust them besides the system's. Unset: public CAs.
     primary_ca_bundle: Path | None = None
     database_url: str = Field(min_length=1)
     mirror_root: Path

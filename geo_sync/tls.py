@@ -39,11 +39,11 @@ def check_ca_bundle(path: Path) -> None:
                          f"({exc.reason or exc})") from None
 
 
-def client_context(ca_bundle: Path | None) -> ssl.SSLContext:
-    """What an HTTPS client of the primary trusts: the bundle if one is set, else the
-    system's CAs. Hostnames are checked either way."""
+def client_verify(ca_bundle: Path | None) -> ssl.SSLContext | bool:
+    """httpx's ``verify=`` for the primary: a context trusting only the bundle if one is
+    set, else True (httpx's default public CAs). Hostnames are checked either way."""
     if ca_bundle is None:
-        return ssl.create_default_context()
+        return True
     return ssl.create_default_context(cafile=str(ca_bundle))
 
 
@@ -98,7 +98,7 @@ def tls_failure(exc: BaseException) -> str | None:
 
 def untrusted_hint(ca_bundle: Path | None) -> str:
     """What to do when the primary's certificate is not trusted."""
-    now = f"now {ca_bundle}" if ca_bundle else "unset: the system's CAs are used"
+    now = f"now {ca_bundle}" if ca_bundle else "unset: only public CAs are trusted"
     return (f"set {CA_SETTING} to the PEM file of the CA that signed the primary's "
             f"certificate ({now}), and check that primary_url's host is one the "
             "certificate names")

@@ -48,7 +48,7 @@ def secondary() -> None:
               "its own.")
 @click.option("--primary-ca-bundle", type=click.Path(path_type=Path, dir_okay=False),
               help="PEM file of the CA that signed the primary's certificate (default: "
-              "the system's CAs).")
+              "public CAs only).")
 @click.option("--allow-insecure-primary", is_flag=True,
               help="Allow a plain http:// primary_url to another host (tokens and data "
               "in the clear).")

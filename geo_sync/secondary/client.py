@@ -23,7 +23,7 @@ from geo_sync.errors import (
 )
 from geo_sync.files import CHUNK
 from geo_sync.settings import SecondarySettings
-from geo_sync.tls import client_context, tls_failure, untrusted_hint
+from geo_sync.tls import client_verify, tls_failure, untrusted_hint
 from geo_sync.wire import (
     API_PREFIX,
     MISSING_HEADER,
@@ -47,12 +47,12 @@ class PrimaryClient:
             base_url=self.base,
             timeout=httpx.Timeout(settings.http_timeout_seconds, connect=10.0),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-            verify=client_context(settings.primary_ca_bundle),
+            verify=client_verify(settings.primary_ca_bundle),
         )
 
     @property
     def ca_bundle(self) -> Path | None:
-        """The CA file libgit2 must trust too (None: the system's CAs)."""
+        """The CA file libgit2 must trust too (None: the public CAs only)."""
         return self.settings.primary_ca_bundle
 
     def close(self) -> None:

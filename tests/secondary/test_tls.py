@@ -64,10 +64,10 @@ def _settings(primary: PrimarySite, tmp_path: Path, **tls: object) -> SecondaryS
                              **tls)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("trust", ["system CAs", "another CA"])
+@pytest.mark.parametrize("trust", ["public CAs", "another CA"])
 def test_a_secondary_not_trusting_the_primary_is_refused_naming_the_setting(
         https_primary: PrimarySite, tmp_path: Path, trust: str) -> None:
-    bundle = None if trust == "system CAs" else make_ca(tmp_path / "other", "other CA").ca_cert
+    bundle = None if trust == "public CAs" else make_ca(tmp_path / "other", "other CA").ca_cert
     client = PrimaryClient(_settings(https_primary, tmp_path, primary_ca_bundle=bundle))
     try:
         with pytest.raises(TransientError) as api:
