@@ -12,7 +12,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +31,7 @@ from pydantic_settings import (
 from geo_sync.errors import ConfigError
 from geo_sync.selection import Selection, check_rules
 from geo_sync.settings_errors import describe_env_parse, describe_toml, describe_validation
+from geo_sync.tls import check_ca_bundle, is_loopback_url
 
 CONFIG_ENV = "GEO_SYNC_CONFIG"
 DEFAULT_PORT = 8650
@@ -109,6 +118,10 @@ class PrimarySettings(_Section):
     reverify_after_seconds: float = Field(default=7 * 86400.0, gt=0)
     token_leeway_seconds: int = Field(default=10, ge=0, le=300)
     max_token_ttl_seconds: int = Field(default=300, gt=0, le=3600)
+    # HTTPS for the Geo API: a PEM certificate (chain) and its private key, both or
+    # neither; `primary serve` loads them at startup and refuses to start on a bad pair.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
     metrics: MetricsSettings = MetricsSettings()
     checks: PrimaryCheckSettings = PrimaryCheckSettings()
 
@@ -118,6 +131,20 @@ class PrimarySettings(_Section):
         if not value.startswith(("sqlite:///", "postgresql+psycopg://")):
             raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
         return value
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> PrimarySettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            given, missing = (("tls_cert_file", "tls_key_file") if self.tls_key_file is None
+                              else ("tls_key_file", "tls_cert_file"))
+            raise ValueError(f"{given} is set but {missing} is not: HTTPS needs both "
+                             "(or neither, for plain HTTP)")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether the Geo API is served over HTTPS."""
+        return self.tls_cert_file is not None
 
 
 #: A per-data-type setting: ``{type name: value}``, ``"*"`` for every type not named.
@@ -179,7 +206,15 @@ class SecondarySettings(_Section):
 
     name: str = Field(min_length=1, max_length=64)
     secret: str = Field(min_length=1, repr=False)
+    # Plain http:// to a primary that is not on this host sends tokens and data in the
+    # clear; it is refused unless this is true (loopback http is always allowed).
+    # (Before primary_url: its validator reads it.)
+    allow_insecure_primary: bool = False
     primary_url: str = Field(min_length=1)
+    # A PEM file of the CA certificate(s) that signed the primary's certificate: every
+    # connection to the primary (Geo API, blobs) trusts these instead of the system's
+    # CAs; git fetches (libgit2) trust them besides the system's. Unset: public CAs.
+    primary_ca_bundle: Path | None = None
     database_url: str = Field(min_length=1)
     mirror_root: Path
     broker_url: str = "embedded"
@@ -258,10 +293,23 @@ class SecondarySettings(_Section):
 
     @field_validator("primary_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str, info: ValidationInfo) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL of the primary")
+        if (value.startswith("http://") and not info.data.get("allow_insecure_primary")
+                and not is_loopback_url(value)):
+            raise ValueError(
+                f"{value} is plain HTTP to another host: use https:// (with "
+                "primary_ca_bundle for a private CA), or set allow_insecure_primary = true "
+                "to send tokens and data in the clear")
         return value.rstrip("/")
+
+    @field_validator("primary_ca_bundle")
+    @classmethod
+    def _readable_bundle(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            check_ca_bundle(value)
+        return value
 
 
 class Settings(BaseSettings):
@@ -312,7 +360,8 @@ class Settings(BaseSettings):
         return self.secondary
 
 
-_PATH_KEYS = {"storage_root", "mirror_root"}
+_PATH_KEYS = {"storage_root", "mirror_root", "tls_cert_file", "tls_key_file",
+              "primary_ca_bundle"}
 
 
 def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -324,6 +325,9 @@ class PrimarySource(Protocol):
     """What a data type needs of the primary to copy and check an item."""
 
     def git_url(self, path: str) -> str: ...
+
+    @property
+    def ca_bundle(self) -> Path | None: ...
 
     def auth_header(self) -> str: ...
 

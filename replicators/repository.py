@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from pygit2.enums import FetchPrune
 
 from geo_sync.errors import AuthError, GeoSyncError, MissingOnPrimary, TransientError, UnsafePath
 from geo_sync.paths import TEMP_PREFIX
+from geo_sync.tls import untrusted_hint
 from geo_sync.tracking.models import Registry, registry_model
 from geo_sync.tracking.sync_rows import Claimed
 from replicators.base import FoundItem, KnownItem, Replicator, SyncContext
@@ -28,6 +30,23 @@ def configure_git_timeouts(seconds: float) -> None:
     """libgit2 has no timeouts by default: a stalled primary would hang a worker forever."""
     pygit2.settings.server_connect_timeout = 10_000
     pygit2.settings.server_timeout = int(seconds * 1000)
+
+
+_TRUSTED: set[Path] = set()
+_TRUST_LOCK = threading.Lock()
+
+
+def trust_ca_bundle(ca_bundle: Path | None) -> None:
+    """Make libgit2 trust ``ca_bundle`` (besides the system's CAs) for HTTPS fetches.
+
+    libgit2 has one TLS context per process, and loading a file adds its CAs to it: each
+    file is loaded once. httpx is given its own context by the primary client."""
+    if ca_bundle is None or ca_bundle in _TRUSTED:
+        return
+    with _TRUST_LOCK:
+        if ca_bundle not in _TRUSTED:
+            pygit2.settings.set_ssl_cert_locations(str(ca_bundle), None)
+            _TRUSTED.add(ca_bundle)
 
 
 def is_bare_repository(path: Path) -> bool:
@@ -46,8 +65,12 @@ class _BearerAuth(pygit2.RemoteCallbacks):
         return [self._header]
 
 
-def _classify(error: pygit2.GitError, path: str) -> GeoSyncError:
+def _classify(error: pygit2.GitError, path: str, ca_bundle: Path | None) -> GeoSyncError:
     message = str(error)
+    if "certificate" in message.lower() or "ssl" in message.lower():
+        return TransientError(f"fetching repository {path} failed: TLS with the primary "
+                              f"failed, its certificate not trusted by libgit2 ({message})",
+                              hint=untrusted_hint(ca_bundle))
     if "404" in message:
         return MissingOnPrimary(f"repository {path} is missing on primary")
     if "401" in message or "authentication" in message:
@@ -182,6 +205,7 @@ class RepositoryReplicator(Replicator):
     @classmethod
     def _fetch(cls, ctx: SyncContext, item: Claimed, repo: pygit2.Repository) -> None:
         url = ctx.client.git_url(item.path)
+        trust_ca_bundle(ctx.client.ca_bundle)
         if REMOTE in repo.remotes.names():
             repo.remotes.set_url(REMOTE, url)
         else:
@@ -195,7 +219,7 @@ class RepositoryReplicator(Replicator):
             # connection, and HEAD as of the refs just fetched.
             heads = remote.list_heads(connect=False)
         except pygit2.GitError as exc:
-            raise _classify(exc, item.path) from None
+            raise _classify(exc, item.path, ctx.client.ca_bundle) from None
         for head in heads:
             if head.name == "HEAD" and head.symref_target:
                 # HEAD follows the primary's default branch.

@@ -26,6 +26,7 @@ from replicators.registry import REPLICATORS
 from tests.compare import differences, temp_files
 from tests.services import REDIS_URL, service_missing, temporary_database
 from tests.sites import GEO_SYNC, PrimarySite, SecondarySite, primary_site, secondary_site
+from tests.tls import TestCA
 
 TUNING = {
     "lease_seconds": 3.0, "cursor_lease_seconds": 3.0, "poll_wait_seconds": 5,
@@ -152,14 +153,16 @@ class Deployment:
 
 
 @contextmanager
-def deployment_for(mode: str, tmp_path: Path, **tuning: object) -> Iterator[Deployment]:
+def deployment_for(mode: str, tmp_path: Path, tls: TestCA | None = None,
+                   **tuning: object) -> Iterator[Deployment]:
     """A primary and a secondary in ``mode``: "production" (PostgreSQL, Redis, separate
-    worker processes) or "embedded" (SQLite, in-process broker)."""
+    worker processes) or "embedded" (SQLite, in-process broker); with ``tls``, the
+    primary serves HTTPS with that CA's certificate and the secondary trusts the CA."""
     logs = tmp_path / "logs"
     logs.mkdir()
     settings = {**TUNING, **tuning}
     if mode == "embedded":
-        with primary_site(tmp_path / "primary", None) as primary:
+        with primary_site(tmp_path / "primary", None, tls=tls) as primary:
             secondary = secondary_site(tmp_path / "secondary", primary, None, **settings)
             deployment = Deployment("embedded", primary, secondary, logs)
             try:
@@ -174,7 +177,7 @@ def deployment_for(mode: str, tmp_path: Path, **tuning: object) -> Iterator[Depl
         service_missing("Redis", exc)
     queue = unique_queue()
     with temporary_database() as primary_url, temporary_database("geo_tracking") as url, \
-            primary_site(tmp_path / "primary", primary_url) as primary:
+            primary_site(tmp_path / "primary", primary_url, tls=tls) as primary:
         secondary = secondary_site(tmp_path / "secondary", primary, url, broker_url=REDIS_URL,
                                    queue_name=queue, **settings)
         deployment = Deployment("production", primary, secondary, logs)

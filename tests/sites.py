@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ from geo_sync.primary.secondaries import add_secondary
 from geo_sync.primary.site import init_primary
 from geo_sync.secondary.site import init_secondary
 from geo_sync.settings import PrimarySettings, SecondarySettings, load_settings
+from geo_sync.toml_out import dumps
+from tests.tls import TestCA
 
 GEO_SYNC = str(Path(sys.executable).parent / "geo-sync")
 
@@ -61,10 +65,17 @@ class PrimarySite:
     #: would cost the suite's shared cores); tests/primary/test_serve_processes.py and
     #: the benchmarks run more.
     processes: int = 1
+    #: Served over HTTPS with a certificate of this CA (``url`` is then https://).
+    tls: TestCA | None = None
 
     @property
     def api(self) -> str:
         return f"{self.url}/api/geo/v1"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """httpx's ``verify=`` for this primary: its test CA when it serves HTTPS."""
+        return self.tls.context() if self.tls else True
 
     def token(self, ttl: int = 60) -> str:
         return issue_token(self.secondary, self.secret, ttl=ttl)
@@ -73,7 +84,7 @@ class PrimarySite:
         return {"Authorization": f"Bearer {self.token()}"}
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.api, timeout=90)
+        return httpx.Client(base_url=self.api, timeout=90, verify=self.verify)
 
     def storage(self, type_dir: str) -> Path:
         return self.settings.storage_root / type_dir
@@ -105,16 +116,20 @@ class PrimarySite:
 
 @contextmanager
 def primary_site(directory: Path, database_url: str | None, serve: bool = True,
-                 processes: int = 1) -> Iterator[PrimarySite]:
-    """Init a primary in ``directory``, register secondary ``s1``, optionally serve it."""
+                 processes: int = 1, tls: TestCA | None = None) -> Iterator[PrimarySite]:
+    """Init a primary in ``directory``, register secondary ``s1``, optionally serve it
+    (over HTTPS with ``tls``'s server certificate when given)."""
     port = free_port()
     config = init_primary(directory, database_url=database_url, listen_port=port)
+    if tls is not None:
+        set_keys(config, "primary", tls_cert_file=str(tls.cert), tls_key_file=str(tls.key))
     settings = load_settings(config).require_primary()
     engine = make_engine(settings.database_url)
     with write_transaction(engine) as conn:
         secret = add_secondary(conn, "s1")
-    site = PrimarySite(config, settings, engine, f"http://127.0.0.1:{port}", "s1", secret,
-                       processes=processes)
+    scheme = "https" if tls else "http"
+    site = PrimarySite(config, settings, engine, f"{scheme}://127.0.0.1:{port}", "s1", secret,
+                       processes=processes, tls=tls)
     try:
         if serve:
             site.start()
@@ -122,6 +137,17 @@ def primary_site(directory: Path, database_url: str | None, serve: bool = True,
     finally:
         site.stop()
         engine.dispose()
+
+
+def set_keys(config: Path, section: str, **keys: object) -> None:
+    """Set ``keys`` in ``[section]`` of the TOML file ``config`` (None removes a key)."""
+    data = tomllib.loads(config.read_text())
+    for key, value in keys.items():
+        if value is None:
+            data[section].pop(key, None)
+        else:
+            data[section][key] = value
+    config.write_text(dumps(data))
 
 
 @dataclass
@@ -142,7 +168,11 @@ class SecondarySite:
 
 def secondary_site(directory: Path, primary: PrimarySite, database_url: str | None,
                    broker_url: str = "embedded", **extra: object) -> SecondarySite:
-    """`secondary init` for primary's registered secondary ``s1``."""
+    """`secondary init` for primary's registered secondary ``s1`` (trusting its test CA
+    when it serves HTTPS, unless ``extra`` says otherwise)."""
+    if primary.tls is not None:
+        extra.setdefault("primary_ca_bundle", str(primary.tls.ca_cert))
+    extra = {key: value for key, value in extra.items() if value is not None}
     config = init_secondary(directory, primary_url=primary.url, name=primary.secondary,
                             secret=primary.secret, database_url=database_url,
                             broker_url=broker_url, extra=dict(extra))

@@ -61,7 +61,7 @@ role = "secondary"
 [secondary]
 name = "s1"
 secret = "0123456789abcdef0123456789abcdef"
-primary_url = "http://primary:8650"
+primary_url = "https://primary:8650"
 database_url = "sqlite:///t.db"
 mirror_root = "mirror"
 """

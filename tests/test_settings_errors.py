@@ -47,7 +47,7 @@ def test_a_misspelt_key_is_named_with_the_key_that_was_meant(tmp_path: Path, key
 def test_a_misspelt_key_in_a_nested_table_is_suggested_too(tmp_path: Path) -> None:
     text = PRIMARY.replace('role = "primary"', 'role = "secondary"').replace(
         "[primary]", "[secondary]").replace("storage_root", "mirror_root") + (
-        'name = "s"\nsecret = "' + "k" * 40 + '"\nprimary_url = "http://p"\n'
+        'name = "s"\nsecret = "' + "k" * 40 + '"\nprimary_url = "https://p"\n'
         "[secondary.concurrency]\nartifactt = 3\n")
     (tmp_path / "config.toml").write_text(text)
     settings = load_settings(tmp_path / "config.toml").require_secondary()
@@ -105,7 +105,7 @@ def test_broken_toml_names_the_line_without_echoing_it(tmp_path: Path, line: int
 
 
 def test_the_secondary_secret_must_be_32_bytes(tmp_path: Path) -> None:
-    base = {"name": "s", "primary_url": "http://p", "database_url": "sqlite:///t.db",
+    base = {"name": "s", "primary_url": "https://p", "database_url": "sqlite:///t.db",
             "mirror_root": tmp_path}
     with pytest.raises(ValueError, match="at least 32 bytes"):
         SecondarySettings(secret="é" * 15, **base)  # 30 bytes

@@ -14,12 +14,14 @@ from geo_sync.secondary.probe import probe_primary
 from geo_sync.settings import SecondarySettings
 
 
-def verify_primary(*, primary_url: str, name: str, secret: str) -> None:
-    """Raise ConfigError naming each failed check; echo the results otherwise."""
+def verify_primary(*, primary_url: str, name: str, secret: str, **tls: object) -> None:
+    """Raise ConfigError naming each failed check; echo the results otherwise (``tls``:
+    primary_ca_bundle and allow_insecure_primary, as the config will have them)."""
     try:
         # Only the fields the primary checks use; the rest are placeholders.
         settings = SecondarySettings(name=name, secret=secret, primary_url=primary_url,
-                                     database_url="sqlite:///unused.db", mirror_root=".")
+                                     database_url="sqlite:///unused.db", mirror_root=".",
+                                     **tls)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                              for e in exc.errors())

@@ -29,6 +29,7 @@ from geo_sync.primary.retention import prune
 from geo_sync.primary.scan import apply_plan, plan_scan
 from geo_sync.primary.site import init_primary, open_primary
 from geo_sync.primary.status import primary_status
+from geo_sync.tls import check_server_pair
 from replicators.base import Replicator
 from replicators.registry import REPLICATORS, replicator_for
 from replicators.repository import RepositoryReplicator, is_bare_repository
@@ -99,6 +100,10 @@ def serve(cli_ctx: CliContext, processes: int | None) -> None:
     cli_ctx.daemon = True
     settings, engine = open_primary(cli_ctx.settings)  # the schema is checked here, once
     engine.dispose()
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        # Before binding, and in this process: a bad pair is one line naming the file,
+        # not a traceback from each serving child.
+        check_server_pair(settings.tls_cert_file, settings.tls_key_file)
     # Bind before anything says "started": a busy port is one line with a hint, not
     # uvicorn's raw errno after a startup message.
     sock = listen_socket(settings.listen_host, settings.listen_port)

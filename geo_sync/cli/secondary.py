@@ -46,12 +46,19 @@ def secondary() -> None:
 @click.option("--queue-name", default="geo_sync", show_default=True,
               help="Queue and Redis key namespace; give each secondary sharing one Redis "
               "its own.")
+@click.option("--primary-ca-bundle", type=click.Path(path_type=Path, dir_okay=False),
+              help="PEM file of the CA that signed the primary's certificate (default: "
+              "public CAs only).")
+@click.option("--allow-insecure-primary", is_flag=True,
+              help="Allow a plain http:// primary_url to another host (tokens and data "
+              "in the clear).")
 @click.option("--force", is_flag=True, help="Overwrite an existing config.")
 @click.option("--skip-primary-check", is_flag=True,
               help="Write the config without first reaching the primary (set up offline).")
 def init_command(directory: Path, primary_url: str, name: str, secret_env: str | None,
                  secret_file: Path | None, secret: str | None, database_url: str | None,
-                 broker_url: str, queue_name: str, force: bool,
+                 broker_url: str, queue_name: str, primary_ca_bundle: Path | None,
+                 allow_insecure_primary: bool, force: bool,
                  skip_primary_check: bool) -> None:
     """Write a working secondary config and mirror layout, and create the tracking schema.
     The primary is asked first (URL, name and secret verified); nothing is written if
@@ -60,12 +67,17 @@ def init_command(directory: Path, primary_url: str, name: str, secret_env: str |
     from geo_sync.secondary.site import init_secondary  # noqa: PLC0415
 
     secret_value = read_secret(secret_env, secret_file, secret)
+    tls: dict[str, object] = {}
+    if primary_ca_bundle is not None:
+        tls["primary_ca_bundle"] = str(primary_ca_bundle.resolve())
+    if allow_insecure_primary:
+        tls["allow_insecure_primary"] = True
     if not skip_primary_check:
-        verify_primary(primary_url=primary_url, name=name, secret=secret_value)
+        verify_primary(primary_url=primary_url, name=name, secret=secret_value, **tls)
     config = init_secondary(directory, primary_url=primary_url, name=name,
                             secret=secret_value, database_url=database_url,
                             broker_url=broker_url, force=force,
-                            extra={"queue_name": queue_name})
+                            extra={"queue_name": queue_name, **tls})
     click.echo(f"wrote {config}")
     click.echo(f"next: geo-sync --config {config} secondary run")
 

@@ -56,11 +56,16 @@ def serve_on(settings_all: Settings, sock: socket.socket, index: int = 0,
     if index == 0 and settings.metrics.port:
         REGISTRY.register(app.state.api.jobs.collector)
         serve_metrics(settings.metrics.host, settings.metrics.port, "primary serve")
+    scheme = "https" if settings.tls else "http"
     if index == 0:
-        log.info("geo_api_listening", url=f"http://{host}:{port}{API_PREFIX}",
-                 openapi=f"{API_PREFIX}/openapi.json", processes=processes)
+        log.info("geo_api_listening", url=f"{scheme}://{host}:{port}{API_PREFIX}",
+                 openapi=f"{API_PREFIX}/openapi.json", processes=processes,
+                 tls=settings.tls)
+    cert, key = settings.tls_cert_file, settings.tls_key_file
     uvicorn.Server(
-        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5)
+        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5,
+                       ssl_certfile=str(cert) if cert else None,
+                       ssl_keyfile=str(key) if key else None)
     ).run(sockets=[sock])
 
 

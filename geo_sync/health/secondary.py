@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, select
 
@@ -28,20 +26,11 @@ from geo_sync.secondary.client import PrimaryClient
 from geo_sync.secondary.leader import CURSOR_LEASE
 from geo_sync.secondary.probe import PrimaryView, disk_space, lag, probe_primary, queue_depth
 from geo_sync.settings import SecondarySettings
+from geo_sync.tls import is_loopback_url
 from geo_sync.tracking import sync_rows
 from geo_sync.tracking.models import CursorRow, Lease
 from geo_sync.tracking.states import SyncState
 from replicators.registry import REPLICATORS
-
-
-def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def primary_checks(settings: SecondarySettings, view: PrimaryView) -> list[CheckResult]:
@@ -52,11 +41,13 @@ def primary_checks(settings: SecondarySettings, view: PrimaryView) -> list[Check
         if not view.reachable:
             return CheckResult(name, Level.CRITICAL, f"{settings.primary_url}: {view.error}",
                                view.hint or "check that the primary is up and reachable")
-        if not settings.primary_url.startswith("https://") and not is_loopback(
+        if not settings.primary_url.startswith("https://") and not is_loopback_url(
                 settings.primary_url):
             return CheckResult(name, Level.WARNING,
-                               f"{settings.primary_url} is plain HTTP over the network",
-                               "put TLS in front of the primary and use an https:// URL")
+                               f"{settings.primary_url} is plain HTTP over the network "
+                               "(allow_insecure_primary = true)",
+                               "serve the primary over HTTPS (tls_cert_file, tls_key_file) "
+                               "and use an https:// URL")
         scheme = "TLS" if settings.primary_url.startswith("https://") else "loopback"
         return ok(name, f"{settings.primary_url} answers ({scheme})")
 

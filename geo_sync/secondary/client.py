@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -22,6 +23,7 @@ from geo_sync.errors import (
 )
 from geo_sync.files import CHUNK
 from geo_sync.settings import SecondarySettings
+from geo_sync.tls import client_verify, tls_failure, untrusted_hint
 from geo_sync.wire import (
     API_PREFIX,
     MISSING_HEADER,
@@ -45,7 +47,13 @@ class PrimaryClient:
             base_url=self.base,
             timeout=httpx.Timeout(settings.http_timeout_seconds, connect=10.0),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            verify=client_verify(settings.primary_ca_bundle),
         )
+
+    @property
+    def ca_bundle(self) -> Path | None:
+        """The CA file libgit2 must trust too (None: the public CAs only)."""
+        return self.settings.primary_ca_bundle
 
     def close(self) -> None:
         self._http.close()
@@ -68,13 +76,26 @@ class PrimaryClient:
                                           timeout=timeout or httpx.USE_CLIENT_DEFAULT,
                                           **kwargs)
         except httpx.HTTPError as exc:
-            raise TransientError(
-                f"primary unreachable at {self.settings.primary_url}: "
-                f"{type(exc).__name__}: {exc}",
-                hint="check that the primary is up, and that primary_url's host and port "
-                "are right and reachable from here") from None
+            raise self._unreachable(exc) from None
         check(response)
         return response
+
+    def _unreachable(self, exc: httpx.HTTPError) -> TransientError:
+        """The error for a request that got no answer; a TLS refusal is named as such
+        (the primary was reached, but is not trusted)."""
+        url = self.settings.primary_url
+        if (failure := tls_failure(exc)) is not None:
+            return TransientError(f"{failure} (at {url})",
+                                  hint=untrusted_hint(self.settings.primary_ca_bundle))
+        if url.startswith("http://") and isinstance(exc, httpx.RemoteProtocolError):
+            return TransientError(
+                f"primary unreachable at {url}: {type(exc).__name__}: {exc}",
+                hint="the primary closed the connection unanswered: if it serves HTTPS "
+                "(tls_cert_file), primary_url must start with https://")
+        return TransientError(
+            f"primary unreachable at {url}: {type(exc).__name__}: {exc}",
+            hint="check that the primary is up, and that primary_url's host and port "
+            "are right and reachable from here")
 
     def head(self, *, reset: bool = False) -> str:
         params = {"reset": "1"} if reset else {}
@@ -135,6 +156,8 @@ class PrimaryClient:
                     check(response)
                 yield response
         except httpx.HTTPError as exc:
+            if tls_failure(exc) is not None:
+                raise self._unreachable(exc) from None
             raise TransientError(f"transfer from primary failed: {type(exc).__name__}: {exc}",
                                  hint="it will be retried") from None
 
@@ -153,6 +176,8 @@ class PrimaryClient:
                     check(response)
                 yield read_batch(response.iter_raw(CHUNK))
         except httpx.HTTPError as exc:
+            if tls_failure(exc) is not None:
+                raise self._unreachable(exc) from None
             raise TransientError(f"batch transfer from primary failed: "
                                  f"{type(exc).__name__}: {exc}",
                                  hint="it will be retried") from None
