@@ -15,15 +15,19 @@ from enum import StrEnum
 from pathlib import Path
 from stat import S_ISREG
 
+import anyio
+import httpx
 from sqlalchemy import Engine, select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from geo_sync.errors import GeoSyncError, InvalidInput
 from geo_sync.file_response import LargeChunkFileResponse
+from geo_sync.files import CHUNK
 from geo_sync.git_http_backend import is_push, run_http_backend, split_upload_pack
 from geo_sync.logging import get_logger
 from geo_sync.metrics import MIRROR_REQUESTS
@@ -59,6 +63,8 @@ class Route_(StrEnum):
     PRIMARY = "primary"
     STALE = "stale"
     REFUSE = "refuse"
+    #: A live job log: the mirror's bytes, then the primary's.
+    STITCHED = "mirror+primary"
 
 
 class Mirror:
@@ -79,18 +85,27 @@ class Mirror:
 
     async def decide(self, replicator: type[Replicator], path: str) -> tuple[Route_, Copy, str]:
         """Where to answer a request for ``path`` from, the copy, and why."""
+        route, copy, reason, _size = await self._decide(replicator, path)
+        return route, copy, reason
+
+    async def _decide(self, replicator: type[Replicator], path: str
+                      ) -> tuple[Route_, Copy, str, int | None]:
+        """As ``decide``, with the primary's size of the item when it was asked."""
         copy = await run_in_threadpool(self._local, replicator, path)
         mirror = self.settings.mirror
         if copy.servable:
             if not mirror.confirm_with_primary:
-                return Route_.MIRROR, copy, copy.reason
+                return Route_.MIRROR, copy, copy.reason, None
             said = await self.upstream.confirm(replicator.name, path, copy.cursor,
                                                copy.checksum)
             if said.verdict is Verdict.CURRENT:
-                return Route_.MIRROR, copy, copy.reason
+                return Route_.MIRROR, copy, copy.reason, said.size
             if said.verdict is Verdict.CHANGED:
-                return Route_.PRIMARY, copy, said.reason
-            return self._without_primary(copy, said.reason)
+                return Route_.PRIMARY, copy, said.reason, said.size
+            return (*self._without_primary(copy, said.reason), None)
+        return (*await self._unservable(copy), None)
+
+    async def _unservable(self, copy: Copy) -> tuple[Route_, Copy, str]:
         if down := self.upstream.down:
             return self._without_primary(copy, down)
         return Route_.PRIMARY, copy, copy.reason
@@ -108,13 +123,18 @@ class Mirror:
     # -- blobs --------------------------------------------------------------------
 
     async def blob(self, request: Request, replicator: type[Replicator]
-                   ) -> Response | ProxiedResponse:
+                   ) -> Response | ProxiedResponse | StitchedResponse:
         if (refused := await self._refuse_reader(request)) is not None:
             return refused
         path = replicator.validate_path(request.path_params["path"])
-        route, copy, reason = await self.decide(replicator, path)
+        route, copy, reason, primary_size = await self._decide(replicator, path)
         if route is Route_.PRIMARY:
             try:
+                if (replicator.appendable and copy.servable and primary_size
+                        and request.method == "GET" and "range" not in request.headers):
+                    stitched = await self._stitch(replicator, path, copy, primary_size)
+                    if stitched is not None:
+                        return stitched
                 return await self._proxy(request, Upstream.blob_url(replicator.name, path),
                                          replicator)
             except PrimaryDown as exc:
@@ -137,6 +157,27 @@ class Mirror:
             headers[STALE] = "true"
         return LargeChunkFileResponse(copy.file, stat_result=stat, headers=headers,
                                       media_type="application/octet-stream")
+
+    async def _stitch(self, replicator: type[Replicator], path: str, copy: Copy,
+                      primary_size: int) -> StitchedResponse | None:
+        """A live job log: the mirror's verified bytes, then the rest from the primary
+        in the same response (None: not possible, proxy it whole)."""
+        assert copy.file is not None
+        have = copy.file.stat().st_size
+        if copy.size != have or not 0 < have < primary_size:
+            return None
+        rest = await self.upstream.open(
+            "GET", Upstream.blob_url(replicator.name, path),
+            {"range": f"bytes={have}-{primary_size - 1}"})
+        if rest.status_code != 206 or rest.headers.get("content-length") != str(
+                primary_size - have):
+            await rest.aclose()
+            return None
+        self._count(replicator, Route_.STITCHED)
+        return StitchedResponse(copy.file, have, rest, {
+            "content-length": str(primary_size), "content-type": "application/octet-stream",
+            "accept-ranges": "bytes", SIZE_HEADER: str(primary_size),
+            SERVED_BY: "mirror+primary"})
 
     async def _proxy(self, request: Request, url: str, replicator: type[Replicator],
                      body: AsyncIterator[bytes] | None = None) -> Response | ProxiedResponse:
@@ -239,6 +280,35 @@ class Mirror:
         return None if response.status_code < 500 else f"answered {response.status_code}"
 
 
+class StitchedResponse:
+    """The first ``have`` bytes of ``file``, then the primary's ranged answer."""
+
+    def __init__(self, file: Path, have: int, rest: httpx.Response,
+                 headers: dict[str, str]) -> None:
+        self.file, self.have, self.rest = file, have, rest
+        self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                            for k, v in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": self.raw_headers})
+            remaining = self.have
+            async with await anyio.open_file(self.file, "rb") as handle:
+                while remaining > 0:
+                    chunk = await handle.read(min(CHUNK, remaining))
+                    if not chunk:
+                        raise OSError(f"{self.file} shrank while it was served")
+                    remaining -= len(chunk)
+                    await send({"type": "http.response.body", "body": chunk,
+                                "more_body": True})
+            async for chunk in self.rest.aiter_raw(CHUNK):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await self.rest.aclose()
+
+
 def _unavailable(reason: str) -> Response:
     return JSONResponse({"error": "unavailable", "message": reason,
                          "hint": "retry when the primary is reachable again"},
@@ -274,7 +344,7 @@ def create_app(settings: SecondarySettings, engine: Engine) -> Starlette:
             continue
 
         async def endpoint(request: Request, replicator: type[Replicator] = replicator
-                           ) -> Response | ProxiedResponse:
+                           ) -> Response | ProxiedResponse | StitchedResponse:
             return await mirror.blob(request, replicator)
 
         routes.append(Route(f"/{replicator.storage_dir}/{{path:path}}", endpoint,

@@ -43,6 +43,8 @@ class Verdict(StrEnum):
 class Confirmation:
     verdict: Verdict
     reason: str = ""
+    #: The item's size in the primary's catalog, when it said.
+    size: int | None = None
 
 
 class PrimaryDown(Exception):
@@ -145,12 +147,13 @@ def _judge(response: httpx.Response, checksum: str | None) -> Confirmation:
         # Deleted there (404), our cursor past its retention (410), or not the Geo
         # API: the primary knows better than our copy.
         return Confirmation(Verdict.CHANGED, f"primary answered {response.status_code}")
+    size = body.get("size") if isinstance(body.get("size"), int) else None
     if body.get("changed_after_cursor"):
-        return Confirmation(Verdict.CHANGED, "changed on the primary since the cursor")
+        return Confirmation(Verdict.CHANGED, "changed on the primary since the cursor", size)
     theirs = body.get("checksum")
     if theirs is not None and checksum is not None and theirs != checksum:
-        return Confirmation(Verdict.CHANGED, "primary holds another checksum")
-    return Confirmation(Verdict.CURRENT)
+        return Confirmation(Verdict.CHANGED, "primary holds another checksum", size)
+    return Confirmation(Verdict.CURRENT, "", size)
 
 
 class ProxiedResponse:

@@ -145,3 +145,18 @@ def test_with_serve_stale_off_the_primary_down_is_a_refusal(
         _, body, status = server.curl("/-/health", token="")
         assert status == 503
         assert b"primary unreachable" in body
+
+
+def test_a_live_job_log_is_served_from_the_mirror_and_completed_from_the_primary(
+    server: MirrorServer, primary: PrimarySite
+) -> None:
+    log_file = primary.storage("job_logs") / "p/1/job.log"
+    with log_file.open("ab") as handle:
+        handle.write(b"line two\n")
+    publish(primary, "job_log", "appended", "p/1/job.log", size=18)
+    headers, body, status = server.curl("/job_logs/p/1/job.log")
+    assert (status, body) == (200, b"line one\nline two\n")
+    assert headers["x-geo-served-by"] == "mirror+primary"
+    assert headers["content-length"] == "18"
+    headers, body, status = server.curl("/job_logs/p/1/job.log", "-H", "Range: bytes=5-")
+    assert (status, body, headers["x-geo-served-by"]) == (206, b"one\nline two\n", "primary")

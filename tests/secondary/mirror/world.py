@@ -107,9 +107,8 @@ def mirror_server(secondary: SecondarySite, **env: str) -> Iterator[MirrorServer
 
 
 def publish(primary: PrimarySite, type_name: str, event: str, path: str,
-            content: bytes | None = None) -> None:
+            content: bytes | None = None, **fields: Any) -> None:
     """Publish a change on the primary (a blob's bytes written first when given)."""
-    fields: dict[str, Any] = {}
     if content is not None:
         full = primary.storage(replicator_for(type_name).storage_dir) / path
         full.parent.mkdir(parents=True, exist_ok=True)
