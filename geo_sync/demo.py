@@ -33,6 +33,7 @@ from geo_sync.settings import PrimarySettings, SecondarySettings, load_settings
 from geo_sync.tracking.readers import add_reader
 from geo_sync.tracking.states import SyncState
 from geo_sync.workload import Workload
+from replicators.artifact import ArtifactReplicator
 
 ROUNDS = 3
 CONVERGE_TIMEOUT = 45.0
@@ -166,18 +167,19 @@ def mirror_round_trip(sites: DemoSites, workload: Workload, scratch: Path,
         if cloned.returncode != 0:
             problems.append(f"git clone {url}/git/{repo} failed: {cloned.stderr.strip()}")
         report(f"mirror server {url}: git clone /git/{repo}", {})
+        kind = ArtifactReplicator.storage_dir
         artifact = workload.artifacts[0]
-        response = httpx.get(f"{url}/artifacts/{artifact}", timeout=60,
+        response = httpx.get(f"{url}/{kind}/{artifact}", timeout=60,
                              headers={"Authorization": f"Bearer {token}"})
-        expected = (sites.primary.storage_root / "artifacts" / artifact).read_bytes()
+        expected = (sites.primary.storage_root / kind / artifact).read_bytes()
         served_by = response.headers.get("x-geo-served-by")
         if response.status_code != 200 or response.content != expected:
-            problems.append(f"GET /artifacts/{artifact}: {response.status_code}, "
+            problems.append(f"GET /{kind}/{artifact}: {response.status_code}, "
                             f"{len(response.content)} bytes, not the primary's")
         elif served_by != "mirror":
-            problems.append(f"GET /artifacts/{artifact} was served by {served_by}, "
+            problems.append(f"GET /{kind}/{artifact} was served by {served_by}, "
                             "not the mirror")
-        report(f"mirror server {url}: downloaded /artifacts/{artifact} "
+        report(f"mirror server {url}: downloaded /{kind}/{artifact} "
                f"({len(response.content)} bytes, served by {served_by})", {})
     return problems
 
