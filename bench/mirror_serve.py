@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -153,7 +154,10 @@ def nginx(mirror: Path, tmp: Path) -> Iterator[str]:
     conf = tmp / "nginx.conf"
     conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, mirror=mirror))
     socket_path = tmp / "fcgiwrap.sock"
-    fcgi = subprocess.Popen([fcgiwrap_bin, "-c", "8", "-s", f"unix:{socket_path}"])
+    # Its own session: fcgiwrap's children outlive a terminated parent, so the whole
+    # group is stopped at the end.
+    fcgi = subprocess.Popen([fcgiwrap_bin, "-c", "8", "-s", f"unix:{socket_path}"],
+                            start_new_session=True)
     server = subprocess.Popen([nginx_bin, "-c", str(conf), "-p", str(tmp)])
     try:
         deadline = time.monotonic() + 30
@@ -166,9 +170,10 @@ def nginx(mirror: Path, tmp: Path) -> Iterator[str]:
             time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
-        for proc in (server, fcgi):
-            proc.terminate()
-            proc.wait(timeout=15)
+        server.terminate()
+        server.wait(timeout=15)
+        os.killpg(fcgi.pid, signal.SIGTERM)
+        fcgi.wait(timeout=15)
 
 
 def time_clones(base: str, clones: int, scratch: Path, auth: list[str]) -> float:
