@@ -1,9 +1,12 @@
 """`geo-sync demo`: an embedded primary and secondary, a CI workload driven through
-them, and a strict comparison at the end. No services needed."""
+them, a strict comparison, and at the end what a CI runner does at the secondary:
+a clone and a download from the mirror server. No services needed."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from sqlalchemy import Engine
 
@@ -22,11 +26,14 @@ from geo_sync.primary.publish import Change, publish
 from geo_sync.primary.secondaries import add_secondary
 from geo_sync.primary.site import init_primary
 from geo_sync.secondary.daemon import SecondaryDaemon
+from geo_sync.secondary.mirror.app import create_app as create_mirror_app
 from geo_sync.secondary.site import init_secondary
 from geo_sync.secondary.status import secondary_status
 from geo_sync.settings import PrimarySettings, SecondarySettings, load_settings
+from geo_sync.tracking.readers import add_reader
 from geo_sync.tracking.states import SyncState
 from geo_sync.workload import Workload
+from replicators.artifact import ArtifactReplicator
 
 ROUNDS = 3
 CONVERGE_TIMEOUT = 45.0
@@ -121,6 +128,62 @@ def wait_verified(sites: DemoSites, report: Report) -> None:
         time.sleep(0.2)
 
 
+@contextmanager
+def _serve_mirror(settings: SecondarySettings, engine: Engine) -> Iterator[str]:
+    """The mirror server (`secondary serve`) in a thread; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_mirror_app(settings, engine),
+                                           host="127.0.0.1", port=port, log_config=None,
+                                           access_log=False))
+    thread = threading.Thread(target=server.run, name="geo-mirror", daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"the mirror server could not listen on port {port}")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def mirror_round_trip(sites: DemoSites, workload: Workload, scratch: Path,
+                      report: Report) -> list[str]:
+    """What a CI runner at the secondary does: clone a repository and download an
+    artifact from the mirror server with a reader token. The differences found (the
+    copy not from the mirror, or not equal to the primary's)."""
+    with write_transaction(sites.secondary_engine) as conn:
+        token = add_reader(conn, "demo-runner")
+    problems: list[str] = []
+    with _serve_mirror(sites.secondary, sites.secondary_engine) as url:
+        repo = workload.repositories[0]
+        clone = scratch / "runner-clone"
+        header = f"http.extraHeader=Authorization: Bearer {token}"
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1"}
+        cloned = subprocess.run(["git", "-c", header, "clone", "-q", f"{url}/git/{repo}",
+                                 str(clone)], capture_output=True, text=True, env=env,
+                                check=False, timeout=120)
+        if cloned.returncode != 0:
+            problems.append(f"git clone {url}/git/{repo} failed: {cloned.stderr.strip()}")
+        report(f"mirror server {url}: git clone /git/{repo}", {})
+        kind = ArtifactReplicator.storage_dir
+        artifact = workload.artifacts[0]
+        response = httpx.get(f"{url}/{kind}/{artifact}", timeout=60,
+                             headers={"Authorization": f"Bearer {token}"})
+        expected = (sites.primary.storage_root / kind / artifact).read_bytes()
+        served_by = response.headers.get("x-geo-served-by")
+        if response.status_code != 200 or response.content != expected:
+            problems.append(f"GET /{kind}/{artifact}: {response.status_code}, "
+                            f"{len(response.content)} bytes, not the primary's")
+        elif served_by != "mirror":
+            problems.append(f"GET /{kind}/{artifact} was served by {served_by}, "
+                            "not the mirror")
+        report(f"mirror server {url}: downloaded /{kind}/{artifact} "
+               f"({len(response.content)} bytes, served by {served_by})", {})
+    return problems
+
+
 def run_demo(root: Path, report: Report) -> tuple[list[str], dict[str, Any], int]:
     """Build both sites under ``root``, drive the workload, return (differences, status,
     number of changes published)."""
@@ -151,6 +214,7 @@ def run_demo(root: Path, report: Report) -> tuple[list[str], dict[str, Any], int
                 differences = wait_converged(sites, report, "replicating the workload")
             if not differences:
                 wait_verified(sites, report)
+                differences = mirror_round_trip(sites, workload, root / "scratch", report)
             final = secondary_status(sites.secondary_engine, None, secondary.name)
     finally:
         sites.secondary_engine.dispose()

@@ -56,3 +56,8 @@ def serve_metrics(host: str, port: int, what: str) -> None:
             hint="another process holds that port: change metrics.port (or worker_port) "
                  "in the config, or set it to 0 to turn the endpoint off",
         ) from None
+MIRROR_REQUESTS = Counter(
+    "geo_sync_mirror_requests",
+    "Requests the mirror server answered, by type and where from: mirror (its verified "
+    "copy), primary (proxied), stale (the primary unreachable: the newest verified copy) "
+    "or refuse (503).", ["type", "served_by"])

@@ -201,6 +201,41 @@ class SelectionSettings(_Section):
         return Selection.of(self.include, self.exclude)
 
 
+MIRROR_PORT = 8660
+
+
+class MirrorSettings(_Section):
+    """The mirror server (`geo-sync secondary serve`): where it listens, its TLS
+    certificate and key (both or neither), who may read, and what it does when the
+    primary cannot be reached."""
+
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=MIRROR_PORT, ge=0, le=65535)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Reads without a reader token (`secondary add-reader`).
+    allow_anonymous: bool = False
+    # Primary unreachable: serve the newest verified copy marked X-Geo-Stale (true),
+    # or answer 503 (false).
+    serve_stale: bool = True
+    # Ask the primary, per request, whether an event newer than the tracking DB's
+    # cursor changed the item (read-after-write). Off: the tracking DB alone decides,
+    # and a change the cursor has not applied yet is served from the older copy.
+    confirm_with_primary: bool = True
+    # Seconds the answer of an unreachable primary is remembered before asking again.
+    primary_down_retry_seconds: float = Field(default=2.0, ge=0)
+    # The URL runners push to, named in the refusal of a push (default: primary_url).
+    push_url: str | None = None
+    # /metrics of `secondary serve` (requests served by the mirror vs proxied); 0: off.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _pair(self) -> MirrorSettings:
+        if (self.tls_key_file is None) != (self.tls_cert_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        return self
+
+
 class SecondarySettings(_Section):
     """A secondary site: who it is, where its primary is, where it keeps its copies."""
 
@@ -257,6 +292,7 @@ class SecondarySettings(_Section):
     metrics: MetricsSettings = MetricsSettings()
     checks: SecondaryCheckSettings = SecondaryCheckSettings()
     selection: SelectionSettings = SelectionSettings()
+    mirror: MirrorSettings = MirrorSettings()
 
     @field_validator("database_url")
     @classmethod
@@ -370,6 +406,7 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
             for key in _PATH_KEYS & value.keys():
                 if isinstance(value[key], str) and not Path(value[key]).is_absolute():
                     value[key] = str(base / value[key])
+            _resolve_relative_paths(value, base)  # nested sections: [secondary.mirror]
 
 
 def config_path_from(option: str | None) -> Path:

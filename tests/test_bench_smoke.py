@@ -133,3 +133,13 @@ def test_the_sweep_cost_benchmark_runs_on_both_databases() -> None:
     rows = _rows(_run("bench.sweep_cost", "--items", "1000"))
     assert set(rows) == {"SQLite", "PostgreSQL"}
     assert all(cells[0] == "1,000" for cells in rows.values()), rows
+
+
+def test_the_mirror_serve_benchmark_runs_against_nginx_and_prints_json() -> None:
+    output = _run("bench.mirror_serve", "--repo-mib", "1", "--clones", "2", "--big-mib", "2",
+                  "--small", "20", "--json")
+    printed = json.loads(output.strip().splitlines()[-1])
+    tools = {row["tool"] for row in printed}
+    assert "nginx + fcgiwrap (Debian)" in tools
+    assert sum(tool.startswith("geo-sync secondary serve") for tool in tools) == 2
+    assert len(printed) == 9

@@ -50,7 +50,7 @@ def test_example_configs_load(example: Path) -> None:
 
 def test_systemd_units_run_existing_commands() -> None:
     units = sorted((CONFIG / "systemd").glob("*.service"))
-    assert len(units) == 3
+    assert len(units) == 4
     for unit in units:
         for line in unit.read_text().splitlines():
             if line.startswith(("ExecStart=", "ExecStartPre=")):

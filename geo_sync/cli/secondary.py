@@ -129,6 +129,77 @@ def run(cli_ctx: CliContext) -> None:
     run_secondary(cli_ctx.settings.require_secondary())
 
 
+@secondary.command()
+@pass_cli
+def serve(cli_ctx: CliContext) -> None:
+    """Serve the mirror to CI runners: git clone/fetch, artifact and job log downloads,
+    never staler than the primary (see [secondary.mirror])."""
+    from geo_sync.secondary.mirror.server import serve_mirror  # noqa: PLC0415
+
+    cli_ctx.daemon = True
+    serve_mirror(cli_ctx.settings.require_secondary())
+
+
+@secondary.command("add-reader")
+@click.argument("name")
+@pass_cli
+def add_reader_command(cli_ctx: CliContext, name: str) -> None:
+    """Create a reader of the mirror server and print its token (shown only this once)."""
+    from geo_sync.db import write_transaction  # noqa: PLC0415
+    from geo_sync.tracking.readers import add_reader  # noqa: PLC0415
+
+    engine = _tracking_engine(cli_ctx)
+    try:
+        with write_transaction(engine) as conn:
+            token = add_reader(conn, name)
+    finally:
+        engine.dispose()
+    click.echo(token)
+    click.echo(f"reader {name} added; the token above is shown only now. Runners send it "
+               "as Authorization: Bearer, or as the password of HTTP Basic.", err=True)
+
+
+@secondary.command("remove-reader")
+@click.argument("name")
+@pass_cli
+def remove_reader_command(cli_ctx: CliContext, name: str) -> None:
+    """Revoke a reader's token (a running mirror server refuses it within 5 s)."""
+    from geo_sync.db import write_transaction  # noqa: PLC0415
+    from geo_sync.tracking.readers import remove_reader  # noqa: PLC0415
+
+    engine = _tracking_engine(cli_ctx)
+    try:
+        with write_transaction(engine) as conn:
+            remove_reader(conn, name)
+    finally:
+        engine.dispose()
+    click.echo(f"reader {name} removed")
+
+
+@secondary.command("readers")
+@pass_cli
+def readers_command(cli_ctx: CliContext) -> None:
+    """List the mirror server's readers (names and when they were added; never tokens)."""
+    from geo_sync.tracking.readers import list_readers  # noqa: PLC0415
+
+    engine = _tracking_engine(cli_ctx)
+    try:
+        with engine.connect() as conn:
+            readers = list_readers(conn)
+    finally:
+        engine.dispose()
+    if not readers:
+        click.echo("no readers (add one with `geo-sync secondary add-reader NAME`)")
+    for reader in readers:
+        click.echo(f"{reader.name}\t{reader.created_at.isoformat(timespec='seconds')}")
+
+
+def _tracking_engine(cli_ctx: CliContext) -> Any:
+    engine = make_engine(cli_ctx.settings.require_secondary().database_url)
+    TRACKING.require_current(engine)
+    return engine
+
+
 @secondary.command("reselect", epilog="Exit status: 0 applied (or nothing to change), "
                    "1 with --dry-run when the selection would change.")
 @click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")

@@ -69,6 +69,16 @@ class WorkerRow(TrackingBase):
     last_item_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class ReaderRow(TrackingBase):
+    """A reader of the mirror server: a name and the sha256 of its token (t0006)."""
+
+    __tablename__ = "geo_readers"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class RegistryCount(TrackingBase):
     """A change to the number of rows of a registry in one (sync, verification) state
     pair, written by triggers (see ``geo_sync.tracking.row_counts``; t0004)."""
@@ -148,6 +158,8 @@ class RegistryMixin:
             Index(f"ix_{name}_state_retry", "state", "retry_at"),
             Index(f"ix_{name}_state_lease", "state", "lease_until"),
             Index(f"ix_{name}_verification", "verification_state", "verification_retry_at"),
+            # t0006: the mirror server finds a row by the path in the URL.
+            Index(f"ix_{name}_path", "path"),
             # t0004: what the scheduler and status look for without reading every row.
             *registry_indexes(name),
             # Both partial, so that each query has exactly one index that fits it

@@ -1,0 +1,92 @@
+"""Whether the mirror's copy of an item may be served: the one place that decides.
+
+A copy is servable when its registry row says it is the primary's current content,
+verified: synced, verification succeeded for the change the row reflects, no event
+applied since (an event sends the row back to pending), no rename pending, the item
+selected by the applied selection, and the file on disk still the one that was
+verified (its stat fingerprint equals the one recorded at verification). Events the
+cursor has not applied yet are the primary's to tell: ``upstream.confirm`` asks it.
+
+A copy that is not servable may still be the newest *verified* copy (its row went
+back to pending for a newer change, but the bytes on disk are the ones verified
+before): it is served, marked stale, only when the primary cannot be reached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from sqlalchemy import Connection, select
+
+from geo_sync.errors import InvalidInput
+from geo_sync.paths import resolve_inside
+from geo_sync.tracking import selection_row
+from geo_sync.tracking.models import CursorRow
+from geo_sync.tracking.states import SyncState, VerificationState
+from replicators.base import Replicator
+
+
+@dataclass(frozen=True)
+class Copy:
+    """What the mirror knows of one item: where its copy is, what it was verified as,
+    and whether it may be served (``reason`` says why not)."""
+
+    file: Path | None
+    checksum: str | None
+    size: int | None
+    cursor: str | None
+    servable: bool
+    #: The bytes on disk are a verified copy (of this or an older change).
+    verified: bool
+    reason: str
+
+
+def servable_copy(conn: Connection, replicator: type[Replicator], path: str,
+                  mirror_root: Path) -> Copy:
+    """Decide from the tracking DB (and one stat of the copy) whether ``path`` may be
+    served from the mirror."""
+    cursor = conn.execute(select(CursorRow.cursor).where(CursorRow.id == 1)).scalar()
+    nothing = Copy(None, None, None, cursor, False, False, "")
+    if not selection_row.applied(conn).selects(replicator.name, path):
+        return replace(nothing, reason="not selected on this secondary")
+    model = replicator.registry
+    row = conn.execute(select(
+        model.state, model.verification_state, model.change_verified_at, model.tombstone,
+        model.mirror_path, model.missing_on_primary, model.verified_fingerprint,
+        model.verification_checksum, model.expected_size,
+    ).where(model.path == path)).first()
+    if row is None or row.tombstone:
+        return replace(nothing, reason="not on this secondary")
+    file, fingerprint = _on_disk(replicator, mirror_root, row.mirror_path or path)
+    if file is None:
+        return replace(nothing, reason="no copy on disk")
+    # The bytes on disk are the ones verified: no verification has failed since (a
+    # mismatch fails it) and nothing has touched the file since it succeeded.
+    verified = (row.verification_state != VerificationState.FAILED
+                and row.verified_fingerprint is not None
+                and row.verified_fingerprint == fingerprint)
+    copy = Copy(file, row.verification_checksum, row.expected_size, cursor, False,
+                verified, "")
+    refusals = (
+        (row.state != SyncState.SYNCED, f"copy is {row.state}, a newer change is pending"),
+        (row.missing_on_primary, "missing on primary"),
+        (row.mirror_path not in (None, path), "rename pending"),
+        (row.verification_state != VerificationState.SUCCEEDED
+         or row.change_verified_at is None, "copy not verified yet"),
+        (not verified, "copy changed on disk since it was verified"),
+    )
+    for refused, reason in refusals:
+        if refused:
+            return replace(copy, reason=reason)
+    return replace(copy, servable=True, reason="synced and verified")
+
+
+def _on_disk(replicator: type[Replicator], mirror_root: Path, where: str
+             ) -> tuple[Path | None, str | None]:
+    """The copy's file and stat fingerprint, or Nones when there is none."""
+    try:
+        file = resolve_inside(mirror_root / replicator.storage_dir, where)
+        return file, replicator.fingerprint(file)
+    except (InvalidInput, OSError):
+        return None, None
