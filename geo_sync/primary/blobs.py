@@ -26,8 +26,8 @@ from geo_sync.wire import (
     SIZE_HEADER,
     BatchEntry,
 )
-from replicators.base import Replicator
-from replicators.registry import replicator_for
+from replicators.base import Original
+from replicators.registry import original_for
 
 #: Bytes of files read per trip to the thread pool while streaming a batch.
 _READ_GROUP_BYTES = 4 * 1024 * 1024
@@ -77,9 +77,9 @@ def _catalog_entry(engine: Engine, type_name: str, path: str
     return (row.record_id, row.size, row.checksum) if row else (None, None, None)
 
 
-def blob_replicator(type_name: str) -> type[Replicator]:
+def blob_replicator(type_name: str) -> type[Original]:
     """The replicator of a type served as blobs; InvalidInput naming it otherwise."""
-    replicator = replicator_for(type_name)
+    replicator = original_for(type_name)
     if replicator.transport != "blob":
         raise InvalidInput(f"a {replicator.name} is fetched over {replicator.transport}, "
                            "not downloaded as a blob")
@@ -144,7 +144,7 @@ def _read_group(root: Path, paths: list[str],
     return b"".join(parts), taken
 
 
-def download_batch(replicator: type[Replicator], paths: list[str], engine: Engine,
+def download_batch(replicator: type[Original], paths: list[str], engine: Engine,
                    storage_root: Path) -> Response:
     """``POST /blob-batch/{type}``: every path's entry and bytes in one response, with
     the catalog's checksums from one query; see ``wire.BatchEntry``."""

@@ -21,7 +21,8 @@ from geo_sync.errors import InvalidInput, MissingOnPrimary
 from geo_sync.files import CHUNK
 from geo_sync.logging import get_logger
 from geo_sync.paths import resolve_inside
-from replicators.repository import RepositoryReplicator, is_bare_repository
+from replicators.registry import git_original
+from replicators.repository import is_bare_repository
 
 log = get_logger("git_http")
 
@@ -85,7 +86,7 @@ async def serve_git(request: Request, repositories_root: Path, caller: str) -> R
     if isinstance(parts, Response):
         return parts
     repo, suffix = parts
-    RepositoryReplicator.validate_path(repo)
+    git_original().validate_path(repo)
     full = resolve_inside(repositories_root, repo)
     if not is_bare_repository(full):
         raise MissingOnPrimary(f"repository {repo} is missing on primary")
