@@ -12,7 +12,7 @@ from typing import ClassVar
 from geo_sync.errors import MissingOnPrimary
 from geo_sync.files import StagedFiles, atomic_file
 from geo_sync.tracking.sync_rows import Claimed
-from geo_sync.wire import BatchEntry
+from geo_sync.wire import BatchEntry, BatchStatus
 from replicators.base import (
     Arrival,
     Copy,
@@ -114,13 +114,13 @@ class BlobCopy(Copy):
                 if entry.path != item.path:
                     raise IntegrityError(f"blob batch answered {entry.path!r} where "
                                          f"{item.path!r} was asked for")
-                if entry.status == "ok":
+                if entry.status == BatchStatus.OK:
                     outcome = cls._stage(item, entry, data, dests[item.id], files)
                     if isinstance(outcome, Exception):
                         results[item.id] = outcome
                     else:
                         staged.append(outcome)
-                elif entry.status == "missing":
+                elif entry.status == BatchStatus.MISSING:
                     results[item.id] = MissingOnPrimary(
                         f"{cls.name} {item.path} is missing on primary")
                 else:

@@ -16,7 +16,7 @@ from geo_sync.tracking.states import SyncState, VerificationState
 from replicators.base import Copy
 from replicators.registry import copies, copy_for
 from replicators.transfer import remove_path
-from verification.drift import Finding, find_drift
+from verification.drift import Drift, Finding, find_drift
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def execute_resync(engine: Engine, plan: list[Planned]) -> int:
 
 def plan_orphans(engine: Engine, mirror_root: Path) -> list[Finding]:
     """Copies on disk that no registry row accounts for."""
-    return [f for f in find_drift(engine, mirror_root) if f.kind == "orphaned"]
+    return [f for f in find_drift(engine, mirror_root) if f.kind == Drift.ORPHANED]
 
 
 def delete_orphans(mirror_root: Path, plan: list[Finding]) -> int:

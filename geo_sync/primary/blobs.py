@@ -25,6 +25,7 @@ from geo_sync.wire import (
     RECORD_HEADER,
     SIZE_HEADER,
     BatchEntry,
+    BatchStatus,
 )
 from replicators.base import Original
 from replicators.registry import original_for
@@ -132,13 +133,14 @@ def _read_group(root: Path, paths: list[str],
             content = None
         record_id, size, checksum = catalog.get(path, (None, None, None))
         if content is None:
-            parts.append(BatchEntry(path, "missing").header_line())
+            parts.append(BatchEntry(path, BatchStatus.MISSING).header_line())
         elif isinstance(content, int):
-            parts.append(BatchEntry(path, "too_large", content).header_line())
+            parts.append(BatchEntry(path, BatchStatus.TOO_LARGE, content).header_line())
         else:
             sha = checksum if (checksum and size == len(content)
                                and _SHA256.fullmatch(checksum)) else None
-            parts.append(BatchEntry(path, "ok", len(content), sha, record_id).header_line())
+            entry = BatchEntry(path, BatchStatus.OK, len(content), sha, record_id)
+            parts.append(entry.header_line())
             parts.append(content)
             size_so_far += len(content)
     return b"".join(parts), taken
