@@ -143,4 +143,4 @@ class BlobCopy(Copy):
 
 class BlobReplicator(BlobOriginal, BlobCopy, Replicator):
     """A data type whose items are single files (subclasses declare name, events,
-    storage directory and registry)."""
+    storage directory and registry table)."""
