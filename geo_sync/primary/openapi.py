@@ -182,7 +182,7 @@ def openapi_document() -> dict[str, Any]:
                           "404": _error("not in the catalog (X-Geo-Missing-On-Primary)")},
         }},
         "/blobs/{type}/{path}": {"get": {
-            "summary": f"A blob item's bytes ({', '.join(blob_types)}); Range supported",
+            "summary": "An artifact's or job log's bytes (Range supported)",
             "operationId": "blob",
             "parameters": [
                 _type_param(blob_types),
@@ -202,7 +202,7 @@ def openapi_document() -> dict[str, Any]:
             },
         }},
         "/blob-batch/{type}": {"post": {
-            "summary": f"Many blob items' bytes ({', '.join(blob_types)}) in one response",
+            "summary": "Many artifacts' or job logs' bytes in one response",
             "description": "For each path, in the order asked: one line of JSON (path, "
             "status ok|missing|too_large, size, the catalog's sha256 checksum when it "
             "describes these bytes, record_id), then, if ok, exactly size bytes. Files "
