@@ -32,8 +32,7 @@ from geo_sync.secondary.status import secondary_status
 from geo_sync.settings import PrimarySettings, SecondarySettings, load_settings
 from geo_sync.tracking.readers import add_reader
 from geo_sync.tracking.states import SyncState
-from geo_sync.workload import Workload
-from replicators.artifact import ArtifactReplicator
+from geo_sync.workload import ARTIFACT_DIR, Workload
 
 ROUNDS = 3
 CONVERGE_TIMEOUT = 45.0
@@ -167,7 +166,7 @@ def mirror_round_trip(sites: DemoSites, workload: Workload, scratch: Path,
         if cloned.returncode != 0:
             problems.append(f"git clone {url}/git/{repo} failed: {cloned.stderr.strip()}")
         report(f"mirror server {url}: git clone /git/{repo}", {})
-        kind = ArtifactReplicator.storage_dir
+        kind = ARTIFACT_DIR
         artifact = workload.artifacts[0]
         response = httpx.get(f"{url}/{kind}/{artifact}", timeout=60,
                              headers={"Authorization": f"Bearer {token}"})

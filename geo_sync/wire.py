@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -233,6 +234,14 @@ BATCH_INLINE_MAX = 1024 * 1024
 BATCH_HEADER_MAX = 64 * 1024
 
 
+class BatchStatus(StrEnum):
+    """What a blob batch says of one path."""
+
+    OK = "ok"  #: its bytes follow
+    MISSING = "missing"  #: not on the primary
+    TOO_LARGE = "too_large"  #: over BATCH_INLINE_MAX: fetch it on its own
+
+
 @dataclass(frozen=True)
 class BatchEntry:
     """One path's answer in a blob batch: a header line of JSON, then ``size`` bytes
@@ -241,7 +250,7 @@ class BatchEntry:
     describes the bytes that follow (same size)."""
 
     path: str
-    status: str
+    status: BatchStatus
     size: int | None = None
     checksum: str | None = None
     record_id: str | None = None
@@ -266,13 +275,13 @@ class BatchEntry:
         try:
             data = json.loads(line)
             size = data["size"]
-            entry = cls(str(data["path"]), str(data["status"]),
+            entry = cls(str(data["path"]), BatchStatus(str(data["status"])),
                         None if size is None else int(size),
                         _opt_str(data.get("checksum")), _opt_str(data.get("record_id")))
         except (ValueError, TypeError, KeyError) as exc:
             raise TransientError(f"blob batch from the primary is malformed ({exc}): "
                                  f"{line[:200]!r}") from None
-        if entry.status == "ok" and (entry.size is None or not
+        if entry.status == BatchStatus.OK and (entry.size is None or not
                                      0 <= entry.size <= BATCH_INLINE_MAX):
             raise TransientError(f"blob batch entry for {entry.path!r} declares "
                                  f"{entry.size} bytes, outside 0..{BATCH_INLINE_MAX}")
@@ -312,7 +321,7 @@ def read_batch(chunks: Iterable[bytes]) -> Iterator[tuple[BatchEntry, bytes]]:
             newline = buffer.find(b"\n", pos)
         entry = BatchEntry.parse(bytes(buffer[pos:newline]))
         pos = newline + 1
-        size = entry.size if entry.status == "ok" and entry.size is not None else 0
+        size = entry.size if entry.status == BatchStatus.OK and entry.size is not None else 0
         if not fill(size):
             raise TransientError(f"blob batch from the primary ended inside {entry.path!r} "
                                  f"({len(buffer) - pos} of {size} bytes)")

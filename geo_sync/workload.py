@@ -23,6 +23,9 @@ from replicators.artifact import ArtifactReplicator as _ARTIFACT
 from replicators.job_log import JobLogReplicator as _LOG
 from replicators.repository import RepositoryReplicator as _REPO
 
+ARTIFACT_DIR = _ARTIFACT.storage_dir
+"""Where the workload's artifacts lie under a site's storage root (and a mirror's URL)."""
+
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "geo-sync workload", "GIT_AUTHOR_EMAIL": "ci@geo-sync.invalid",
     "GIT_COMMITTER_NAME": "geo-sync workload", "GIT_COMMITTER_EMAIL": "ci@geo-sync.invalid",

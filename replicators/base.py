@@ -1,7 +1,17 @@
-"""What every replicable data type declares: its name, events, storage and checksum.
+"""What every replicable data type declares, in three parts with one job each.
 
-A new data type is one subclass registered in ``replicators.registry``; nothing
-else in geo-sync switches on type names.
+- ``DataType``: what the type is and how its items lie on disk (name, events, storage
+  directory, registry table, path rules, finding items under a root). Both sides read it.
+- ``Original``: the primary's side: what a stored item is (size, checksum) and which
+  event tells a secondary how it changed. Only the primary's code calls it.
+- ``Copy``: the secondary's side: bringing the mirror's copy up to the primary's,
+  removing it, and checking it. Only the secondary's code (and verification) calls it.
+
+A new data type is still one class: it subclasses ``Replicator`` (both sides) or
+``BlobReplicator`` and is registered in ``replicators.registry``; nothing else in
+geo-sync switches on type names. The primary's code asks for a type's ``Original``
+(``original_for``), the secondary's for its ``Copy`` (``copy_for``), so each side's code
+is typed against its own half.
 """
 
 from __future__ import annotations
@@ -65,12 +75,12 @@ class SyncContext:
     client: PrimarySource
     mirror_root: Path
 
-    def root(self, replicator: type[Replicator]) -> Path:
-        return self.mirror_root / replicator.storage_dir
+    def root(self, data_type: type[DataType]) -> Path:
+        return self.mirror_root / data_type.storage_dir
 
 
-class Replicator(ABC):
-    """One replicable data type."""
+class DataType(ABC):
+    """What a replicable data type is and how its items lie on disk; both sides read it."""
 
     name: ClassVar[str]
     events: ClassVar[tuple[str, ...]]
@@ -83,13 +93,6 @@ class Replicator(ABC):
     appendable: ClassVar[bool] = False
     #: How the primary serves an item: a file download ("blob") or git ("git").
     transport: ClassVar[str] = "blob"
-    #: Defaults of the per-type secondary settings, for a type the config does not name:
-    #: items in flight, rows per message, verifications in flight.
-    default_concurrency: ClassVar[int] = 100
-    default_batch_size: ClassVar[int] = 25
-    default_verification_concurrency: ClassVar[int] = 20
-    #: Items a worker hands to ``sync_many`` at once (1: one at a time).
-    transfer_group: ClassVar[int] = 1
 
     @classmethod
     def validate_path(cls, path: object, *, field: str = "path") -> str:
@@ -106,14 +109,18 @@ class Replicator(ABC):
         return event
 
     @classmethod
-    @abstractmethod
     def discover(cls, root: Path) -> Iterator[str]:
-        """Yield the relative path of every item stored under ``root``."""
+        """Yield the relative path of every item stored under ``root`` (the primary's
+        storage or the mirror). Blobs are the regular files."""
+        return walk_files(root)
 
     @classmethod
-    @abstractmethod
-    def describe(cls, path: Path, relpath: str) -> FoundItem:
-        """Size and checksum of the item stored at ``path``."""
+    def not_one_item(cls, path: Path) -> str | None:
+        """Why ``path`` is not just one copy of this type (None if it is, or is gone).
+        Blobs are files: a directory holds other items."""
+        if path.is_dir() and not path.is_symlink():
+            return "a directory, not one item's copy: it may hold other items"
+        return None
 
     @classmethod
     def same_copy(cls, ours: Path, theirs: Path) -> bool:
@@ -121,18 +128,41 @@ class Replicator(ABC):
         Blobs compare byte for byte."""
         return filecmp.cmp(ours, theirs, shallow=False)
 
+
+class Original(DataType):
+    """The primary's side of a data type: what the item stored at a path is, and which
+    event tells a secondary how it changed. Used by publishing, scans, hooks and the
+    checksummer."""
+
+    @classmethod
+    @abstractmethod
+    def describe(cls, path: Path, relpath: str) -> FoundItem:
+        """Size and checksum of the item stored at ``path``."""
+
     @classmethod
     @abstractmethod
     def change_event(cls, known: KnownItem, found: FoundItem) -> str | None:
         """The event that tells a secondary how ``known`` became ``found``; None if equal."""
 
 
-    # -- secondary side ---------------------------------------------------------
+class Copy(DataType):
+    """The secondary's side of a data type: make the mirror's copy equal to the
+    primary's, remove it, and say what it is now (for verification). Used by the
+    sync tasks, the scheduler and verification."""
+
+    #: Defaults of the per-type secondary settings, for a type the config does not name:
+    #: items in flight, rows per message, verifications in flight.
+    default_concurrency: ClassVar[int] = 100
+    default_batch_size: ClassVar[int] = 25
+    default_verification_concurrency: ClassVar[int] = 20
+    #: Items a worker hands to ``sync_many`` at once (1: one at a time).
+    transfer_group: ClassVar[int] = 1
 
     @classmethod
+    @abstractmethod
     def mirror_checksum(cls, path: Path) -> str:
-        """The checksum of the mirror's copy at ``path``; raises OSError if it is gone."""
-        return cls.describe(path, path.name).checksum
+        """The checksum of the mirror's copy at ``path`` (comparable with the primary's
+        catalog checksum); raises OSError if it is gone."""
 
     @classmethod
     def fingerprint(cls, path: Path) -> str:
@@ -183,14 +213,6 @@ class Replicator(ABC):
             remove_path(target)
 
     @classmethod
-    def not_one_item(cls, path: Path) -> str | None:
-        """Why ``path`` is not just one copy of this type (None if it is, or is gone).
-        Blobs are files: a directory holds other items."""
-        if path.is_dir() and not path.is_symlink():
-            return "a directory, not one item's copy: it may hold other items"
-        return None
-
-    @classmethod
     def destination(cls, ctx: SyncContext, item: Claimed) -> Path:
         """Where ``item`` belongs on the mirror; moves an earlier copy there after a rename."""
         root = ctx.root(cls)
@@ -201,6 +223,11 @@ class Replicator(ABC):
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 previous.rename(dest)
         return dest
+
+
+class Replicator(Original, Copy):
+    """One replicable data type: its identity, its primary side and its secondary side,
+    declared in one class (a subclass fills in both halves)."""
 
 
 def walk_files(root: Path) -> Iterator[str]:

@@ -6,36 +6,29 @@ hashed download renamed into place once it checks out; small ones many to a requ
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
 from geo_sync.errors import MissingOnPrimary
 from geo_sync.files import StagedFiles, atomic_file
 from geo_sync.tracking.sync_rows import Claimed
-from geo_sync.wire import BatchEntry
+from geo_sync.wire import BatchEntry, BatchStatus
 from replicators.base import (
     Arrival,
+    Copy,
     FoundItem,
     KnownItem,
+    Original,
     Replicator,
     SyncContext,
     SyncResult,
-    walk_files,
 )
 from replicators.checksums import sha256_file
 from replicators.transfer import IntegrityError, check_integrity, stream_into
 
 
-class BlobReplicator(Replicator):
-    """A data type whose items are single files (subclasses declare name, events,
-    storage directory and registry)."""
-
-    transfer_group: ClassVar[int] = 200
-
-    @classmethod
-    def discover(cls, root: Path) -> Iterator[str]:
-        return walk_files(root)
+class BlobOriginal(Original):
+    """The primary's side of a blob: size and sha256 of the file."""
 
     @classmethod
     def describe(cls, path: Path, relpath: str) -> FoundItem:
@@ -46,6 +39,17 @@ class BlobReplicator(Replicator):
         if known.size == found.size and known.checksum in (None, found.checksum):
             return None
         return cls.created_event
+
+
+class BlobCopy(Copy):
+    """The secondary's side of a blob: streamed, hashed downloads renamed into place,
+    many small ones to a request."""
+
+    transfer_group: ClassVar[int] = 200
+
+    @classmethod
+    def mirror_checksum(cls, path: Path) -> str:
+        return sha256_file(path)
 
     @classmethod
     def sync(cls, ctx: SyncContext, item: Claimed) -> Arrival | None:
@@ -110,13 +114,13 @@ class BlobReplicator(Replicator):
                 if entry.path != item.path:
                     raise IntegrityError(f"blob batch answered {entry.path!r} where "
                                          f"{item.path!r} was asked for")
-                if entry.status == "ok":
+                if entry.status == BatchStatus.OK:
                     outcome = cls._stage(item, entry, data, dests[item.id], files)
                     if isinstance(outcome, Exception):
                         results[item.id] = outcome
                     else:
                         staged.append(outcome)
-                elif entry.status == "missing":
+                elif entry.status == BatchStatus.MISSING:
                     results[item.id] = MissingOnPrimary(
                         f"{cls.name} {item.path} is missing on primary")
                 else:
@@ -135,3 +139,8 @@ class BlobReplicator(Replicator):
             return exc
         files.stage(dest, data)
         return item, checksum, verified
+
+
+class BlobReplicator(BlobOriginal, BlobCopy, Replicator):
+    """A data type whose items are single files (subclasses declare name, events,
+    storage directory and registry table)."""

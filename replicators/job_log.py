@@ -11,7 +11,7 @@ from geo_sync.tracking.models import Registry, registry_model
 from geo_sync.tracking.sync_rows import Claimed
 from geo_sync.wire import SIZE_HEADER
 from replicators.base import Arrival, FoundItem, KnownItem, SyncContext, SyncResult
-from replicators.blob import BlobReplicator
+from replicators.blob import BlobCopy, BlobOriginal, BlobReplicator
 from replicators.checksums import sha256_file
 from replicators.transfer import (
     IntegrityError,
@@ -26,25 +26,8 @@ OVERLAP = 4096
 JobLogRegistry = registry_model("job_log")
 
 
-class JobLogReplicator(BlobReplicator):
-    """``job_logs/<relative path>``; appends transfer only the new bytes.
-
-    An append asks the primary for the bytes from ``size - OVERLAP``: the first
-    OVERLAP bytes must equal the mirror's tail, else the mirror's prefix no
-    longer matches (the log was rewritten) and the whole log is downloaded again.
-    The append is written as a new file (copy of the old one plus the new bytes)
-    renamed into place, so readers never see a half-appended tail. Once the log
-    is archived its sha256 is checked over the whole file.
-    """
-
-    name: ClassVar[str] = "job_log"
-    events: ClassVar[tuple[str, ...]] = ("created", "appended", "archived", "deleted")
-    storage_dir: ClassVar[str] = "job_logs"
-    default_concurrency: ClassVar[int] = 100
-    default_batch_size: ClassVar[int] = 25
-    default_verification_concurrency: ClassVar[int] = 20
-    registry: ClassVar[Registry] = JobLogRegistry
-    appendable: ClassVar[bool] = True
+class JobLogOriginal(BlobOriginal):
+    """The primary's side of a job log: a longer log than the catalog's was appended to."""
 
     @classmethod
     def change_event(cls, known: KnownItem, found: FoundItem) -> str | None:
@@ -52,6 +35,10 @@ class JobLogReplicator(BlobReplicator):
         if event is not None and known.size is not None and found.size > known.size:
             return "appended"
         return event
+
+
+class JobLogCopy(BlobCopy):
+    """The secondary's side of a job log: appends fetch only the new bytes."""
 
     @classmethod
     def sync_many(cls, ctx: SyncContext, items: list[Claimed]) -> dict[int, SyncResult]:
@@ -126,3 +113,24 @@ class JobLogReplicator(BlobReplicator):
                     raise IntegrityError(f"{cls.name} {item.path}: {total} bytes after the "
                                          f"append, our record says {item.expected_size}")
         return True
+
+
+class JobLogReplicator(JobLogOriginal, JobLogCopy, BlobReplicator):
+    """``job_logs/<relative path>``; appends transfer only the new bytes.
+
+    An append asks the primary for the bytes from ``size - OVERLAP``: the first
+    OVERLAP bytes must equal the mirror's tail, else the mirror's prefix no
+    longer matches (the log was rewritten) and the whole log is downloaded again.
+    The append is written as a new file (copy of the old one plus the new bytes)
+    renamed into place, so readers never see a half-appended tail. Once the log
+    is archived its sha256 is checked over the whole file.
+    """
+
+    name: ClassVar[str] = "job_log"
+    events: ClassVar[tuple[str, ...]] = ("created", "appended", "archived", "deleted")
+    storage_dir: ClassVar[str] = "job_logs"
+    default_concurrency: ClassVar[int] = 100
+    default_batch_size: ClassVar[int] = 25
+    default_verification_concurrency: ClassVar[int] = 20
+    registry: ClassVar[Registry] = JobLogRegistry
+    appendable: ClassVar[bool] = True

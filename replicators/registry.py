@@ -1,4 +1,10 @@
-"""The registry of data types: name -> replicator class. Add new types here."""
+"""The map of data types: name -> replicator class. Add new types here.
+
+Each side asks for its own half of a type: the primary's code for the ``Original``
+(``original_for``, ``originals``), the secondary's and verification's for the ``Copy``
+(``copy_for``, ``copies``); ``REPLICATORS`` itself is for what both read (names,
+storage directories, registry tables).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import difflib
 from geo_sync.errors import ConfigError, InvalidInput
 from geo_sync.settings import SecondarySettings
 from replicators.artifact import ArtifactReplicator
-from replicators.base import Replicator
+from replicators.base import Copy, Original, Replicator
 from replicators.job_log import JobLogReplicator
 from replicators.repository import RepositoryReplicator
 
@@ -23,6 +29,40 @@ def replicator_for(name: object) -> type[Replicator]:
     raise InvalidInput(
         f"unknown replicable type {name!r}; expected one of {', '.join(REPLICATORS)}"
     )
+
+
+def original_for(name: object) -> type[Original]:
+    """The primary's side of the type named ``name`` (InvalidInput if none is)."""
+    return replicator_for(name)
+
+
+def copy_for(name: object) -> type[Copy]:
+    """The secondary's side of the type named ``name`` (InvalidInput if none is)."""
+    return replicator_for(name)
+
+
+def originals() -> list[type[Original]]:
+    """The primary's side of every registered type, in registration order."""
+    return list(REPLICATORS.values())
+
+
+def copies() -> list[type[Copy]]:
+    """The secondary's side of every registered type, in registration order."""
+    return list(REPLICATORS.values())
+
+
+def served_over_git() -> type[Replicator]:
+    """The type served over git: the one whose pushes the hooks publish and whose items
+    the git HTTP endpoints (the Geo API's and the mirror server's) serve."""
+    served = [cls for cls in REPLICATORS.values() if cls.transport == "git"]
+    if len(served) != 1:
+        raise ConfigError(f"exactly one data type is served over git, not {len(served)}")
+    return served[0]
+
+
+def git_original() -> type[Original]:
+    """The primary's side of the type served over git."""
+    return served_over_git()
 
 
 PER_TYPE_SETTINGS = ("concurrency", "batch_size", "verification_concurrency")

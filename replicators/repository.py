@@ -18,7 +18,7 @@ from geo_sync.paths import TEMP_PREFIX
 from geo_sync.tls import untrusted_hint
 from geo_sync.tracking.models import Registry, registry_model
 from geo_sync.tracking.sync_rows import Claimed
-from replicators.base import FoundItem, KnownItem, Replicator, SyncContext
+from replicators.base import Copy, FoundItem, KnownItem, Original, Replicator, SyncContext
 from replicators.checksums import repository_checksum, repository_ref_lines
 from replicators.transfer import IntegrityError, remove_path
 
@@ -90,7 +90,99 @@ def _stat_line(path: Path, name: str) -> bytes:
 RepositoryRegistry = registry_model("repository")
 
 
-class RepositoryReplicator(Replicator):
+class RepositoryOriginal(Original):
+    """The primary's side of a repository: its size on disk and the checksum over
+    HEAD and refs; any change of them is an update."""
+
+    @classmethod
+    def describe(cls, path: Path, relpath: str) -> FoundItem:
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        return FoundItem(path=relpath, size=size, checksum=repository_checksum(path))
+
+    @classmethod
+    def change_event(cls, known: KnownItem, found: FoundItem) -> str | None:
+        return None if known.checksum == found.checksum else "updated"
+
+
+class RepositoryCopy(Copy):
+    """The secondary's side of a repository: a mirror fetch of every ref, with prune;
+    checked by its refs' checksum after proving their objects are there."""
+
+    @classmethod
+    def mirror_checksum(cls, path: Path) -> str:
+        """The ref checksum, after proving every ref's object is really there: a removed
+        pack leaves refs intact but their commits gone, which the checksum alone misses."""
+        if not is_bare_repository(path):
+            raise FileNotFoundError(f"no repository at {path}")
+        repo = pygit2.Repository(str(path))
+        for name in repo.references:
+            target = repo.references[name].resolve().target
+            if isinstance(target, pygit2.Oid) and target not in repo.odb:
+                raise IntegrityError(f"{name} points at {target}, which is missing")
+        return repository_checksum(path)
+
+    @classmethod
+    def fingerprint(cls, path: Path) -> str:
+        """Names, sizes and mtimes of HEAD, packed-refs, every loose ref and every pack
+        file, hashed: a moved, extra or edited ref or a removed pack changes it, with
+        no object read."""
+        if not is_bare_repository(path):
+            raise FileNotFoundError(f"no repository at {path}")
+        digest = hashlib.sha256()
+        for name in ("HEAD", "packed-refs"):
+            digest.update(_stat_line(path / name, name))
+        for top in ("refs", "objects/pack"):
+            for dirpath, dirnames, filenames in os.walk(path / top):
+                dirnames.sort()
+                for filename in sorted(filenames):
+                    full = Path(dirpath) / filename
+                    digest.update(_stat_line(full, full.relative_to(path).as_posix()))
+        return digest.hexdigest()
+
+    @classmethod
+    def sync(cls, ctx: SyncContext, item: Claimed) -> None:
+        """Mirror-fetch every ref with prune. A first clone, or a rebuild after a failed
+        verification, is cloned aside and renamed into place when whole."""
+        dest = cls.destination(ctx, item)
+        if is_bare_repository(dest) and not item.fresh:
+            cls._fetch(ctx, item, pygit2.Repository(str(dest)))
+            return
+        staging = dest.parent / f"{TEMP_PREFIX}{dest.name}-{uuid.uuid4().hex}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            cls._fetch(ctx, item, pygit2.init_repository(str(staging), bare=True))
+            if dest.exists():  # the copy being rebuilt, or a broken leftover
+                remove_path(dest)
+            staging.rename(dest)
+        finally:
+            if staging.exists():
+                remove_path(staging)
+
+    @classmethod
+    def _fetch(cls, ctx: SyncContext, item: Claimed, repo: pygit2.Repository) -> None:
+        url = ctx.client.git_url(item.path)
+        trust_ca_bundle(ctx.client.ca_bundle)
+        if REMOTE in repo.remotes.names():
+            repo.remotes.set_url(REMOTE, url)
+        else:
+            repo.remotes.create(REMOTE, url, REFSPEC)
+            repo.config[f"remote.{REMOTE}.mirror"] = True
+        remote = repo.remotes[REMOTE]
+        try:
+            remote.fetch([REFSPEC], callbacks=_BearerAuth(ctx.client.auth_header()),
+                         prune=FetchPrune.PRUNE)
+            # The fetch's own ref advertisement (kept after it disconnects): no second
+            # connection, and HEAD as of the refs just fetched.
+            heads = remote.list_heads(connect=False)
+        except pygit2.GitError as exc:
+            raise _classify(exc, item.path, ctx.client.ca_bundle) from None
+        for head in heads:
+            if head.name == "HEAD" and head.symref_target:
+                # HEAD follows the primary's default branch.
+                repo.references.create("HEAD", head.symref_target, force=True)
+
+
+class RepositoryReplicator(RepositoryOriginal, RepositoryCopy, Replicator):
     """``repositories/<full path>.git``; checksum over HEAD and refs."""
 
     name: ClassVar[str] = "repository"
@@ -138,89 +230,7 @@ class RepositoryReplicator(Replicator):
             dirnames[:] = keep
 
     @classmethod
-    def describe(cls, path: Path, relpath: str) -> FoundItem:
-        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-        return FoundItem(path=relpath, size=size, checksum=repository_checksum(path))
-
-    @classmethod
-    def change_event(cls, known: KnownItem, found: FoundItem) -> str | None:
-        return None if known.checksum == found.checksum else "updated"
-
-    @classmethod
-    def mirror_checksum(cls, path: Path) -> str:
-        """The ref checksum, after proving every ref's object is really there: a removed
-        pack leaves refs intact but their commits gone, which the checksum alone misses."""
-        if not is_bare_repository(path):
-            raise FileNotFoundError(f"no repository at {path}")
-        repo = pygit2.Repository(str(path))
-        for name in repo.references:
-            target = repo.references[name].resolve().target
-            if isinstance(target, pygit2.Oid) and target not in repo.odb:
-                raise IntegrityError(f"{name} points at {target}, which is missing")
-        return repository_checksum(path)
-
-    @classmethod
-    def fingerprint(cls, path: Path) -> str:
-        """Names, sizes and mtimes of HEAD, packed-refs, every loose ref and every pack
-        file, hashed: a moved, extra or edited ref or a removed pack changes it, with
-        no object read."""
-        if not is_bare_repository(path):
-            raise FileNotFoundError(f"no repository at {path}")
-        digest = hashlib.sha256()
-        for name in ("HEAD", "packed-refs"):
-            digest.update(_stat_line(path / name, name))
-        for top in ("refs", "objects/pack"):
-            for dirpath, dirnames, filenames in os.walk(path / top):
-                dirnames.sort()
-                for filename in sorted(filenames):
-                    full = Path(dirpath) / filename
-                    digest.update(_stat_line(full, full.relative_to(path).as_posix()))
-        return digest.hexdigest()
-
-    @classmethod
     def same_copy(cls, ours: Path, theirs: Path) -> bool:
         """Two repositories are equal when their refs and HEAD are."""
         return (set(repository_ref_lines(pygit2.Repository(str(ours))))
                 == set(repository_ref_lines(pygit2.Repository(str(theirs)))))
-
-    @classmethod
-    def sync(cls, ctx: SyncContext, item: Claimed) -> None:
-        """Mirror-fetch every ref with prune. A first clone, or a rebuild after a failed
-        verification, is cloned aside and renamed into place when whole."""
-        dest = cls.destination(ctx, item)
-        if is_bare_repository(dest) and not item.fresh:
-            cls._fetch(ctx, item, pygit2.Repository(str(dest)))
-            return
-        staging = dest.parent / f"{TEMP_PREFIX}{dest.name}-{uuid.uuid4().hex}"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            cls._fetch(ctx, item, pygit2.init_repository(str(staging), bare=True))
-            if dest.exists():  # the copy being rebuilt, or a broken leftover
-                remove_path(dest)
-            staging.rename(dest)
-        finally:
-            if staging.exists():
-                remove_path(staging)
-
-    @classmethod
-    def _fetch(cls, ctx: SyncContext, item: Claimed, repo: pygit2.Repository) -> None:
-        url = ctx.client.git_url(item.path)
-        trust_ca_bundle(ctx.client.ca_bundle)
-        if REMOTE in repo.remotes.names():
-            repo.remotes.set_url(REMOTE, url)
-        else:
-            repo.remotes.create(REMOTE, url, REFSPEC)
-            repo.config[f"remote.{REMOTE}.mirror"] = True
-        remote = repo.remotes[REMOTE]
-        try:
-            remote.fetch([REFSPEC], callbacks=_BearerAuth(ctx.client.auth_header()),
-                         prune=FetchPrune.PRUNE)
-            # The fetch's own ref advertisement (kept after it disconnects): no second
-            # connection, and HEAD as of the refs just fetched.
-            heads = remote.list_heads(connect=False)
-        except pygit2.GitError as exc:
-            raise _classify(exc, item.path, ctx.client.ca_bundle) from None
-        for head in heads:
-            if head.name == "HEAD" and head.symref_target:
-                # HEAD follows the primary's default branch.
-                repo.references.create("HEAD", head.symref_target, force=True)

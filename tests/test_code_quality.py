@@ -73,3 +73,17 @@ def test_no_data_type_is_named_outside_replicators() -> None:
              for number, line in enumerate(path.read_text().splitlines(), 1)
              if spelled.search(line)]
     assert found == []
+
+
+def test_no_data_type_class_is_named_outside_replicators() -> None:
+    """The product reaches a type through the map of types (by name, by side, by
+    transport), never by importing its class; the synthetic CI workload aside, which
+    plays a CI system that knows the types it writes."""
+    spelled = re.compile("|".join(rf"\b{cls.__name__}\b" for cls in REPLICATORS.values()))
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+             for package in ("geo_sync", "verification")
+             for path in sorted((ROOT / package).rglob("*.py"))
+             if "migrations" not in path.parts and path.name != "workload.py"
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if spelled.search(line)]
+    assert found == []

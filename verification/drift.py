@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,21 @@ STUCK_AFTER = timedelta(hours=1)
 STUCK_RETRIES = 5
 
 
+class Drift(StrEnum):
+    """The kinds of drift a finding reports."""
+
+    MISSING_ON_MIRROR = "missing_on_mirror"
+    MISMATCHED = "mismatched"
+    ORPHANED = "orphaned"
+    MISSING_ON_PRIMARY = "missing_on_primary"
+    STUCK = "stuck"
+
+
 @dataclass(frozen=True)
 class Finding:
     """One drift record."""
 
-    kind: str  # missing_on_mirror | mismatched | orphaned | missing_on_primary | stuck
+    kind: Drift
     type: str
     path: str
     detail: str
@@ -60,17 +71,17 @@ def find_drift(engine: Engine, mirror_root: Path, *, include_orphans: bool = Tru
             known.update({row.path, row.mirror_path or row.path})
             resync = f"geo-sync resync {name} --id {row.id}"
             if row.state == SyncState.SYNCED and not row.tombstone and not _exists(root, row.path):
-                findings.append(Finding("missing_on_mirror", name, row.path,
+                findings.append(Finding(Drift.MISSING_ON_MIRROR, name, row.path,
                                         "registry says synced but the copy is gone",
                                         f"{resync} (verification also catches this)"))
             if row.verification_state == VerificationState.FAILED or row.mismatch_count:
                 findings.append(Finding(
-                    "mismatched", name, row.path,
+                    Drift.MISMATCHED, name, row.path,
                     f"mirror {row.verification_checksum or 'missing'} vs primary "
                     f"{row.verification_expected}: {row.verification_error or ''}".strip(),
                     "check the item on the primary; then " + resync))
             if row.missing_on_primary:
-                findings.append(Finding("missing_on_primary", name, row.path,
+                findings.append(Finding(Drift.MISSING_ON_PRIMARY, name, row.path,
                                         row.last_error or "the primary has no such item",
                                         "nothing: a delete event will remove it; if the "
                                         "primary lost it, restore it there"))
@@ -81,7 +92,7 @@ def find_drift(engine: Engine, mirror_root: Path, *, include_orphans: bool = Tru
                 or (row.state == SyncState.PENDING and row.updated_at < now - STUCK_AFTER)
             )
             if stuck:
-                findings.append(Finding("stuck", name, row.path,
+                findings.append(Finding(Drift.STUCK, name, row.path,
                                         f"{row.state} since {row.updated_at.isoformat()}"
                                         f" after {row.retry_count} retries: "
                                         f"{row.last_error or 'no error recorded'}",
@@ -89,7 +100,7 @@ def find_drift(engine: Engine, mirror_root: Path, *, include_orphans: bool = Tru
                                         f"`geo-sync status`; then {resync}"))
         if include_orphans and root.is_dir():
             findings += [
-                Finding("orphaned", name, path,
+                Finding(Drift.ORPHANED, name, path,
                         "on disk but unknown to the registry" if selection.selects(name, path)
                         else "not selected any more (the selection changed)",
                         "geo-sync orphans --delete (after a dry run)")

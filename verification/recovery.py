@@ -13,10 +13,10 @@ from geo_sync.errors import InvalidInput
 from geo_sync.paths import resolve_inside
 from geo_sync.tracking import sync_rows
 from geo_sync.tracking.states import SyncState, VerificationState
-from replicators.base import Replicator
-from replicators.registry import REPLICATORS, replicator_for
+from replicators.base import Copy
+from replicators.registry import copies, copy_for
 from replicators.transfer import remove_path
-from verification.drift import Finding, find_drift
+from verification.drift import Drift, Finding, find_drift
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,8 @@ class Planned:
     verification_state: str
 
 
-def _replicators(type_name: str | None) -> list[type[Replicator]]:
-    return [replicator_for(type_name)] if type_name else list(REPLICATORS.values())
+def _replicators(type_name: str | None) -> list[type[Copy]]:
+    return [copy_for(type_name)] if type_name else copies()
 
 
 def select_rows(engine: Engine, type_name: str | None, *, ids: tuple[int, ...] = (),
@@ -59,7 +59,7 @@ def select_rows(engine: Engine, type_name: str | None, *, ids: tuple[int, ...] =
 def execute_resync(engine: Engine, plan: list[Planned]) -> int:
     """Make the planned rows pending again (rows a worker holds right now are skipped)."""
     done = 0
-    for replicator in REPLICATORS.values():
+    for replicator in copies():
         ids = [p.id for p in plan if p.type == replicator.name]
         if ids:
             with write_transaction(engine) as conn:
@@ -70,12 +70,12 @@ def execute_resync(engine: Engine, plan: list[Planned]) -> int:
 
 def plan_orphans(engine: Engine, mirror_root: Path) -> list[Finding]:
     """Copies on disk that no registry row accounts for."""
-    return [f for f in find_drift(engine, mirror_root) if f.kind == "orphaned"]
+    return [f for f in find_drift(engine, mirror_root) if f.kind == Drift.ORPHANED]
 
 
 def delete_orphans(mirror_root: Path, plan: list[Finding]) -> int:
     """Remove the planned orphans (each vanishes from its path in one step)."""
     for finding in plan:
-        root = mirror_root / replicator_for(finding.type).storage_dir
+        root = mirror_root / copy_for(finding.type).storage_dir
         remove_path(resolve_inside(root, finding.path))
     return len(plan)

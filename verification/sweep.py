@@ -19,7 +19,7 @@ from geo_sync.db import write_transaction
 from geo_sync.errors import GeoSyncError
 from geo_sync.tracking import verification_rows
 from geo_sync.tracking.states import SyncState, VerificationState
-from replicators.base import Replicator
+from replicators.base import Copy
 
 
 @dataclass
@@ -32,7 +32,7 @@ class SweepChunk:
     next_after: int | None = None
 
 
-def _fingerprint(replicator: type[Replicator], root: Path, path: str) -> str | None:
+def _fingerprint(replicator: type[Copy], root: Path, path: str) -> str | None:
     # No resolve_inside here: its realpath costs more than the stat, and the sweep only
     # looks (a path that escapes through a symlink is caught by the verification it
     # triggers, which resolves it before reading). The stored path was validated.
@@ -42,7 +42,7 @@ def _fingerprint(replicator: type[Replicator], root: Path, path: str) -> str | N
         return None
 
 
-def sweep_chunk(engine: Engine, replicator: type[Replicator], mirror_root: Path,
+def sweep_chunk(engine: Engine, replicator: type[Copy], mirror_root: Path,
                 after_id: int, limit: int) -> SweepChunk:
     """Check up to ``limit`` verified rows with id above ``after_id``."""
     model = replicator.registry

@@ -28,8 +28,8 @@ from geo_sync.tracking import verification_rows
 from geo_sync.tracking.models import CursorRow
 from geo_sync.tracking.states import Verdict
 from geo_sync.wire import PrimarySource
-from replicators.base import Replicator
-from replicators.registry import replicator_for
+from replicators.base import Copy
+from replicators.registry import copy_for
 
 log = get_logger("verifier")
 POSTPONE_SECONDS = 30.0
@@ -57,7 +57,7 @@ class Runtime(Protocol):
     @property
     def client(self) -> PrimarySource: ...
 
-def _mirror_copy(runtime: Runtime, replicator: type[Replicator], path: str
+def _mirror_copy(runtime: Runtime, replicator: type[Copy], path: str
                  ) -> tuple[str | None, int | None, str | None]:
     """Checksum, size and fingerprint of the mirror's copy; Nones if gone, unreadable or
     corrupt. The fingerprint is taken first: a change while we hash shows in the sweep."""
@@ -75,7 +75,7 @@ def _cursor(runtime: Runtime) -> str | None:
         return conn.execute(select(CursorRow.cursor).where(CursorRow.id == 1)).scalar()
 
 
-def verify_one(runtime: Runtime, replicator: type[Replicator], item: verification_rows.ToVerify
+def verify_one(runtime: Runtime, replicator: type[Copy], item: verification_rows.ToVerify
                ) -> Outcome:
     """Verify one claimed row and record the outcome."""
     model, client, settings = replicator.registry, runtime.client, runtime.settings
@@ -126,7 +126,7 @@ def verify_one(runtime: Runtime, replicator: type[Replicator], item: verificatio
 
 def verify_items(runtime: Runtime, type_name: str, ids: list[int]) -> list[Outcome]:
     """Claim the verifiable rows among ``ids`` and verify each."""
-    replicator = replicator_for(type_name)
+    replicator = copy_for(type_name)
     with write_transaction(runtime.engine) as conn:
         claimed = verification_rows.claim(
             conn, replicator.registry, ids, runtime.settings.lease_seconds)

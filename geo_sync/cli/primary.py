@@ -30,9 +30,9 @@ from geo_sync.primary.scan import apply_plan, plan_scan
 from geo_sync.primary.site import init_primary, open_primary
 from geo_sync.primary.status import primary_status
 from geo_sync.tls import check_server_pair
-from replicators.base import Replicator
-from replicators.registry import REPLICATORS, replicator_for
-from replicators.repository import RepositoryReplicator, is_bare_repository
+from replicators.base import Original
+from replicators.registry import REPLICATORS, git_original, original_for
+from replicators.repository import is_bare_repository
 
 console = make_console()
 log = get_logger("cli")
@@ -130,7 +130,7 @@ def publish_command(cli_ctx: CliContext, type_name: str, event: str, path: str,
                     old_path: str | None, no_inspect: bool) -> None:
     """Publish one change (for scripts); prints the event id."""
     settings, engine = open_primary(cli_ctx.settings)
-    replicator = replicator_for(type_name)
+    replicator = original_for(type_name)
     replicator.validate_event(event)
     replicator.validate_path(path)
     # Always, --no-inspect included: a path that leads out of the storage root through a
@@ -148,7 +148,7 @@ def publish_command(cli_ctx: CliContext, type_name: str, event: str, path: str,
         click.echo(publish(conn, change))
 
 
-def _require_item(replicator: type[Replicator], full: Path, path: str) -> None:
+def _require_item(replicator: type[Original], full: Path, path: str) -> None:
     """The item must be on disk as its type stores it. Checked with stat, before any
     read: opening a FIFO or a device to hash it would block forever."""
     hint = "create it first, or publish with --no-inspect (and --size/--checksum)"
@@ -159,7 +159,7 @@ def _require_item(replicator: type[Replicator], full: Path, path: str) -> None:
                            hint=hint) from None
     except OSError as exc:
         raise InvalidInput(f"--path {path} cannot be read: {exc.strerror}", hint=hint) from None
-    if replicator is RepositoryReplicator:
+    if replicator.transport == "git":
         if not (stat.S_ISDIR(mode) and is_bare_repository(full)):
             raise InvalidInput(f"--path {path} is not a bare git repository", hint=hint)
     elif not stat.S_ISREG(mode):
@@ -194,7 +194,7 @@ def install_hooks_command(cli_ctx: CliContext, repos_root: Path | None) -> None:
 
     The hook records the push in a spool that `primary serve` publishes from."""
     settings = cli_ctx.settings.require_primary()
-    root = repos_root or settings.storage_root / RepositoryReplicator.storage_dir
+    root = repos_root or settings.storage_root / git_original().storage_dir
     if not root.is_dir():
         raise InvalidInput(f"{root} is not a directory")
     spool = hooks.spool_dir(settings.storage_root)
@@ -215,7 +215,7 @@ def hook_post_receive(cli_ctx: CliContext, pushed: Path) -> None:
     """Called by the installed hook with the pushed repository's directory."""
     settings, engine = open_primary(cli_ctx.settings)
     click.echo(hooks.publish_push(
-        engine, settings.storage_root / RepositoryReplicator.storage_dir, pushed))
+        engine, settings.storage_root / git_original().storage_dir, pushed))
 
 
 @primary.command("add-secondary")

@@ -16,7 +16,7 @@ from geo_sync.migrate import TRACKING
 from geo_sync.secondary.runtime import open_runtime
 from geo_sync.tracking import verification_rows
 from geo_sync.tracking.states import SyncState, Verdict
-from replicators.registry import REPLICATORS, replicator_for
+from replicators.registry import REPLICATORS, copy_for
 from verification.drift import find_drift
 from verification.recovery import (
     Planned,
@@ -131,7 +131,7 @@ def verify(cli_ctx: CliContext, type_name: str | None, ids: tuple[int, ...], fai
         with Progress(console=console, disable=not plan) as progress:
             task = progress.add_task("verifying", total=len(plan))
             for row in plan:
-                replicator = replicator_for(row.type)
+                replicator = copy_for(row.type)
                 with write_transaction(runtime.engine) as conn:
                     verification_rows.request(conn, replicator.registry, [row.id])
                     claimed = verification_rows.claim(conn, replicator.registry, [row.id],

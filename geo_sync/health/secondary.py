@@ -118,9 +118,10 @@ def _workers(site: _Site) -> CheckResult:
     stale = site.settings.checks.worker_stale_seconds
     with site.engine.connect() as conn:
         live = heartbeat.live_workers(conn, stale)
-        backlog = sum(conn.execute(select(r.registry.id).where(
-            r.registry.state == SyncState.PENDING, r.registry.enqueued_at.is_not(None)).limit(1)
-        ).first() is not None for r in REPLICATORS.values())
+        tables = [r.registry for r in REPLICATORS.values()]
+        backlog = sum(conn.execute(select(t.id).where(
+            t.state == SyncState.PENDING, t.enqueued_at.is_not(None)).limit(1)
+        ).first() is not None for t in tables)
     what = ("`geo-sync secondary run` (systemd: geo-sync-secondary)"
             if site.settings.broker_url == "embedded"
             else "`geo-sync worker` (systemd: geo-sync-worker@N)")
@@ -171,7 +172,8 @@ def _counts(site: _Site) -> list[CheckResult]:
     counts = site.counts
     if counts is None:
         with site.engine.connect() as conn:
-            counts = {r.name: sync_rows.counts(conn, r.registry) for r in REPLICATORS.values()}
+            counts = {name: sync_rows.counts(conn, r.registry)
+                      for name, r in REPLICATORS.items()}
     rows = (
         ("failed items", SyncState.FAILED, checks.failed_warning, checks.failed_critical,
          "`geo-sync status` lists the last errors; `geo-sync resync --failed` retries now"),

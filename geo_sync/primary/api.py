@@ -53,8 +53,7 @@ from geo_sync.wire import (
     EventPage,
     error_status,
 )
-from replicators.registry import replicator_for
-from replicators.repository import RepositoryReplicator
+from replicators.registry import git_original, original_for
 
 log = get_logger("api")
 MAX_LIMIT = 1000
@@ -196,7 +195,7 @@ class GeoApi:
         return JSONResponse({"acknowledged": cursor})
 
     async def catalog(self, request: Request, caller: str) -> Response:
-        replicator = replicator_for(request.path_params["type"])
+        replicator = original_for(request.path_params["type"])
         after = _int_param(request, "after", 0, 0, 2**62)
         limit = _int_param(request, "limit", 500, 1, MAX_LIMIT)
 
@@ -223,7 +222,7 @@ class GeoApi:
         first, so a secondary can rule out a stale primary checksum before blaming its
         copy, and ``cursor=`` (the secondary's) says whether the item changed in an event
         that secondary has not applied yet: then its copy is behind, not wrong."""
-        replicator = replicator_for(request.path_params["type"])
+        replicator = original_for(request.path_params["type"])
         path = replicator.validate_path(request.query_params.get("path"))
         recompute = request.query_params.get("recompute") in ("1", "true")
         cursor = request.query_params.get("cursor")
@@ -275,7 +274,7 @@ class GeoApi:
 
     async def git(self, request: Request, caller: str) -> Response:
         return await git_http.serve_git(
-            request, self.settings.storage_root / RepositoryReplicator.storage_dir, caller
+            request, self.settings.storage_root / git_original().storage_dir, caller
         )
 
     async def status(self, request: Request, caller: str) -> Response:

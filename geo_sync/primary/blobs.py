@@ -24,9 +24,10 @@ from geo_sync.wire import (
     RECORD_HEADER,
     SIZE_HEADER,
     BatchEntry,
+    BatchStatus,
 )
-from replicators.base import Replicator
-from replicators.registry import replicator_for
+from replicators.base import Original
+from replicators.registry import original_for
 
 #: Bytes of files read per trip to the thread pool while streaming a batch.
 _READ_GROUP_BYTES = 4 * 1024 * 1024
@@ -45,9 +46,9 @@ def _catalog_entry(engine: Engine, type_name: str, path: str
     return (row.record_id, row.size, row.checksum) if row else (None, None, None)
 
 
-def blob_replicator(type_name: str) -> type[Replicator]:
+def blob_replicator(type_name: str) -> type[Original]:
     """The replicator of a type served as blobs; InvalidInput naming it otherwise."""
-    replicator = replicator_for(type_name)
+    replicator = original_for(type_name)
     if replicator.transport != "blob":
         raise InvalidInput(f"a {replicator.name} is fetched over {replicator.transport}, "
                            "not downloaded as a blob")
@@ -100,19 +101,20 @@ def _read_group(root: Path, paths: list[str],
             content = None
         record_id, size, checksum = catalog.get(path, (None, None, None))
         if content is None:
-            parts.append(BatchEntry(path, "missing").header_line())
+            parts.append(BatchEntry(path, BatchStatus.MISSING).header_line())
         elif isinstance(content, int):
-            parts.append(BatchEntry(path, "too_large", content).header_line())
+            parts.append(BatchEntry(path, BatchStatus.TOO_LARGE, content).header_line())
         else:
             sha = checksum if (checksum and size == len(content)
                                and _SHA256.fullmatch(checksum)) else None
-            parts.append(BatchEntry(path, "ok", len(content), sha, record_id).header_line())
+            entry = BatchEntry(path, BatchStatus.OK, len(content), sha, record_id)
+            parts.append(entry.header_line())
             parts.append(content)
             size_so_far += len(content)
     return b"".join(parts), taken
 
 
-def download_batch(replicator: type[Replicator], paths: list[str], engine: Engine,
+def download_batch(replicator: type[Original], paths: list[str], engine: Engine,
                    storage_root: Path) -> Response:
     """``POST /blob-batch/{type}``: every path's entry and bytes in one response, with
     the catalog's checksums from one query; see ``wire.BatchEntry``."""

@@ -18,7 +18,7 @@ from geo_sync.errors import InvalidInput
 from geo_sync.logging import get_logger
 from geo_sync.paths import resolve_inside
 from geo_sync.primary.models import CatalogItem
-from replicators.registry import replicator_for
+from replicators.registry import original_for
 
 log = get_logger("checksummer")
 BATCH = 200
@@ -40,7 +40,7 @@ def take_checksum(engine: Engine, storage_root: Path, row_id: int) -> Checksum |
                                   CatalogItem.updated_at).where(CatalogItem.id == row_id)).first()
     if row is None:
         return None
-    replicator = replicator_for(row.replicable_type)
+    replicator = original_for(row.replicable_type)
     try:
         full = resolve_inside(storage_root / replicator.storage_dir, row.path)
         found = replicator.describe(full, row.path)

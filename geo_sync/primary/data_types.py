@@ -19,13 +19,13 @@ from sqlalchemy import Connection, delete, insert, select
 
 from geo_sync.primary.models import AcceptedEvent
 from geo_sync.primary.publish_rules import refuse
-from replicators.base import Replicator
+from replicators.base import DataType
 from replicators.registry import REPLICATORS
 
 Pair = tuple[str, str]
 
 
-def registered_events(replicators: Iterable[type[Replicator]] | None = None) -> frozenset[Pair]:
+def registered_events(replicators: Iterable[type[DataType]] | None = None) -> frozenset[Pair]:
     """Every (type, event) pair the registered data types declare."""
     chosen = REPLICATORS.values() if replicators is None else replicators
     return frozenset((cls.name, event) for cls in chosen for event in cls.events)
@@ -37,7 +37,7 @@ def accepted_events(conn: Connection) -> frozenset[Pair]:
     return frozenset((str(kind), str(event)) for kind, event in rows)
 
 
-def accept_data_type(bind: Connection, replicator: type[Replicator]) -> None:
+def accept_data_type(bind: Connection, replicator: type[DataType]) -> None:
     """Make the accepted pairs of ``replicator``'s type exactly its declared events: the
     one step a primary migration for a new (or changed) data type runs. Idempotent."""
     wanted = registered_events([replicator])

@@ -12,7 +12,8 @@ from starlette.responses import JSONResponse, Response
 from geo_sync.errors import MissingOnPrimary
 from geo_sync.git_http_backend import is_push, run_http_backend, split_upload_pack
 from geo_sync.paths import resolve_inside
-from replicators.repository import RepositoryReplicator, is_bare_repository
+from replicators.registry import git_original
+from replicators.repository import is_bare_repository
 
 
 def _refuse_push() -> Response:
@@ -32,7 +33,7 @@ async def serve_git(request: Request, repositories_root: Path, caller: str) -> R
     if is_push(rest, service):
         return _refuse_push()
     repo, suffix = split_upload_pack(rest, request.method, service)
-    RepositoryReplicator.validate_path(repo)
+    git_original().validate_path(repo)
     full = resolve_inside(repositories_root, repo)
     if not is_bare_repository(full):
         raise MissingOnPrimary(f"repository {repo} is missing on primary")

@@ -28,7 +28,8 @@ from geo_sync.logging import get_logger
 from geo_sync.paths import TEMP_PREFIX, resolve_inside
 from geo_sync.primary.models import CatalogItem
 from geo_sync.primary.publish import Change, publish
-from replicators.repository import RepositoryReplicator, is_bare_repository
+from replicators.registry import git_original
+from replicators.repository import is_bare_repository
 
 MARKER = "# geo-sync post-receive hook"
 TEMPLATE_DIR = ".geo-sync-template"
@@ -83,7 +84,7 @@ def install_hooks(repos_root: Path, spool: Path) -> HookReport:
     (spool / REJECTED_DIR).mkdir(parents=True, exist_ok=True)
     script = hook_script(spool)
     installed, foreign = [], []
-    for relpath in RepositoryReplicator.discover(repos_root):
+    for relpath in git_original().discover(repos_root):
         hook = repos_root / relpath / "hooks" / "post-receive"
         if hook.exists() and MARKER not in hook.read_text(errors="replace"):
             foreign.append(relpath)
@@ -104,22 +105,23 @@ def publish_push(engine: Engine, repos_root: Path, repository: Path) -> int:
             f"{repository} is not under the repositories root {repos_root}",
             hint="the hook must run inside a repository below the configured storage root",
         ) from None
-    RepositoryReplicator.validate_path(relpath)
+    repositories = git_original()
+    repositories.validate_path(relpath)
     full = resolve_inside(repos_root, relpath)
     if not is_bare_repository(full):
         raise InvalidInput(f"{repository} is not a bare git repository")
-    found = RepositoryReplicator.describe(full, relpath)
+    found = repositories.describe(full, relpath)
     with write_transaction(engine) as conn:
         known = conn.execute(
             select(CatalogItem.id).where(
-                CatalogItem.replicable_type == RepositoryReplicator.name,
+                CatalogItem.replicable_type == repositories.name,
                 CatalogItem.path == relpath,
             )
         ).first()
         event = "updated" if known else "created"
         return publish(
             conn,
-            Change(RepositoryReplicator.name, event, relpath, size=found.size,
+            Change(repositories.name, event, relpath, size=found.size,
                    checksum=found.checksum),
         )
 
@@ -146,7 +148,7 @@ def drain_spool(engine: Engine, storage_root: Path) -> int:
                 pushed[entry.read_text(errors="replace").strip()].append(entry)
             except FileNotFoundError:  # drained concurrently (a second `primary serve`)
                 continue
-    repos_root = storage_root / RepositoryReplicator.storage_dir
+    repos_root = storage_root / git_original().storage_dir
     published = 0
     for repository, recorded in pushed.items():
         try:

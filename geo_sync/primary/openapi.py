@@ -113,7 +113,7 @@ _SCHEMAS: dict[str, Any] = {
 
 
 def openapi_document() -> dict[str, Any]:
-    """The whole document, built from the replicator registry (type names)."""
+    """The whole document, built from the registered data types (type names)."""
     types = sorted(REPLICATORS)
     blob_types = sorted(name for name, cls in REPLICATORS.items()
                         if cls.transport == "blob")

@@ -34,7 +34,7 @@ from geo_sync.paths import CONTROL, utf8_length
 from geo_sync.primary.data_types import require_accepted
 from geo_sync.primary.models import CatalogItem, Event
 from geo_sync.primary.publish_rules import from_sqlstate, refuse
-from replicators.registry import replicator_for
+from replicators.registry import original_for
 
 NOTIFY_CHANNEL = "geo_sync_events"
 _CHECKSUM = re.compile(r"[0-9a-f]{64}")
@@ -57,7 +57,7 @@ class Change:
 
 def validate_change(change: Change) -> Change:
     """Return ``change`` if every field is acceptable; raise InvalidInput naming the bad one."""
-    replicator = replicator_for(change.replicable_type)
+    replicator = original_for(change.replicable_type)
     replicator.validate_event(change.event)
     replicator.validate_path(change.path)
     if change.record_id is not None and not _valid_record_id(change.record_id):

@@ -20,8 +20,8 @@ from geo_sync.logging import get_logger
 from geo_sync.paths import resolve_inside
 from geo_sync.primary.models import CatalogItem
 from geo_sync.primary.publish import Change, publish
-from replicators.base import KnownItem, Replicator
-from replicators.registry import REPLICATORS
+from replicators.base import KnownItem, Original
+from replicators.registry import originals
 
 log = get_logger("scan")
 BATCH = 500
@@ -35,7 +35,7 @@ class ScanPlan:
     skipped: list[str]
 
 
-def _known(conn: Connection, replicator: type[Replicator]) -> dict[str, tuple[str, KnownItem]]:
+def _known(conn: Connection, replicator: type[Original]) -> dict[str, tuple[str, KnownItem]]:
     rows = conn.execute(
         select(CatalogItem.record_id, CatalogItem.path, CatalogItem.size, CatalogItem.checksum)
         .where(CatalogItem.replicable_type == replicator.name)
@@ -47,7 +47,7 @@ def plan_scan(engine: Engine, storage_root: Path) -> ScanPlan:
     """Compare every storage root with the catalog; publish nothing."""
     changes: list[Change] = []
     skipped: list[str] = []
-    for replicator in REPLICATORS.values():
+    for replicator in originals():
         root = storage_root / replicator.storage_dir
         with engine.connect() as conn:
             known = _known(conn, replicator)

@@ -26,8 +26,8 @@ from geo_sync.selection import Selection
 from geo_sync.tracking import event_rows, selection_row, sync_rows
 from geo_sync.tracking.models import CursorRow, Registry
 from geo_sync.wire import CatalogPage
-from replicators.base import Replicator
-from replicators.registry import REPLICATORS
+from replicators.base import Copy
+from replicators.registry import copies
 
 log = get_logger("backfill")
 PAGE = 1000
@@ -35,7 +35,7 @@ PAGE = 1000
 Progress = Callable[[str, int, int], None]
 
 
-def _apply_page(conn: Connection, replicator: type[Replicator], page: CatalogPage,
+def _apply_page(conn: Connection, replicator: type[Copy], page: CatalogPage,
                 selection: Selection) -> list[str]:
     """Record the page's selected items; return the record ids of all of them (an
     unselected item still exists: its row, if any, is not a vanished item's)."""
@@ -97,7 +97,7 @@ def _tombstone_vanished(runtime: Runtime, model: Registry, seen: set[str],
     return len(vanished)
 
 
-def _forget_unselected(runtime: Runtime, replicator: type[Replicator],
+def _forget_unselected(runtime: Runtime, replicator: type[Copy],
                        selection: Selection) -> int:
     """Delete the rows of items the selection no longer takes. Only rows: their copies
     stay on disk, where `geo-sync orphans` lists them and `orphans --delete` (an
@@ -127,7 +127,7 @@ def backfill(runtime: Runtime, client: PrimaryClient, progress: Progress | None 
     selection = Selection.from_json(applied)
     head = client.head(reset=True)
     total_seen = 0
-    for replicator in REPLICATORS.values():
+    for replicator in copies():
         forgotten = _forget_unselected(runtime, replicator, selection)
         if forgotten:
             log.info("unselected_items_forgotten", replicable=replicator.name, count=forgotten,

@@ -22,7 +22,7 @@ from geo_sync.secondary.runtime import Runtime
 from geo_sync.secondary.verification_enqueuer import VerificationEnqueuer
 from geo_sync.settings import per_type
 from geo_sync.tracking import row_counts, sync_rows
-from replicators.registry import REPLICATORS
+from replicators.registry import copies
 
 log = get_logger("scheduler")
 #: Deltas in the row counts table before a pass folds them (reading them costs little).
@@ -66,7 +66,7 @@ class Scheduler:
         settings = self.runtime.settings
         result = SchedulerPass()
         result.unblocked = self.probe.run_once()
-        for replicator in REPLICATORS.values():
+        for replicator in copies():
             model = replicator.registry
             with write_transaction(self.runtime.engine) as conn:
                 expired = sync_rows.release_expired(conn, model)

@@ -16,7 +16,7 @@ from geo_sync.secondary.runtime import Runtime
 from geo_sync.settings import per_type
 from geo_sync.tracking import verification_rows
 from geo_sync.tracking.models import Registry
-from replicators.base import Replicator
+from replicators.base import Copy
 from verification.sweep import sweep_chunk
 
 log = get_logger("scheduler")
@@ -49,7 +49,7 @@ class VerificationEnqueuer:
         self._sweeps: dict[str, _Sweep] = {}
         self._pacing: dict[str, _Pacing] = {}
 
-    def run_once(self, replicator: type[Replicator], batch: int) -> tuple[int, int]:
+    def run_once(self, replicator: type[Copy], batch: int) -> tuple[int, int]:
         """One pass for ``replicator``: (rows sent to verification, suspicious copies)."""
         settings, model = self.runtime.settings, replicator.registry
         with write_transaction(self.runtime.engine) as conn:
@@ -84,7 +84,7 @@ class VerificationEnqueuer:
         pace.credit -= budget
         return budget
 
-    def _sweep(self, replicator: type[Replicator]) -> int:
+    def _sweep(self, replicator: type[Copy]) -> int:
         """One chunk of the cheap sweep of ``replicator``'s verified copies (a new sweep
         starts every verification_sweep_interval_seconds); return how many were
         suspicious and sent to full verification."""

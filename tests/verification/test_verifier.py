@@ -7,11 +7,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from geo_sync.db import write_transaction
 from geo_sync.secondary.runtime import Runtime
 from geo_sync.secondary.tasks import sync_items
+from geo_sync.tracking import verification_rows
 from geo_sync.tracking.states import SyncState, Verdict, VerificationState
 from tests.sites import PrimarySite
-from tests.steps import ARTIFACT, apply_events, publish_artifact, row, row_ids
+from tests.steps import ARTIFACT, MODEL, apply_events, publish_artifact, row, row_ids
 from verification.verifier import verify_items
 
 
@@ -20,6 +22,10 @@ def _synced(primary: PrimarySite, runtime: Runtime, path: str, content: bytes) -
     apply_events(runtime)
     sync_items(runtime, ARTIFACT.name, row_ids(runtime))
     assert row(runtime, path).state == SyncState.SYNCED
+    # The copy was verified as it arrived (its sha256 equalled the catalog's): ask for a
+    # verification now, as `geo-sync verify` does, so that the step has a row to take.
+    with write_transaction(runtime.engine) as conn:
+        verification_rows.request(conn, MODEL, row_ids(runtime))
     return runtime.settings.mirror_root / ARTIFACT.storage_dir / path
 
 

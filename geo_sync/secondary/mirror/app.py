@@ -43,8 +43,7 @@ from geo_sync.settings import SecondarySettings
 from geo_sync.tracking.models import CursorRow
 from geo_sync.wire import CHECKSUM_HEADER, SIZE_HEADER, error_status
 from replicators.base import Replicator
-from replicators.registry import REPLICATORS
-from replicators.repository import RepositoryReplicator
+from replicators.registry import REPLICATORS, served_over_git
 
 log = get_logger("mirror")
 
@@ -206,22 +205,22 @@ class Mirror:
         repo, suffix = split_upload_pack(rest, request.method, service)
         if not repo.endswith(".git"):
             repo += ".git"  # `git clone .../project` as well as `.../project.git`
-        repo = RepositoryReplicator.validate_path(repo)
-        route, copy, reason = await self.decide(RepositoryReplicator, repo)
+        repo = served_over_git().validate_path(repo)
+        route, copy, reason = await self.decide(served_over_git(), repo)
         if route is Route_.PRIMARY:
             body = request.stream() if request.method == "POST" else None
             try:
                 return await self._proxy(request, Upstream.git_url(f"{repo}{suffix}")
                                          + (f"?{request.url.query}" if request.url.query
                                             else ""),
-                                         RepositoryReplicator, body)
+                                         served_over_git(), body)
             except PrimaryDown as exc:
                 route, copy, reason = self._without_primary(copy, str(exc))
-        self._count(RepositoryReplicator, route)
+        self._count(served_over_git(), route)
         if route is Route_.REFUSE:
             return _unavailable(reason)
         response = await run_http_backend(
-            request, self.settings.mirror_root / RepositoryReplicator.storage_dir, repo,
+            request, self.settings.mirror_root / served_over_git().storage_dir, repo,
             suffix, request.state.reader)
         response.headers[SERVED_BY] = "mirror"
         if route is Route_.STALE:
@@ -254,7 +253,7 @@ class Mirror:
             await run_in_threadpool(self._ping_db)
         except Exception as exc:  # any failure is the reason to report
             reasons.append(f"tracking database unreachable: {type(exc).__name__}")
-        if not (self.settings.mirror_root / RepositoryReplicator.storage_dir).is_dir():
+        if not (self.settings.mirror_root / served_over_git().storage_dir).is_dir():
             reasons.append(f"mirror storage {self.settings.mirror_root} is not there")
         primary = "reachable"
         if down := await self._probe_primary():
@@ -363,7 +362,7 @@ def create_app(settings: SecondarySettings, engine: Engine) -> Starlette:
 
 def storage_layout(mirror_root: Path) -> dict[str, Path]:
     """URL prefix -> directory it serves, for the docs and the benchmark."""
-    layout = {"/git/": mirror_root / RepositoryReplicator.storage_dir}
+    layout = {"/git/": mirror_root / served_over_git().storage_dir}
     for replicator in REPLICATORS.values():
         if replicator.transport == "blob":
             layout[f"/{replicator.storage_dir}/"] = mirror_root / replicator.storage_dir
