@@ -26,7 +26,7 @@ def _say(as_json: bool) -> Any:
     return (lambda line: click.echo(line, err=True)) if as_json else click.echo
 
 
-def _lost_lines(rpo: dict[str, Any]) -> list[str]:
+def lost_lines(rpo: dict[str, Any]) -> list[str]:
     last = rpo.get("last_event_applied") or {}
     lines = [f"last event applied: {last.get('id')} at {last.get('at')}",
              f"events published but not applied: "
@@ -106,7 +106,7 @@ def promote(cli_ctx: CliContext, force: bool, serve: bool, listen: str, url: str
         click.echo(f"RPO: {'0 (nothing lost)' if rpo['zero'] else 'items may be lost'}; "
                    f"RTO: {rto} s ({', '.join(f'{k} {v} s' for k, v in report.seconds.items())})")
         if not rpo["zero"]:
-            for line in _lost_lines(rpo):
+            for line in lost_lines(rpo):
                 click.echo(line)
         catalog = report.catalog
         click.echo(f"catalog: {sum(catalog.items.values())} items, {catalog.bytes} bytes; "

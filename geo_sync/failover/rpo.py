@@ -26,10 +26,15 @@ MAX_LISTED = 200
 _VERIFIED = (VerificationState.SUCCEEDED.value, VerificationState.DISABLED.value)
 
 
-def _not_done(model: Registry) -> Any:
+def verified(model: Registry) -> Any:
+    """A synced copy checked against the primary's checksum, or one with none to check
+    against (a live job log: its bytes are all here, its checksum comes when archived)."""
+    return or_(model.verification_state.in_(_VERIFIED), model.expected_checksum.is_(None))
+
+
+def not_done(model: Registry) -> Any:
     """A row whose copy is not both synced and verified (a pending delete included)."""
-    return or_(model.state != SyncState.SYNCED.value,
-               not_(model.verification_state.in_(_VERIFIED)),
+    return or_(model.state != SyncState.SYNCED.value, not_(verified(model)),
                model.tombstone.is_(True))
 
 
@@ -150,11 +155,11 @@ def measure(engine: Engine, client: PrimaryClient | None, *, listed: int = MAX_L
                 func.count().filter(model.tombstone.is_(False),
                                     model.state == SyncState.FAILED.value),
                 func.count().filter(model.tombstone.is_(False), synced,
-                                    not_(model.verification_state.in_(_VERIFIED))),
+                                    not_(verified(model))),
                 func.count().filter(model.tombstone.is_(True)),
                 func.coalesce(func.sum(model.expected_size).filter(
-                    model.tombstone.is_(False), _not_done(model)), 0),
-                func.min(model.change_committed_at).filter(_not_done(model)),
+                    model.tombstone.is_(False), not_done(model)), 0),
+                func.min(model.change_committed_at).filter(not_done(model)),
             )).one()
             gap.pending, gap.failed, gap.unverified, gap.deletes = (
                 int(row[0]), int(row[1]), int(row[2]), int(row[3]))
@@ -164,7 +169,7 @@ def measure(engine: Engine, client: PrimaryClient | None, *, listed: int = MAX_L
                 for item in conn.execute(select(
                         model.record_id, model.path, model.state, model.verification_state,
                         model.tombstone, model.expected_size, model.last_error)
-                        .where(_not_done(model)).order_by(model.id)
+                        .where(not_done(model)).order_by(model.id)
                         .limit(listed - len(lost))):
                     lost.append({"type": replicator.name, "record_id": item.record_id,
                                  "path": item.path,
