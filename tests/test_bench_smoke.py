@@ -133,3 +133,9 @@ def test_the_sweep_cost_benchmark_runs_on_both_databases() -> None:
     rows = _rows(_run("bench.sweep_cost", "--items", "1000"))
     assert set(rows) == {"SQLite", "PostgreSQL"}
     assert all(cells[0] == "1,000" for cells in rows.values()), rows
+
+
+def test_the_failover_benchmark_runs_planned_and_unplanned() -> None:
+    rows = _rows(_run("bench.failover", "--artifacts", "4", "--repositories", "2"))
+    assert set(rows) == {"planned", "unplanned (--force, primary killed)"}
+    assert rows["planned"][3] == "0", rows  # RPO of the planned path: nothing lost

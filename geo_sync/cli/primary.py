@@ -405,3 +405,39 @@ def demote(cli_ctx: CliContext, new_primary: str) -> None:
     click.echo(describe_site(state.to_json()))
     click.echo("next: `geo-sync primary rejoin` makes this site a secondary of the new "
                "primary", err=True)
+
+
+@primary.command()
+@click.option("--primary-url", required=True, help="The new primary's URL.")
+@click.option("--name", required=True, help="This site's name, as registered on the new "
+              "primary (`primary add-secondary NAME` there).")
+@click.option("--secret-env", metavar="VAR", help="The secret, from environment variable VAR.")
+@click.option("--secret-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="The secret, from this file ('-': standard input).")
+@click.option("--dir", "directory", type=click.Path(path_type=Path),
+              help="Where the secondary's config goes [default: secondary/ next to this "
+              "config].")
+@click.option("--database-url", help="Tracking DB, empty (default: SQLite in --dir).")
+@click.option("--broker-url", default="embedded", show_default=True)
+@click.option("--queue-name", default="geo_sync", show_default=True)
+@pass_cli
+def rejoin(cli_ctx: CliContext, primary_url: str, name: str, secret_env: str | None,
+           secret_file: Path | None, directory: Path | None, database_url: str | None,
+           broker_url: str, queue_name: str) -> None:
+    """Make this demoted site a secondary of the new primary, keeping its storage as the
+    mirror: copies whose checksum matches the new catalog are not copied again."""
+    from geo_sync.cli.preflight import verify_primary  # noqa: PLC0415
+    from geo_sync.cli.secondary import read_secret  # noqa: PLC0415
+    from geo_sync.failover.rejoin import rejoin as run  # noqa: PLC0415
+
+    settings = cli_ctx.settings.require_primary()
+    secret = read_secret(secret_env, secret_file, None)
+    verify_primary(primary_url=primary_url, name=name, secret=secret)
+    target = directory or cli_ctx.config_path.parent / "secondary"
+    config, kept = run(settings, target, primary_url=primary_url, name=name, secret=secret,
+                       database_url=database_url, broker_url=broker_url,
+                       queue_name=queue_name)
+    click.echo(f"wrote {config}: a secondary of {primary_url} mirroring "
+               f"{settings.storage_root}; {kept} copies kept for its first backfill to check")
+    click.echo(f"next: stop `primary serve` here, then geo-sync --config {config} "
+               "secondary run")

@@ -63,7 +63,8 @@ def build_catalog(tracking: Engine, primary: Engine, epoch: int) -> CatalogBuilt
             with tracking.connect() as conn:
                 rows = conn.execute(select(
                     model.id, model.record_id, model.path, model.expected_size,
-                    model.expected_checksum, model.verification_state, model.verified_at)
+                    model.expected_checksum, model.verification_expected,
+                    model.verification_state, model.verified_at)
                     .where(model.id > after, model.tombstone.is_(False),
                            model.state == SyncState.SYNCED.value)
                     .order_by(model.id).limit(PAGE)).all()
@@ -72,13 +73,16 @@ def build_catalog(tracking: Engine, primary: Engine, epoch: int) -> CatalogBuilt
             after = rows[-1].id
             values = []
             for row in rows:
-                verified = row.verification_state in _VERIFIED and row.expected_checksum
+                # An event without a checksum (the primary took it later) leaves the
+                # one verification compared with.
+                checksum = row.expected_checksum or row.verification_expected
+                verified = row.verification_state in _VERIFIED and checksum
                 unchecked += 0 if verified else 1
                 built.bytes += row.expected_size or 0
                 values.append({"replicable_type": replicator.name,
                                "record_id": row.record_id, "path": row.path,
                                "size": row.expected_size,
-                               "checksum": row.expected_checksum if verified else None,
+                               "checksum": checksum if verified else None,
                                "checksum_at": (row.verified_at or now) if verified else None,
                                "updated_at": now})
             with write_transaction(primary) as conn:

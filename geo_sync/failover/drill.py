@@ -83,13 +83,17 @@ def _read_catalog(engine: Engine) -> float:
     return round(time.monotonic() - started, 3)
 
 
-def _reached(engine: Engine, head_id: int | None, head_at: datetime) -> bool:
-    """Has this site applied event ``head_id`` and done every change up to ``head_at``?"""
+def _reached(engine: Engine, client: PrimaryClient, head_id: int | None,
+             head_at: datetime) -> bool:
+    """Has this site applied event ``head_id`` (or every event, if it took its items from
+    a backfill instead) and done every change up to ``head_at``?"""
     with engine.connect() as conn:
         last = conn.execute(select(CursorRow.last_event_id).where(CursorRow.id == 1)
                             ).scalar()
-        if head_id is not None and (last or 0) < head_id:
-            return False
+    if head_id is not None and (last or 0) < head_id \
+            and rpo.events_behind(engine, client)[0] != 0:
+        return False
+    with engine.connect() as conn:
         for replicator in REPLICATORS.values():
             model = replicator.registry
             behind = conn.execute(select(func.count()).where(
@@ -115,7 +119,7 @@ def _catch_up(engine: Engine, client: PrimaryClient, planned: bool, timeout: flo
     status = client.status()
     head_id = status.get("last_event_id")
     head_at = utcnow()
-    while not _reached(engine, head_id, head_at):
+    while not _reached(engine, client, head_id, head_at):
         if time.monotonic() > deadline:
             raise GeoSyncError(f"event {head_id} not reached after {timeout:g} s")
         time.sleep(POLL)

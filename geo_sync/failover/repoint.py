@@ -26,7 +26,7 @@ from geo_sync.settings import SecondarySettings
 from geo_sync.toml_out import dumps
 from geo_sync.tracking import epoch_row
 from geo_sync.tracking.models import CursorRow
-from geo_sync.tracking.states import SyncState
+from geo_sync.tracking.states import SyncState, VerificationState
 from replicators.registry import REPLICATORS
 
 
@@ -68,6 +68,20 @@ def _held(engine: Engine) -> tuple[int, int, int, int]:
     return synced, synced_bytes, to_copy, to_copy_bytes
 
 
+def _know_verified_checksums(engine: Engine) -> None:
+    """A copy synced from an event without a checksum (the primary took it later) was
+    verified against the catalog's: record that as its expected checksum, so the new
+    catalog (which carries it) finds it equal instead of changed."""
+    with write_transaction(engine) as conn:
+        for replicator in REPLICATORS.values():
+            model = replicator.registry
+            conn.execute(update(model).where(
+                model.expected_checksum.is_(None), model.verification_expected.is_not(None),
+                model.state == SyncState.SYNCED.value,
+                model.verification_state == VerificationState.SUCCEEDED.value,
+            ).values(expected_checksum=model.verification_expected))
+
+
 def _rewrite_config(config: Path, url: str, secret: str | None) -> None:
     data = tomllib.loads(config.read_text())
     data["secondary"]["primary_url"] = url
@@ -100,6 +114,7 @@ def repoint(settings: SecondarySettings, config: Path, url: str,
             conn.execute(update(CursorRow).where(CursorRow.id == 1).values(
                 backfill_required=True, last_error=None, updated_at=utcnow(),
                 backfill_progress=f"repointed to {url}"))
+        _know_verified_checksums(runtime.engine)
         seen = backfill(runtime, runtime.client)
         kept, kept_bytes, to_copy, to_copy_bytes = _held(runtime.engine)
         return Repointed(url, epoch, seen, kept, kept_bytes, to_copy, to_copy_bytes)

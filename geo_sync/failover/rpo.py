@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, not_, or_, select
+from sqlalchemy import Engine, func, not_, or_, select
 
 from geo_sync.db import utcnow
 from geo_sync.errors import GeoSyncError
@@ -190,16 +190,6 @@ def blockers(engine: Engine, config_dir: Path, *, rpo: Rpo) -> list[str]:
         if selection_row.applied(conn).selective:
             found.append("selective sync is configured: this site holds only part of the "
                          "data and a partial copy cannot become the primary")
-        for replicator in REPLICATORS.values():
-            model = replicator.registry
-            unchecked = conn.execute(select(func.count()).where(
-                model.tombstone.is_(False), model.state == SyncState.SYNCED.value,
-                and_(model.expected_checksum.is_(None),
-                     model.verification_state != VerificationState.DISABLED.value))
-            ).scalar_one() or 0
-            if unchecked:
-                found.append(f"{unchecked} {replicator.name} item(s) have no checksum in the "
-                             "tracking DB")
     if not rpo.primary_reachable:
         found.append(f"the primary does not answer ({rpo.primary_error}): the events "
                      "behind cannot be known")
