@@ -154,7 +154,7 @@ class GeoApi:
 
         def run() -> site_state.SiteState:
             with write_transaction(self.engine) as conn:
-                return site_state.demote(conn, None, int(raw))
+                return site_state.demote(conn, None)
 
         self.site = await run_in_threadpool(run)
         site_state.write_marker(self.settings.storage_root, self.site)
@@ -383,11 +383,11 @@ class GeoApi:
                 before = site_state.read_state(conn).epoch
                 names = list(conn.execute(select(Secondary.name).order_by(Secondary.name))
                              .scalars())
-                return before, site_state.demote(conn, url, epoch), names
+                return before, site_state.demote(conn, url), names
 
         before, self.site, names = await run_in_threadpool(run)
         site_state.write_marker(self.settings.storage_root, self.site)
-        log.error("site_demoted", new_primary_url=url, epoch=self.site.epoch, by=caller)
+        log.error("site_demoted", new_primary_url=url, new_epoch=epoch, by=caller)
         # Names only: secrets never leave a site (the new primary re-registers them).
         return JSONResponse({"previous_epoch": before, "secondaries": names,
                              **self.site.to_json()})

@@ -47,7 +47,7 @@ class SiteState:
         """The error a write gets now, or None if writes are allowed."""
         if self.demoted:
             return SiteReadOnly(
-                f"this site was demoted at epoch {self.epoch}; the primary is now "
+                f"this site (epoch {self.epoch}) was demoted; the primary is now "
                 f"{self.new_primary_url or 'another site'}",
                 hint="publish and push on the new primary; `geo-sync primary rejoin` makes "
                 "this site a secondary of it")
@@ -112,14 +112,15 @@ def set_maintenance(conn: Connection, on: bool, reason: str | None = None) -> Si
     return read_state(conn)
 
 
-def demote(conn: Connection, new_primary_url: str | None, new_epoch: int | None = None
-           ) -> SiteState:
+def demote(conn: Connection, new_primary_url: str | None) -> SiteState:
     """Fence this site: it takes no writes again until ``rejoin`` makes it a secondary.
-    ``new_epoch`` (the promoted site's) is recorded so the fenced site says who won."""
+    It keeps its own epoch, so a secondary that followed the promoted site's refuses it
+    (split brain) as well as being told where the primary is now. A URL already known
+    is kept when the caller knows none (a site fenced by a higher epoch)."""
     state = read_state(conn)
-    epoch = max(state.epoch, new_epoch or state.epoch)
     conn.execute(update(SiteRow).where(SiteRow.id == 1).values(
-        demoted=True, new_primary_url=new_primary_url, epoch=epoch, changed_at=utcnow()))
+        demoted=True, new_primary_url=new_primary_url or state.new_primary_url,
+        changed_at=utcnow()))
     return read_state(conn)
 
 

@@ -39,9 +39,9 @@ def test_publishing_is_refused_in_maintenance_and_allowed_after(primary_engine: 
 def test_a_demoted_site_refuses_publishing_and_names_the_new_primary(primary_engine: Engine
                                                                      ) -> None:
     with write_transaction(primary_engine) as conn:
-        state = site_state.demote(conn, "https://new.example", 3)
-    assert state.epoch == 3 and state.demoted
-    with pytest.raises(SiteReadOnly, match=r"demoted at epoch 3; the primary is now "
+        state = site_state.demote(conn, "https://new.example")
+    assert state.epoch == 1 and state.demoted
+    with pytest.raises(SiteReadOnly, match=r"this site \(epoch 1\) was demoted; the primary is now "
                        r"https://new\.example"), write_transaction(primary_engine) as conn:
         publish(conn, CHANGE)
 
@@ -117,5 +117,5 @@ def test_the_api_keeps_serving_reads_in_maintenance_and_sends_its_epoch(
         refused = client.get("/events/head", headers=primary.headers())
         assert refused.status_code == 409
         assert refused.headers["x-geo-new-primary"] == "http://new:1"
-        assert refused.headers["x-geo-epoch"] == "2"
+        assert refused.headers["x-geo-epoch"] == "1"  # a fenced site keeps its epoch
     assert hooks.PRE_MARKER

@@ -32,7 +32,7 @@ DECLARE
 BEGIN
     SELECT * INTO v_site FROM geo_site WHERE id = 1;
     IF FOUND AND v_site.demoted THEN
-        RAISE EXCEPTION 'geo_publish: this site was demoted at epoch %; the primary is now %',
+        RAISE EXCEPTION 'geo_publish: this site (epoch %) was demoted; the primary is now %',
             v_site.epoch, coalesce(v_site.new_primary_url, 'another site')
             USING ERRCODE = '55G02';
     END IF;
