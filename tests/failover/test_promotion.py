@@ -22,6 +22,7 @@ from geo_sync.workload import Workload, git
 from tests.compare import differences
 from tests.deployment import Deployment, wait_for
 from tests.failover.sites import free_port, geo_sync, trio
+from tests.sites import GEO_SYNC
 
 MODES = ["production", "embedded"]
 
@@ -195,3 +196,37 @@ def test_an_unplanned_promotion_lists_what_it_lost_and_the_old_primary_never_wri
         assert refused.returncode == 1 and "demoted" in refused.stderr
         rejoin_hint = primary.cli("status", check=False)
         assert "DEMOTED" in rejoin_hint.stdout
+
+        # It re-joins as a secondary of the new primary, keeping its copies; what only
+        # it had (the upload s1 never saw) stays on disk for the operator.
+        storage = primary.settings.storage_root
+        kept_before = _inodes(storage)
+        secret = geo_sync(new.config, "primary", "add-secondary", "old").stdout.strip()
+        tracking = sites.database("geo_tracking")
+        rejoined = geo_sync(primary.config, "primary", "rejoin", "--primary-url", new.url,
+                            "--name", "old", "--secret-env", "OLD_SECRET",
+                            *(["--database-url", tracking] if tracking else []),
+                            env=dict(os.environ, OLD_SECRET=secret))
+        assert rejoined.returncode == 0, rejoined.stdout + rejoined.stderr
+        primary.stop()
+        config = primary.config.parent / "secondary" / "config.toml"
+        run = subprocess.Popen([GEO_SYNC, "--config", str(config), "secondary", "run"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+        try:
+            def settled() -> bool:
+                report = json.loads(geo_sync(config, "status", "--json").stdout)
+                return (not report["cursor"]["backfill_required"]
+                        and all(t["synced"] == t["total"] for t in report["types"].values()))
+            wait_for(settled, "the re-joined site to settle", 120)
+        finally:
+            os.killpg(run.pid, signal.SIGTERM)
+            run.wait(timeout=60)
+        with new.engine.connect() as conn:
+            on_new = {r.path for r in conn.execute(select(CatalogItem.path).where(
+                CatalogItem.replicable_type == "artifact"))}
+        after = _inodes(storage)
+        for path, inode in kept_before.items():
+            if path.removeprefix("artifacts/") in on_new:
+                assert after.get(path) == inode, f"{path} was copied again"
+        assert (storage / "artifacts" / "pipelines" / "never-seen" / "artifacts.zip").is_file()
