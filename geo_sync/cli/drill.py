@@ -23,9 +23,11 @@ from geo_sync.cli.context import CliContext, pass_cli
 @pass_cli
 def drill(cli_ctx: CliContext, planned: bool, timeout: float, report_file: Path | None,
           as_json: bool) -> None:
-    """Rehearse a failover: RPO now (what would be lost), catch-up time, promotion
-    readiness with its blockers, estimated RTO. Exit 0 only if this site could take
-    over now with RPO 0."""
+    """Rehearse a failover on a secondary: RPO now, catch-up time, promotion readiness,
+    estimated RTO.
+
+    RPO now is what would be lost if the primary vanished this second. Exit 0 only if
+    this site could take over now with RPO 0; the report is written to a file too."""
     from rich.table import Table  # noqa: PLC0415
 
     from geo_sync.cli.context import make_console  # noqa: PLC0415

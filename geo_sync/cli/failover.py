@@ -81,8 +81,12 @@ def _serve(config: Path, port: int) -> subprocess.Popen[bytes]:
 @pass_cli
 def promote(cli_ctx: CliContext, force: bool, serve: bool, listen: str, url: str | None,
             database_url: str | None, drain_timeout: float, as_json: bool) -> None:
-    """Make this secondary the primary. Planned: maintenance on the primary, drain to
-    RPO 0, fence it, build the catalog, write the primary's config. --force: unplanned."""
+    """Make this secondary the primary: planned (RPO 0, the old primary fenced) or
+    --force (unplanned).
+
+    Planned: maintenance on at the primary, drain to RPO 0, fence it, build the catalog
+    from the tracking DB, write the primary's config. --force: promote with what is
+    here and list what may be lost."""
     from geo_sync.failover import promote as promotion  # noqa: PLC0415
 
     started = time.monotonic()

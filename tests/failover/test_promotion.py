@@ -32,6 +32,8 @@ def _inodes(root: Path) -> dict[str, int]:
             for p in (root / "artifacts").rglob("*") if p.is_file()}
 
 
+# Three sites and their processes on two shared cores: generous bounds, no speed check.
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("mode", MODES)
 def test_a_planned_promotion_loses_nothing_and_the_others_follow_without_copying_again(
         mode: str, tmp_path: Path) -> None:
@@ -125,6 +127,7 @@ def test_a_planned_promotion_loses_nothing_and_the_others_follow_without_copying
         assert "epoch followed 2" in three.secondary.cli("status", check=False).stdout
 
 
+@pytest.mark.timeout(900)
 def test_an_unplanned_promotion_lists_what_it_lost_and_the_old_primary_never_writes_again(
         tmp_path: Path) -> None:
     with trio("production", tmp_path) as sites:
