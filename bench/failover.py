@@ -79,6 +79,7 @@ def _repoint(sites: Trio, new: Any) -> dict[str, Any]:
 
 
 def planned(mode: str, tmp: Path, repositories: int, artifacts: int) -> dict[str, Any]:
+    tmp.mkdir(parents=True)
     with trio(mode, tmp) as sites:
         workload = sites.one.workload(tmp / "scratch")
         workload.initial(repositories=repositories, artifacts=artifacts, logs=2)
@@ -98,6 +99,7 @@ def planned(mode: str, tmp: Path, repositories: int, artifacts: int) -> dict[str
 
 
 def unplanned(mode: str, tmp: Path, repositories: int, artifacts: int) -> dict[str, Any]:
+    tmp.mkdir(parents=True)
     with trio(mode, tmp) as sites:
         one = sites.one
         workload = one.workload(tmp / "scratch")
