@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 
 from geo_sync.compare import compare_storage
 from geo_sync.db import make_engine, write_transaction
+from geo_sync.failover.drill import drill as run_drill
 from geo_sync.primary.api import create_app
 from geo_sync.primary.publish import Change, publish
 from geo_sync.primary.secondaries import add_secondary
@@ -183,9 +184,11 @@ def mirror_round_trip(sites: DemoSites, workload: Workload, scratch: Path,
     return problems
 
 
-def run_demo(root: Path, report: Report) -> tuple[list[str], dict[str, Any], int]:
+def run_demo(root: Path, report: Report, *, drill: bool = False
+             ) -> tuple[list[str], dict[str, Any], int]:
     """Build both sites under ``root``, drive the workload, return (differences, status,
-    number of changes published)."""
+    number of changes published). With ``drill``, a planned failover drill runs on the
+    secondary at the end; its report goes to ``report`` as ``{"drill": ...}``."""
     config = init_primary(root / "primary", listen_port=free_port())
     primary = load_settings(config).require_primary()
     primary_engine = make_engine(primary.database_url)
@@ -214,6 +217,11 @@ def run_demo(root: Path, report: Report) -> tuple[list[str], dict[str, Any], int
             if not differences:
                 wait_verified(sites, report)
                 differences = mirror_round_trip(sites, workload, root / "scratch", report)
+            if drill and not differences:
+                result = run_drill(secondary, secondary_config.parent, planned=True,
+                                   timeout=CONVERGE_TIMEOUT)
+                report("failover drill (planned: maintenance on, catch up, off)",
+                       {"drill": result.to_json()})
             final = secondary_status(sites.secondary_engine, None, secondary.name)
     finally:
         sites.secondary_engine.dispose()

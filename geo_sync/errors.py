@@ -102,3 +102,19 @@ class DaemonFailed(GeoSyncError):
 
     default_hint = ("the supervisor (systemd, compose) restarts it; report the "
                     "daemon_thread_died log line")
+
+
+class SiteReadOnly(GeoSyncError):
+    """Raised when the primary refuses a write: maintenance mode is on, or the site was
+    demoted (fenced) after another site was promoted."""
+
+    default_hint = ("`geo-sync primary maintenance off` ends maintenance; a demoted site "
+                    "takes no writes: publish on the new primary")
+
+
+class SplitBrain(GeoSyncError):
+    """Raised when a site answers at a lower epoch than one this secondary already
+    followed: it is an old primary that another site replaced."""
+
+    default_hint = ("point this secondary at the current primary (`geo-sync secondary "
+                    "repoint URL`); demote the old one with `geo-sync primary demote`")

@@ -28,6 +28,7 @@ from geo_sync.errors import (
     InvalidInput,
     MissingOnPrimary,
     NotFound,
+    SiteReadOnly,
     TooLarge,
     TransientError,
 )
@@ -40,6 +41,12 @@ CHECKSUM_HEADER = "x-geo-checksum-sha256"
 RECORD_HEADER = "x-geo-record-id"
 #: On a 404: the item is gone on the primary (as opposed to a wrong URL).
 MISSING_HEADER = "x-geo-missing-on-primary"
+#: On every response: the serving site's epoch (bumped by each promotion). A secondary
+#: sends the highest epoch it has followed in the same header; a site that sees a
+#: higher one than its own was replaced and fences itself.
+EPOCH_HEADER = "x-geo-epoch"
+#: On a demoted site's responses: where the primary is now.
+NEW_PRIMARY_HEADER = "x-geo-new-primary"
 
 #: Error classes the API answers with, most specific first: (class, status, code).
 #: The server picks the first that matches; the client maps (status, code) back.
@@ -49,6 +56,7 @@ ERROR_CODES: tuple[tuple[type[GeoSyncError], int, str], ...] = (
     (AuthError, 401, "unauthorized"),
     (BackfillRequired, 410, "backfill_required"),
     (TooLarge, 413, "too_large"),
+    (SiteReadOnly, 409, "site_read_only"),
     (InvalidInput, 400, "invalid_request"),
 )
 INTERNAL = (500, "internal")

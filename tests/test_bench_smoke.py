@@ -8,16 +8,18 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run(module: str, *args: str) -> str:
+def _run(module: str, *args: str, timeout: float = 300) -> str:
     """Run a benchmark; check it wrote its section (with its command line and machine)
     to the --output file, as it would to docs/benchmarks.md; return what it printed."""
     with tempfile.TemporaryDirectory() as tmp:
         output = Path(tmp) / "benchmarks.md"
         result = subprocess.run([sys.executable, "-m", module, *args, "--output", str(output)],
-                                cwd=ROOT, capture_output=True, text=True, timeout=300,
+                                cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                                 check=False)
         assert result.returncode == 0, result.stdout + result.stderr
         section = output.read_text()
@@ -143,3 +145,12 @@ def test_the_mirror_serve_benchmark_runs_against_nginx_and_prints_json() -> None
     assert "nginx + fcgiwrap (Debian)" in tools
     assert sum(tool.startswith("geo-sync secondary serve") for tool in tools) == 2
     assert len(printed) == 9
+
+
+@pytest.mark.timeout(900)
+def test_the_failover_benchmark_runs_planned_and_unplanned() -> None:
+    # Six sites' processes, one path after the other: a bound, not a speed check.
+    rows = _rows(_run("bench.failover", "--artifacts", "4", "--repositories", "2",
+                      timeout=840))
+    assert set(rows) == {"planned", "unplanned (--force, primary killed)"}
+    assert rows["planned"][3] == "0", rows  # RPO of the planned path: nothing lost

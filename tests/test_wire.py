@@ -16,6 +16,7 @@ from geo_sync.errors import (
     BackfillRequired,
     GeoSyncError,
     MissingOnPrimary,
+    SiteReadOnly,
     TransientError,
 )
 from geo_sync.secondary.client import check
@@ -93,8 +94,9 @@ def test_an_error_goes_out_as_its_status_and_comes_back_as_its_class_or_the_root
                               request=httpx.Request("GET", "http://primary/x"))
     with pytest.raises(GeoSyncError) as caught:
         check(response)
-    # The client acts on auth, backfill and missing items; the rest it reports as is.
-    acted_on = cls in (AuthError, BackfillRequired, MissingOnPrimary)
+    # The client acts on auth, backfill, missing items and a read-only (demoted) site;
+    # the rest it reports as is.
+    acted_on = cls in (AuthError, BackfillRequired, MissingOnPrimary, SiteReadOnly)
     assert type(caught.value) is (cls if acted_on else GeoSyncError)
     assert "boom" in caught.value.message
 

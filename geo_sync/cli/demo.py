@@ -21,7 +21,9 @@ console = make_console()
 @click.command()
 @click.option("--dir", "directory", type=click.Path(path_type=Path),
               help="Keep the demo's sites here instead of a temporary directory.")
-def demo(directory: Path | None) -> None:
+@click.option("--drill", is_flag=True, help="End with a planned failover drill on the "
+              "secondary (RPO, catch-up time, readiness, estimated RTO).")
+def demo(directory: Path | None, drill: bool) -> None:
     """Run a primary and a secondary in embedded mode and drive a CI workload through them.
 
     Exits 0 only if, at the end, the mirror equals the primary: the same refs and
@@ -31,19 +33,29 @@ def demo(directory: Path | None) -> None:
     if directory and directory.exists() and any(directory.iterdir()):
         raise click.ClickException(f"{directory} is not empty (hint: pass an empty or new --dir)")
     if directory is not None:
-        _demo(directory)
+        _demo(directory, drill)
         return
     # A temporary directory goes away whatever happens: a demo must not leave gigabytes
     # of sites behind in /tmp. --dir keeps them for a look afterwards.
     root = Path(tempfile.mkdtemp(prefix="geo-sync-demo-"))
     try:
-        _demo(root)
+        _demo(root, drill)
     finally:
         shutil.rmtree(root, ignore_errors=True)
         console.print(f"removed {root} (pass --dir DIR to keep the sites)")
 
 
-def _demo(root: Path) -> None:
+def _drill_lines(report: dict[str, Any]) -> list[str]:
+    rpo = report["rpo_now"]
+    lost = "0 (nothing would be lost)" if rpo["zero"] else f"{rpo['items']} item(s)"
+    return [f"  RPO now: {lost}",
+            f"  catch-up: {report['catch_up_seconds']} s; estimated RTO "
+            f"{report['estimated_rto_seconds']} s",
+            "  ready to take over: " + ("yes" if report["ready"] else
+                                        "no: " + "; ".join(report["blockers"]))]
+
+
+def _demo(root: Path, drill: bool) -> None:
     console.print(f"[bold]geo-sync demo[/] in {root}: embedded primary and secondary "
                   "(SQLite, in-process broker and workers)")
     started = time.monotonic()
@@ -53,6 +65,10 @@ def _demo(root: Path) -> None:
         if stage != last["stage"]:
             console.print(f"[cyan]{stage}[/]")
             last["stage"] = stage
+        if "drill" in status:
+            for line in _drill_lines(status["drill"]):
+                console.print(line, highlight=False)
+            return
         if status:
             parts = [f"{name} {c['synced']}/{c['total']}" for name, c in status["types"].items()]
             line = "  synced: " + ", ".join(parts)
@@ -60,7 +76,7 @@ def _demo(root: Path) -> None:
                 console.print(line, highlight=False)
                 last["line"] = line
 
-    differences, final, changes = run_demo(root, report)
+    differences, final, changes = run_demo(root, report, drill=drill)
     render_secondary_status(final)
     console.print(f"{changes} changes published on the primary; "
                   f"{time.monotonic() - started:.1f} s")

@@ -32,6 +32,10 @@ COMMANDS = {
                   "Run a secondary site that mirrors a primary."),
     "worker": ("geo_sync.cli.secondary:worker", "Replicate items from the Redis queue (any "
                "machine reaching Redis, DB and storage)."),
+    "promote": ("geo_sync.cli.failover:promote", "Make this secondary the primary: planned "
+                "(RPO 0, the old primary fenced) or --force (unplanned)."),
+    "drill": ("geo_sync.cli.drill:drill", "Rehearse a failover on a secondary: RPO now, "
+              "catch-up time, promotion readiness, estimated RTO."),
     "demo": ("geo_sync.cli.demo:demo", "Run a primary and a secondary in embedded mode and "
              "drive a CI workload through them."),
 }

@@ -22,7 +22,7 @@ from geo_sync.errors import GeoSyncError, InvalidInput, NotFound
 from geo_sync.logging import get_logger
 from geo_sync.migrate import PRIMARY
 from geo_sync.paths import resolve_inside
-from geo_sync.primary import hooks, secondaries
+from geo_sync.primary import hooks, secondaries, site_state
 from geo_sync.primary.credentials import CREDENTIAL_CACHE_SECONDS
 from geo_sync.primary.publish import Change, publish
 from geo_sync.primary.retention import prune
@@ -202,8 +202,8 @@ def install_hooks_command(cli_ctx: CliContext, repos_root: Path | None) -> None:
     click.echo(f"installed the hook in {len(report.installed)} repositories; pushes are "
                f"recorded in {spool} and published by `geo-sync primary serve`")
     for relpath in report.foreign:
-        click.echo(f"left {relpath} alone: it has its own post-receive hook; run "
-                   f"{report.template / 'hooks' / 'post-receive'} from it", err=True)
+        click.echo(f"left {relpath} alone: it has its own post-receive or pre-receive hook; run "
+                   f"the hooks in {report.template / 'hooks'} from it", err=True)
     click.echo(f"for repositories created later: git config --system init.templateDir "
                f"{report.template}")
 
@@ -349,6 +349,7 @@ def render_primary_status(report: dict[str, Any]) -> None:
     console.print(catalog)
     console.print(f"event log: {report['events_retained']} retained, last id "
                   f"{report['last_event_id']}")
+    console.print(describe_site(report.get("site") or {}))
     peers = Table(title="secondaries")
     for column in ("name", "enabled", "healthy", "pending events", "last seen", "note"):
         peers.add_column(column)
@@ -357,3 +358,91 @@ def render_primary_status(report: dict[str, Any]) -> None:
                       "yes" if peer["healthy"] else "no", str(peer["pending_events"]),
                       peer["last_seen_at"] or "never", _PEER_NOTES.get(peer["state"], ""))
     console.print(peers)
+
+
+def describe_site(site: dict[str, Any]) -> str:
+    """One line: the epoch, and maintenance mode or fencing if in force."""
+    line = f"epoch {site.get('epoch', '?')}"
+    if site.get("demoted"):
+        return (f"{line}: DEMOTED, takes no writes; the primary is now "
+                f"{site.get('new_primary_url') or 'another site'}")
+    if site.get("maintenance"):
+        return (f"{line}: MAINTENANCE since {site.get('maintenance_since')}, publishes and "
+                f"pushes refused ({site.get('maintenance_reason') or 'no reason given'})")
+    return f"{line}: taking writes"
+
+
+@primary.command()
+@click.argument("action", type=click.Choice(["on", "off", "status"]), default="status")
+@click.option("--reason", help="Why (shown to refused publishers and pushes).")
+@pass_cli
+def maintenance(cli_ctx: CliContext, action: str, reason: str | None) -> None:
+    """Maintenance mode: while on, publishing (every path) and git pushes are refused;
+    the Geo API keeps serving reads so secondaries can drain."""
+    settings, engine = open_primary(cli_ctx.settings)
+    if action == "status":
+        with engine.connect() as conn:
+            state = site_state.read_state(conn)
+    else:
+        with write_transaction(engine) as conn:
+            state = site_state.read_state(conn)
+            if state.demoted:
+                raise GeoSyncError("this site was demoted: it takes no writes whether in "
+                                   "maintenance or not",
+                                   hint="`geo-sync primary rejoin` makes it a secondary of "
+                                   f"{state.new_primary_url or 'the new primary'}")
+            state = site_state.set_maintenance(conn, action == "on", reason)
+        site_state.write_marker(settings.storage_root, state)
+    click.echo(describe_site(state.to_json()))
+
+
+@primary.command()
+@click.option("--new-primary", "new_primary", required=True, metavar="URL",
+              help="The promoted site's Geo API URL, named to whoever still asks here.")
+@pass_cli
+def demote(cli_ctx: CliContext, new_primary: str) -> None:
+    """Fence this site after another was promoted: it refuses publishes and pushes for
+    good and tells secondaries where the new primary is."""
+    settings, engine = open_primary(cli_ctx.settings)
+    with write_transaction(engine) as conn:
+        state = site_state.demote(conn, new_primary)
+    site_state.write_marker(settings.storage_root, state)
+    click.echo(describe_site(state.to_json()))
+    click.echo("next: `geo-sync primary rejoin` makes this site a secondary of the new "
+               "primary", err=True)
+
+
+@primary.command()
+@click.option("--primary-url", required=True, help="The new primary's URL.")
+@click.option("--name", required=True, help="This site's name, as registered on the new "
+              "primary (`primary add-secondary NAME` there).")
+@click.option("--secret-env", metavar="VAR", help="The secret, from environment variable VAR.")
+@click.option("--secret-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="The secret, from this file ('-': standard input).")
+@click.option("--dir", "directory", type=click.Path(path_type=Path),
+              help="Where the secondary's config goes [default: secondary/ next to this "
+              "config].")
+@click.option("--database-url", help="Tracking DB, empty (default: SQLite in --dir).")
+@click.option("--broker-url", default="embedded", show_default=True)
+@click.option("--queue-name", default="geo_sync", show_default=True)
+@pass_cli
+def rejoin(cli_ctx: CliContext, primary_url: str, name: str, secret_env: str | None,
+           secret_file: Path | None, directory: Path | None, database_url: str | None,
+           broker_url: str, queue_name: str) -> None:
+    """Make this demoted site a secondary of the new primary, keeping its storage as the
+    mirror: copies whose checksum matches the new catalog are not copied again."""
+    from geo_sync.cli.preflight import verify_primary  # noqa: PLC0415
+    from geo_sync.cli.secondary import read_secret  # noqa: PLC0415
+    from geo_sync.failover.rejoin import rejoin as run  # noqa: PLC0415
+
+    settings = cli_ctx.settings.require_primary()
+    secret = read_secret(secret_env, secret_file, None)
+    verify_primary(primary_url=primary_url, name=name, secret=secret)
+    target = directory or cli_ctx.config_path.parent / "secondary"
+    config, kept = run(settings, target, primary_url=primary_url, name=name, secret=secret,
+                       database_url=database_url, broker_url=broker_url,
+                       queue_name=queue_name)
+    click.echo(f"wrote {config}: a secondary of {primary_url} mirroring "
+               f"{settings.storage_root}; {kept} copies kept for its first backfill to check")
+    click.echo(f"next: stop `primary serve` here, then geo-sync --config {config} "
+               "secondary run")

@@ -274,3 +274,20 @@ def render_secondary_status(report: dict[str, Any]) -> None:
     from geo_sync.cli import secondary_view  # noqa: PLC0415
 
     secondary_view.render(make_console(), report)
+
+
+@secondary.command("repoint")
+@click.argument("url")
+@click.option("--secret-env", metavar="VAR", help="A new secret, from environment variable "
+              "VAR (default: keep this secondary's secret).")
+@click.option("--secret-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="A new secret, from this file ('-': standard input).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@click.pass_context
+def repoint_command(ctx: click.Context, url: str, secret_env: str | None,
+                    secret_file: Path | None, as_json: bool) -> None:
+    """Follow a new primary at URL (after a promotion): keep every copy whose checksum
+    matches its catalog, copy only what differs. Stop `secondary run` first."""
+    from geo_sync.cli.failover import repoint  # noqa: PLC0415
+
+    ctx.forward(repoint)

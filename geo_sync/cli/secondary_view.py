@@ -31,10 +31,27 @@ def _event(event_id: object) -> str:
     return "none yet" if event_id is None else str(event_id)
 
 
+def _site(console: Console, report: dict[str, Any]) -> None:
+    """Epoch followed, and the primary's maintenance mode or fencing."""
+    epoch = report.get("epoch") or {}
+    primary = report.get("primary") or {}
+    line = f"epoch followed {epoch.get('followed', '?')}"
+    if epoch.get("promoted_at"):
+        line += f"; [yellow]promoted to primary at {escape(epoch['promoted_at'])}[/]"
+    if primary.get("demoted"):
+        line += (f"; [red]the primary was demoted[/]: it is now "
+                 f"{escape(str(primary.get('new_primary_url') or 'another site'))}")
+    elif primary.get("maintenance"):
+        line += (f"; [yellow]the primary is in maintenance[/] "
+                 f"({escape(str(primary.get('maintenance_reason') or 'no reason given'))})")
+    console.print(line)
+
+
 def render(console: Console, report: dict[str, Any]) -> None:
     """The secondary's status as short lines."""
     render_verdict(console, report)
     console.print(f"\n[bold]secondary {escape(report['name'])}[/]")
+    _site(console, report)
     selection = report.get("selection") or {}
     if selection.get("selective"):
         console.print("[yellow]selective[/]: holds only the selected items")

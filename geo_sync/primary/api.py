@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy import Engine, exists, func, not_, select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -29,15 +31,16 @@ from geo_sync.errors import (
     GeoSyncError,
     InvalidInput,
     MissingOnPrimary,
+    SiteReadOnly,
     TooLarge,
 )
 from geo_sync.logging import get_logger
-from geo_sync.primary import blobs, git_http, secondaries
+from geo_sync.primary import blobs, git_http, secondaries, site_state
 from geo_sync.primary.background import BackgroundJobs
 from geo_sync.primary.checksummer import take_checksum
 from geo_sync.primary.credentials import Credentials
 from geo_sync.primary.feed import feed_for
-from geo_sync.primary.models import CatalogItem, Event
+from geo_sync.primary.models import CatalogItem, Event, Secondary
 from geo_sync.primary.notify import ChangeSignal, Watcher
 from geo_sync.primary.openapi import OPENAPI_PATH, openapi_document
 from geo_sync.primary.status import primary_status
@@ -46,7 +49,9 @@ from geo_sync.wire import (
     API_PREFIX,
     BATCH_BODY_BYTES,
     BATCH_MAX_PATHS,
+    EPOCH_HEADER,
     MISSING_HEADER,
+    NEW_PRIMARY_HEADER,
     CatalogEntry,
     CatalogItemReply,
     CatalogPage,
@@ -62,6 +67,12 @@ SAFETY_REREAD = 1.0
 #: The only body the API reads is an ack: a cursor, at most MAX_CURSOR_CHARS.
 MAX_BODY_BYTES = 80 * 1024
 _DIGITS = re.compile(r"[0-9]{1,19}")
+#: A URL a demoted site names (it travels in a header: printable ASCII only).
+_URL = re.compile(r"https?://[\x21-\x7e]{1,2000}")
+#: How often each serving process re-reads the site's epoch and fencing state.
+SITE_REFRESH_SECONDS = 1.0
+#: Routes a demoted site still answers: its status, and the fencing calls themselves.
+_WHILE_DEMOTED = ("status", "maintenance", "fence")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -117,6 +128,46 @@ class GeoApi:
         self.signal: ChangeSignal | None = None
         self.credentials = Credentials(settings, engine)
         self.jobs = BackgroundJobs(settings, engine)
+        #: This site's epoch and fencing state, refreshed every SITE_REFRESH_SECONDS.
+        self.site = self._read_site()
+
+    def _read_site(self) -> site_state.SiteState:
+        with self.engine.connect() as conn:
+            return site_state.read_state(conn)
+
+    async def _refresh_site(self) -> None:
+        while True:
+            await asyncio.sleep(SITE_REFRESH_SECONDS)
+            try:
+                self.site = await run_in_threadpool(self._read_site)
+            except Exception as exc:  # the database is down: keep the last state
+                log.warning("site_state_unreadable", error=str(exc))
+
+    async def _note_caller_epoch(self, request: Request, caller: str) -> None:
+        """A secondary that followed a higher epoch than ours proves another site was
+        promoted over us: fence ourselves at once (an old primary coming back after an
+        unplanned promotion), so nothing more is published here."""
+        raw = request.headers.get(EPOCH_HEADER, "")
+        if not _DIGITS.fullmatch(raw) or int(raw) <= self.site.epoch:
+            return
+
+        def run() -> site_state.SiteState:
+            with write_transaction(self.engine) as conn:
+                return site_state.demote(conn, None)
+
+        self.site = await run_in_threadpool(run)
+        site_state.write_marker(self.settings.storage_root, self.site)
+        log.error("fenced_by_higher_epoch", caller=caller, epoch=int(raw),
+                  hint="another site was promoted; `geo-sync primary rejoin` makes this "
+                  "site a secondary of it")
+
+    def headers(self) -> dict[str, str]:
+        """Headers every response carries: the epoch, and where a demoted site's
+        successor is."""
+        headers = {EPOCH_HEADER: str(self.site.epoch)}
+        if self.site.demoted and self.site.new_primary_url:
+            headers[NEW_PRIMARY_HEADER] = self.site.new_primary_url
+        return headers
 
     # -- plumbing -------------------------------------------------------------
 
@@ -129,6 +180,11 @@ class GeoApi:
                 if scheme.lower() != "bearer" or not token:
                     raise AuthError("missing Authorization: Bearer <JWT> header")
                 caller = await run_in_threadpool(self.credentials.authenticate, token.strip())
+                await self._note_caller_epoch(request, caller)
+                if self.site.demoted and handler.__name__ not in _WHILE_DEMOTED:
+                    refusal = self.site.refusal()
+                    assert refusal is not None
+                    raise refusal
                 return await handler(request, caller)
             except GeoSyncError as exc:
                 if isinstance(exc, AuthError):
@@ -277,6 +333,64 @@ class GeoApi:
             request, self.settings.storage_root / git_original().storage_dir, caller
         )
 
+    async def _json_body(self, request: Request, example: str) -> dict[str, Any]:
+        raw = await _bounded_body(request, MAX_BODY_BYTES)
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise InvalidInput(f"body must be JSON: {example}") from None
+        if not isinstance(body, dict):
+            raise InvalidInput(f"body must be a JSON object: {example}")
+        return body
+
+    async def maintenance(self, request: Request, caller: str) -> Response:
+        """Turn maintenance mode on or off (a planned promotion drives this with the
+        promoting secondary's credential)."""
+        example = '{"on": true, "reason": "..."}'
+        body = await self._json_body(request, example)
+        on, reason = body.get("on"), body.get("reason")
+        if not isinstance(on, bool) or not (reason is None or isinstance(reason, str)):
+            raise InvalidInput(f"body must be {example} (on a boolean, reason a string)")
+        if self.site.demoted:
+            raise SiteReadOnly("this site was demoted; maintenance mode does not apply",
+                               hint="talk to the new primary")
+
+        def run() -> site_state.SiteState:
+            with write_transaction(self.engine) as conn:
+                return site_state.set_maintenance(conn, on, reason)
+
+        self.site = await run_in_threadpool(run)
+        site_state.write_marker(self.settings.storage_root, self.site)
+        log.warning("maintenance_changed", on=on, reason=reason, by=caller)
+        return JSONResponse(self.site.to_json())
+
+    async def fence(self, request: Request, caller: str) -> Response:
+        """Demote this site in favour of a promoted one: it refuses writes from now on
+        and names ``new_primary_url`` to whoever asks. Answers with the epoch this site
+        had, so the promoted site takes the next one."""
+        example = ('{"new_primary_url": "https://...", "epoch": N} (the URL printable '
+                   'ASCII, http or https)')
+        body = await self._json_body(request, example)
+        url, epoch = body.get("new_primary_url"), body.get("epoch")
+        if not isinstance(url, str) or not _URL.fullmatch(url) or not (
+                epoch is None or (isinstance(epoch, int) and not isinstance(epoch, bool)
+                                  and 0 < epoch < 2**62)):
+            raise InvalidInput(f"body must be {example}")
+
+        def run() -> tuple[int, site_state.SiteState, list[str]]:
+            with write_transaction(self.engine) as conn:
+                before = site_state.read_state(conn).epoch
+                names = list(conn.execute(select(Secondary.name).order_by(Secondary.name))
+                             .scalars())
+                return before, site_state.demote(conn, url), names
+
+        before, self.site, names = await run_in_threadpool(run)
+        site_state.write_marker(self.settings.storage_root, self.site)
+        log.error("site_demoted", new_primary_url=url, new_epoch=epoch, by=caller)
+        # Names only: secrets never leave a site (the new primary re-registers them).
+        return JSONResponse({"previous_epoch": before, "secondaries": names,
+                             **self.site.to_json()})
+
     async def status(self, request: Request, caller: str) -> Response:
         return JSONResponse(await run_in_threadpool(primary_status, self.settings, self.engine))
 
@@ -286,6 +400,7 @@ class GeoApi:
         watcher = Watcher(self.engine, self.signal)
         watcher.start()
         jobs = await self.jobs.start() if self.background else []
+        jobs.append(asyncio.create_task(self._refresh_site()))
         log.info("geo_api_started")
         try:
             yield
@@ -311,6 +426,28 @@ async def _openapi(_request: Request) -> Response:
     return JSONResponse(openapi_document())
 
 
+class _SiteHeaders:
+    """Adds the site's epoch (and a demoted site's successor) to every response."""
+
+    def __init__(self, app: Any, api: GeoApi) -> None:
+        self.app = app
+        self.api = api
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in self.api.headers().items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def create_app(settings: PrimarySettings, engine: Engine, *, background: bool = True
                ) -> Starlette:
     """The Starlette application serving the Geo API; with ``background`` it also runs
@@ -327,9 +464,12 @@ def create_app(settings: PrimarySettings, engine: Engine, *, background: bool = 
         Route(f"{API_PREFIX}/blob-batch/{{type}}", api.guarded(api.blob_batch), methods=["POST"]),
         Route(f"{API_PREFIX}/git/{{rest:path}}", api.guarded(api.git), methods=["GET", "POST"]),
         Route(f"{API_PREFIX}/status", api.guarded(api.status)),
+        Route(f"{API_PREFIX}/maintenance", api.guarded(api.maintenance), methods=["POST"]),
+        Route(f"{API_PREFIX}/fence", api.guarded(api.fence), methods=["POST"]),
         Route(OPENAPI_PATH, _openapi),
     ]
     app = Starlette(routes=routes, lifespan=api.lifespan,
-                    exception_handlers={404: _no_such_endpoint})
+                    exception_handlers={404: _no_such_endpoint},
+                    middleware=[Middleware(_SiteHeaders, api=api)])
     app.state.api = api
     return app

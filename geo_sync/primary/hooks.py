@@ -22,16 +22,18 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from geo_sync.db import write_transaction
-from geo_sync.errors import GeoSyncError, InvalidInput
+from geo_sync.errors import GeoSyncError, InvalidInput, SiteReadOnly
 from geo_sync.files import write_atomically
 from geo_sync.logging import get_logger
 from geo_sync.paths import TEMP_PREFIX, resolve_inside
 from geo_sync.primary.models import CatalogItem
 from geo_sync.primary.publish import Change, publish
+from geo_sync.primary.site_state import READ_ONLY_MARKER
 from replicators.registry import git_original
 from replicators.repository import is_bare_repository
 
 MARKER = "# geo-sync post-receive hook"
+PRE_MARKER = "# geo-sync pre-receive hook"
 TEMPLATE_DIR = ".geo-sync-template"
 SPOOL_DIR = ".geo-sync-pushes"
 REJECTED_DIR = "rejected"
@@ -62,6 +64,22 @@ exit 0
 """
 
 
+def pre_receive_script(storage_root: Path) -> str:
+    """The pre-receive hook: refuse the push while the site takes no writes (maintenance
+    mode, or demoted), printing why. A file test, so pushes stay fast."""
+    marker = shlex.quote(str(storage_root / READ_ONLY_MARKER))
+    return f"""#!/bin/sh
+{PRE_MARKER} (installed by `geo-sync primary install-hooks`)
+# Refuses pushes while `geo-sync primary maintenance on` is in force or this site was
+# demoted; the marker file holds the reason.
+if [ -e {marker} ]; then
+    echo "geo-sync: push refused: $(cat {marker} 2>/dev/null)" >&2
+    exit 1
+fi
+exit 0
+"""
+
+
 @dataclass(frozen=True)
 class HookReport:
     """Where the hook went, and repositories left alone because they had a foreign hook."""
@@ -76,23 +94,29 @@ def _write_executable(path: Path, content: str) -> None:
 
 
 def install_hooks(repos_root: Path, spool: Path) -> HookReport:
-    """Install the hook into every bare repository under ``repos_root`` and a template dir,
-    recording pushes in ``spool`` (created here).
+    """Install the hooks into every bare repository under ``repos_root`` and a template
+    dir: post-receive records pushes in ``spool`` (created here), pre-receive refuses
+    pushes while the site takes no writes (the spool's parent is the storage root).
 
-    A repository that already has a post-receive hook of its own is not touched.
+    A repository that already has a hook of its own (of either kind) is not touched.
     """
     (spool / REJECTED_DIR).mkdir(parents=True, exist_ok=True)
-    script = hook_script(spool)
+    scripts = {"post-receive": (MARKER, hook_script(spool)),
+               "pre-receive": (PRE_MARKER, pre_receive_script(spool.parent))}
     installed, foreign = [], []
     for relpath in git_original().discover(repos_root):
-        hook = repos_root / relpath / "hooks" / "post-receive"
-        if hook.exists() and MARKER not in hook.read_text(errors="replace"):
+        hooks_dir = repos_root / relpath / "hooks"
+        if any((hooks_dir / name).exists()
+               and marker not in (hooks_dir / name).read_text(errors="replace")
+               for name, (marker, _) in scripts.items()):
             foreign.append(relpath)
             continue
-        _write_executable(hook, script)
+        for name, (_, script) in scripts.items():
+            _write_executable(hooks_dir / name, script)
         installed.append(relpath)
     template = repos_root / TEMPLATE_DIR
-    _write_executable(template / "hooks" / "post-receive", script)
+    for name, (_, script) in scripts.items():
+        _write_executable(template / "hooks" / name, script)
     return HookReport(installed=installed, foreign=foreign, template=template)
 
 
@@ -123,6 +147,7 @@ def publish_push(engine: Engine, repos_root: Path, repository: Path) -> int:
             conn,
             Change(repositories.name, event, relpath, size=found.size,
                    checksum=found.checksum),
+            accepted_push=True,
         )
 
 
@@ -154,6 +179,8 @@ def drain_spool(engine: Engine, storage_root: Path) -> int:
         try:
             publish_push(engine, repos_root, Path(repository))
             published += 1
+        except SiteReadOnly:  # demoted: nothing is published here any more
+            break
         except InvalidInput as exc:
             log.warning("push_rejected", repository=repository, error=str(exc),
                         hint=f"the entry is kept in {spool / REJECTED_DIR}")

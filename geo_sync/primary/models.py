@@ -80,3 +80,19 @@ class Secondary(Base):
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     backfill_required: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SiteRow(Base):
+    """This site's own state (one row, id 1): its epoch, maintenance mode and whether
+    it was demoted (fenced) in favour of ``new_primary_url`` (migration 0006)."""
+
+    __tablename__ = "geo_site"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger, default=1)
+    maintenance: Mapped[bool] = mapped_column(Boolean, default=False)
+    maintenance_reason: Mapped[str | None] = mapped_column(Text)
+    maintenance_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    demoted: Mapped[bool] = mapped_column(Boolean, default=False)
+    new_primary_url: Mapped[str | None] = mapped_column(Text)
+    changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -27,6 +27,8 @@ _COMMON_ERRORS = {
     "401": _error("no token, a bad or expired token, or a disabled secondary"),
     "404": _error("no such endpoint (error no_such_endpoint: check the URL), or no such "
                   "type or item"),
+    "409": _error("this site was demoted (error site_read_only): the X-Geo-New-Primary "
+                  "header names the primary now"),
 }
 
 
@@ -227,6 +229,32 @@ def openapi_document() -> dict[str, Any]:
             "operationId": "status",
             "responses": {"200": _json({"$ref": "#/components/schemas/Status"}, "status"),
                           "401": _COMMON_ERRORS["401"]},
+        }},
+        "/maintenance": {"post": {
+            "summary": "Turn maintenance mode on or off: publishes and pushes are refused, "
+                       "reads go on (a planned promotion drives this)",
+            "operationId": "maintenance",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["on"],
+                "properties": {"on": {"type": "boolean"},
+                               "reason": {"type": "string", "maxLength": 500,
+                                          "nullable": True}}}}}},
+            "responses": {"200": _json({"type": "object"}, "the site's state"),
+                          **_COMMON_ERRORS, "413": _error("body over 80 KiB")},
+        }},
+        "/fence": {"post": {
+            "summary": "Demote this site in favour of a promoted one: it takes no writes "
+                       "again and names the new primary",
+            "operationId": "fence",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["new_primary_url"],
+                "properties": {"new_primary_url": {"type": "string",
+                                                   "pattern": "^https?://[!-~]+$"},
+                               "epoch": {"type": "integer", "minimum": 1,
+                                         "nullable": True}}}}}},
+            "responses": {"200": _json({"type": "object"}, "the epoch before, and the "
+                                       "site's state now"),
+                          **_COMMON_ERRORS, "413": _error("body over 80 KiB")},
         }},
         "/openapi.json": {"get": {
             "summary": "This document (no token needed)",

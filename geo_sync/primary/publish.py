@@ -34,6 +34,8 @@ from geo_sync.paths import CONTROL, utf8_length
 from geo_sync.primary.data_types import require_accepted
 from geo_sync.primary.models import CatalogItem, Event
 from geo_sync.primary.publish_rules import from_sqlstate, refuse
+from geo_sync.primary.site_state import check_writable
+from geo_sync.primary.site_state import from_sqlstate as read_only_from_sqlstate
 from replicators.registry import original_for
 
 NOTIFY_CHANNEL = "geo_sync_events"
@@ -90,17 +92,22 @@ def _valid_record_id(record_id: object) -> bool:
         return False
 
 
-def publish(conn: Connection, change: Change) -> int:
+def publish(conn: Connection, change: Change, *, accepted_push: bool = False) -> int:
     """Validate and record ``change`` in the caller's transaction; return the event id.
 
     On SQLite, run this in a transaction started with ``BEGIN IMMEDIATE``
     (``geo_sync.db.write_transaction``) so concurrent publishers queue for the
     write lock instead of failing.
+
+    ``accepted_push``: a push the git server took before maintenance mode began (the
+    push spool); it is published during maintenance, never on a demoted site.
     """
     validate_change(change)
     if is_postgres(conn.dialect):
+        if accepted_push:  # read by the trigger of 0006, until the transaction ends
+            conn.execute(text("SET LOCAL geo_sync.accepted_push = 'on'"))
         return _publish_postgres(conn, change)
-    return _publish_portable(conn, change)
+    return _publish_portable(conn, change, accepted_push)
 
 
 def _publish_postgres(conn: Connection, change: Change) -> int:
@@ -129,7 +136,8 @@ def _publish_postgres(conn: Connection, change: Change) -> int:
 def _translate(exc: DBAPIError) -> Exception:
     sqlstate = getattr(exc.orig, "sqlstate", None)
     message = str(getattr(getattr(exc.orig, "diag", None), "message_primary", "") or exc.orig)
-    return from_sqlstate(sqlstate, message) or exc
+    return (from_sqlstate(sqlstate, message) or read_only_from_sqlstate(sqlstate, message)
+            or exc)
 
 
 def _row(conn: Connection, type_name: str, *where: Any) -> Any:
@@ -205,7 +213,8 @@ def _upsert_row(conn: Connection, change: Change, now: Any) -> str:
     return str(record_id)
 
 
-def _publish_portable(conn: Connection, change: Change) -> int:
+def _publish_portable(conn: Connection, change: Change, accepted_push: bool) -> int:
+    check_writable(conn, accepted_push=accepted_push)  # PostgreSQL: 0006's trigger
     require_accepted(conn, change.replicable_type, change.event)
     now = utcnow()
     old_path: str | None = None

@@ -7,8 +7,9 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from geo_sync.db import utcnow
-from geo_sync.primary import secondaries
+from geo_sync.primary import secondaries, site_state
 from geo_sync.primary.feed import feed_for
+from geo_sync.primary.hooks import REJECTED_DIR, SPOOL_DIR
 from geo_sync.primary.models import CatalogItem, Event
 from geo_sync.settings import PrimarySettings
 from replicators.registry import REPLICATORS
@@ -30,6 +31,7 @@ def primary_status(settings: PrimarySettings, engine: Engine) -> dict[str, Any]:
         last_at = conn.execute(select(Event.created_at).where(Event.id == last_event_id)
                                ).scalar() if last_event_id is not None else None
         peers = secondaries.statuses(conn, settings.event_retention_seconds)
+        site = site_state.read_state(conn)
     return {
         "role": "primary",
         "catalog": {name: counts.get(name, 0) for name in REPLICATORS},
@@ -40,4 +42,16 @@ def primary_status(settings: PrimarySettings, engine: Engine) -> dict[str, Any]:
         "server_time": utcnow().isoformat(),
         "event_retention_seconds": settings.event_retention_seconds,
         "secondaries": [peer.to_json() for peer in peers],
+        # Epoch, maintenance mode and fencing (geo_sync.primary.site_state), and pushes
+        # recorded but not yet published (a planned promotion waits for none).
+        "site": {**site.to_json(), "pending_pushes": _pending_pushes(settings)},
     }
+
+
+def _pending_pushes(settings: PrimarySettings) -> int:
+    spool = settings.storage_root / SPOOL_DIR
+    try:
+        return sum(1 for entry in spool.iterdir()
+                   if not entry.name.startswith(".") and entry.name != REJECTED_DIR)
+    except FileNotFoundError:
+        return 0

@@ -19,6 +19,8 @@ from geo_sync.errors import (
     BackfillRequired,
     GeoSyncError,
     MissingOnPrimary,
+    SiteReadOnly,
+    SplitBrain,
     TransientError,
 )
 from geo_sync.files import CHUNK
@@ -26,7 +28,9 @@ from geo_sync.settings import SecondarySettings
 from geo_sync.tls import client_verify, tls_failure, untrusted_hint
 from geo_sync.wire import (
     API_PREFIX,
+    EPOCH_HEADER,
     MISSING_HEADER,
+    NEW_PRIMARY_HEADER,
     BatchEntry,
     CatalogItemReply,
     CatalogPage,
@@ -40,9 +44,15 @@ TOKEN_TTL = 60
 class PrimaryClient:
     """One secondary's view of its primary."""
 
-    def __init__(self, settings: SecondarySettings) -> None:
+    def __init__(self, settings: SecondarySettings, *, epoch_floor: int = 0) -> None:
         self.settings = settings
         self.base = f"{settings.primary_url}{API_PREFIX}"
+        #: The highest epoch this secondary followed (tracking DB): a site answering
+        #: below it is an old primary and is refused; sent along so that such a site
+        #: learns it was replaced and fences itself.
+        self.epoch_floor = epoch_floor
+        #: The highest epoch the primary answered with (the cursor records it).
+        self.seen_epoch: int | None = None
         self._http = httpx.Client(
             base_url=self.base,
             timeout=httpx.Timeout(settings.http_timeout_seconds, connect=10.0),
@@ -68,15 +78,35 @@ class PrimaryClient:
     def git_url(self, path: str) -> str:
         return f"{self.base}/git/{url_path(path)}"
 
+    def _headers(self) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.token()}"}
+        if self.epoch_floor:
+            headers[EPOCH_HEADER] = str(self.epoch_floor)
+        return headers
+
+    def check_epoch(self, response: httpx.Response) -> None:
+        """Refuse a site older than the one we followed; note a newer one."""
+        raw = response.headers.get(EPOCH_HEADER, "")
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+            return  # a primary from before epochs: nothing to compare
+        epoch = int(raw)
+        if epoch < self.epoch_floor:
+            raise SplitBrain(
+                f"the site at {self.settings.primary_url} answers at epoch {epoch}, but this "
+                f"secondary already followed epoch {self.epoch_floor}: it is an old primary "
+                "that another site replaced; nothing from it is applied")
+        self.seen_epoch = max(self.seen_epoch or 0, epoch)
+
     def _request(self, method: str, url: str, *, timeout: float | None = None,
                  **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.token()}", **kwargs.pop("headers", {})}
+        headers = {**self._headers(), **kwargs.pop("headers", {})}
         try:
             response = self._http.request(method, url, headers=headers,
                                           timeout=timeout or httpx.USE_CLIENT_DEFAULT,
                                           **kwargs)
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from None
+        self.check_epoch(response)
         check(response)
         return response
 
@@ -124,6 +154,16 @@ class PrimaryClient:
         return CatalogItemReply.from_json(
             self._request("GET", f"/catalog/{type_name}/item", params=params).json())
 
+    def maintenance(self, on: bool, reason: str | None = None) -> dict[str, Any]:
+        """Turn the primary's maintenance mode on or off (a planned promotion)."""
+        return dict(self._request("POST", "/maintenance",
+                                  json={"on": on, "reason": reason}).json())
+
+    def fence(self, new_primary_url: str, epoch: int) -> dict[str, Any]:
+        """Demote the primary in favour of ``new_primary_url`` at ``epoch``."""
+        return dict(self._request("POST", "/fence", json={
+            "new_primary_url": new_primary_url, "epoch": epoch}).json())
+
     def status(self) -> dict[str, Any]:
         return dict(self._request("GET", "/status").json())
 
@@ -144,12 +184,13 @@ class PrimaryClient:
     @contextmanager
     def blob(self, type_name: str, path: str, *, start: int = 0) -> Iterator[httpx.Response]:
         """Stream a blob from byte ``start``; a 416 (nothing past ``start``) is returned as is."""
-        headers = {"Authorization": f"Bearer {self.token()}"}
+        headers = self._headers()
         if start:
             headers["Range"] = f"bytes={start}-"
         try:
             with self._http.stream("GET", f"/blobs/{type_name}/{url_path(path)}",
                                    headers=headers) as response:
+                self.check_epoch(response)
                 if response.status_code != 416:
                     if response.status_code >= 400:
                         response.read()
@@ -167,10 +208,11 @@ class PrimaryClient:
         """Stream many blobs in one request: (entry, bytes) per path, in order. A
         transfer that breaks off raises TransientError where the reading stops, so
         the entries read before it stand."""
-        headers = {"Authorization": f"Bearer {self.token()}"}
+        headers = self._headers()
         try:
             with self._http.stream("POST", f"/blob-batch/{type_name}",
                                    json={"paths": paths}, headers=headers) as response:
+                self.check_epoch(response)
                 if response.status_code >= 400:
                     response.read()
                     check(response)
@@ -211,6 +253,12 @@ def check(response: httpx.Response) -> None:
         raise GeoSyncError(f"primary answered {code} for {where}: {snippet}",
                            hint="check primary_url and any proxy in front of the primary")
     message, hint = body
+    if code == 409 and (moved := response.headers.get(NEW_PRIMARY_HEADER)):
+        raise SiteReadOnly(f"primary refused: {message}",
+                           hint=f"the primary is now {moved}: run `geo-sync secondary repoint "
+                           f"{moved}` here")
+    if code == 409:
+        raise SiteReadOnly(f"primary refused: {message}", hint=hint or None)
     if code == 401:
         raise AuthError(f"primary refused our credentials: {message}", hint=hint or None)
     if code == 410:

@@ -28,7 +28,7 @@ from geo_sync.secondary import selective
 from geo_sync.secondary.backfill import backfill
 from geo_sync.secondary.runtime import Runtime
 from geo_sync.selection import Selection
-from geo_sync.tracking import event_rows, selection_row
+from geo_sync.tracking import epoch_row, event_rows, selection_row
 from geo_sync.tracking.models import CursorRow
 from geo_sync.wire import EventPage
 from replicators.registry import REPLICATORS
@@ -107,6 +107,7 @@ class LogCursor:
             self._prefetch = (page.cursor, self._fetcher.submit(
                 self.runtime.client.events, page.cursor, limit=PAGE_LIMIT, wait=0))
         applied = self.apply(cursor, page)
+        self._follow_epoch()
         now = time.monotonic()
         if applied and (not page.more or now - self._last_wake >= WAKE_INTERVAL):
             self._last_wake = now
@@ -115,6 +116,17 @@ class LogCursor:
         # once so the primary's view (pruning, lag in status) is current while we idle.
         self._acknowledge(page.cursor, throttle=page.more)
         return applied
+
+    def _follow_epoch(self) -> None:
+        """Record a higher epoch the primary answered with: from now on a site below
+        it is refused (split brain), by this process and every one started later."""
+        client = self.runtime.client
+        if client.seen_epoch is None or client.seen_epoch <= client.epoch_floor:
+            return
+        with write_transaction(self.runtime.engine) as conn:
+            epoch_row.raise_to(conn, client.seen_epoch, self.runtime.settings.primary_url)
+            client.epoch_floor = epoch_row.read(conn).epoch
+        log.info("primary_epoch_followed", epoch=client.epoch_floor)
 
     def _next_page(self, cursor: str, wait: int) -> EventPage:
         """The page after ``cursor``: the prefetched one if it is for this position (its

@@ -29,6 +29,7 @@ from geo_sync.secondary.scheduler import Scheduler
 from geo_sync.secondary.worker import threads_alive
 from geo_sync.settings import SecondarySettings
 from geo_sync.signals import block_stop_signals, wait_for_stop_signal_while
+from geo_sync.tracking import epoch_row
 from replicators.registry import REPLICATORS
 
 log = get_logger("daemon")
@@ -254,6 +255,14 @@ def run_secondary(settings: SecondarySettings) -> None:
     set_process_title(f"secondary run {settings.name}")
     block_stop_signals()
     daemon = SecondaryDaemon(settings)
+    with daemon.runtime.engine.connect() as conn:
+        followed = epoch_row.read(conn)
+    if followed.promoted_at is not None:
+        daemon.runtime.close()
+        raise GeoSyncError(
+            f"this site was promoted to primary at {followed.promoted_at.isoformat()} "
+            f"(epoch {followed.epoch}): its mirror is a primary's storage now",
+            hint="run `geo-sync --config <its primary config> primary serve` instead")
     # In the main thread, so that a busy metrics port stops the process with its hint.
     daemon.start_metrics()
     thread = threading.Thread(target=daemon._guarded("geo-sync-daemon", daemon.run),

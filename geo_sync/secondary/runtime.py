@@ -15,6 +15,7 @@ from geo_sync.db import make_engine, utcnow
 from geo_sync.migrate import TRACKING
 from geo_sync.secondary.client import PrimaryClient
 from geo_sync.settings import SecondarySettings
+from geo_sync.tracking import epoch_row
 from replicators.base import SyncContext
 from replicators.registry import check_type_settings
 from replicators.repository import configure_git_timeouts
@@ -56,4 +57,6 @@ def open_runtime(settings: SecondarySettings) -> Runtime:
     TRACKING.require_current(engine)
     configure_git_timeouts(settings.http_timeout_seconds)
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    return Runtime(settings, engine, PrimaryClient(settings), worker_id)
+    with engine.connect() as conn:
+        floor = epoch_row.read(conn).epoch
+    return Runtime(settings, engine, PrimaryClient(settings, epoch_floor=floor), worker_id)

@@ -12,7 +12,7 @@ from geo_sync.errors import AuthError
 from geo_sync.secondary import heartbeat
 from geo_sync.secondary.client import PrimaryClient
 from geo_sync.secondary.leader import CURSOR_LEASE
-from geo_sync.tracking import lag, selection_row, states, sync_rows
+from geo_sync.tracking import epoch_row, lag, selection_row, states, sync_rows
 from geo_sync.tracking.models import CursorRow, Lease
 from geo_sync.tracking.states import SyncState
 from replicators.registry import REPLICATORS
@@ -36,6 +36,7 @@ def secondary_status(engine: Engine, client: PrimaryClient | None, name: str,
     with engine.connect() as conn:
         types = {r.name: sync_rows.counts(conn, r.registry) for r in REPLICATORS.values()}
         selection = selection_row.applied(conn)
+        followed = epoch_row.read(conn)
         item_lag = {r.name: lag.summary(conn, r.registry, lag_window_seconds,
                                         utcnow()).to_json() for r in REPLICATORS.values()}
         cursor = conn.execute(select(CursorRow).where(CursorRow.id == 1)).one()
@@ -72,7 +73,12 @@ def secondary_status(engine: Engine, client: PrimaryClient | None, name: str,
             report = client.status()
             mine: dict[str, Any] = next(
                 (s for s in report["secondaries"] if s["name"] == name), {})
+            site = report.get("site") or {}
             primary = {"queried": True, "reachable": True,
+                       "epoch": site.get("epoch"), "maintenance": site.get("maintenance"),
+                       "maintenance_reason": site.get("maintenance_reason"),
+                       "demoted": site.get("demoted"),
+                       "new_primary_url": site.get("new_primary_url"),
                        "last_event_id": report["last_event_id"],
                        "last_event_at": report.get("last_event_at"),
                        "pending_events": mine.get("pending_events"),
@@ -100,6 +106,9 @@ def secondary_status(engine: Engine, client: PrimaryClient | None, name: str,
             "updated_at": _iso(cursor.updated_at),
         },
         "primary": primary,
+        # Fencing: the highest primary epoch followed (a lower one is refused).
+        "epoch": {"followed": followed.epoch, "primary_url": followed.primary_url,
+                  "promoted_at": _iso(followed.promoted_at)},
         "lag": {"events": pending, "seconds": round(lag_seconds, 3)},
         # Per type: commit on the primary to verified copy here (geo_sync.tracking.lag).
         "item_lag": item_lag,

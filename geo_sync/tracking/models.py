@@ -215,3 +215,16 @@ def registry_model(type_name: str) -> Registry:
             class_name, (RegistryMixin, TrackingBase),
             {"__tablename__": f"geo_{type_name}_registry", "__module__": __name__}))
     return _REGISTRIES[type_name]
+
+
+class EpochRow(TrackingBase):
+    """The highest primary epoch this secondary followed (one row, id 1; t0007), and
+    when this site was promoted, if it was."""
+
+    __tablename__ = "geo_epoch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0)
+    primary_url: Mapped[str | None] = mapped_column(Text)
+    seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    promoted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
