@@ -36,7 +36,14 @@ from tests.services import (
     private_redis,
     temporary_database,
 )
-from tests.sites import GEO_SYNC, PrimarySite, SecondarySite, primary_site, wait_for_port
+from tests.sites import (
+    GEO_SYNC,
+    PRIMARY_TEST_ENV,
+    PrimarySite,
+    SecondarySite,
+    primary_site,
+    wait_for_port,
+)
 
 PROXY = "geo_api"  # the same name as config/compose/toxiproxy.json
 # Short leases and intervals so a cell converges in seconds; http_timeout short so a
@@ -218,7 +225,8 @@ class Rig:
 
 def start_primary(site: PrimarySite, extra_env: dict[str, str] | None = None) -> None:
     port = int(site.url.rsplit(":", 1)[1])
-    env = dict(os.environ, GEO_SYNC_PRIMARY__LISTEN_PORT=str(port), **(extra_env or {}))
+    env = {**PRIMARY_TEST_ENV, **os.environ, "GEO_SYNC_PRIMARY__LISTEN_PORT": str(port),
+           **(extra_env or {})}
     site.process = subprocess.Popen(
         [GEO_SYNC, "--config", str(site.config), "primary", "serve"], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
