@@ -156,7 +156,7 @@ def primary_site(directory: Path, database_url: str | None, serve: bool = True,
     port = free_port()
     config = init_primary(directory, database_url=database_url, listen_port=port)
     settings = load_settings(config).require_primary()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pooled=False)
     with write_transaction(engine) as conn:
         secret = add_secondary(conn, "s1")
     site = PrimarySite(config, settings, engine, f"http://127.0.0.1:{port}", "s1", secret,
@@ -193,4 +193,4 @@ def secondary_site(directory: Path, primary: PrimarySite, database_url: str | No
                             secret=primary.secret, database_url=database_url,
                             broker_url=broker_url, extra=dict(extra))
     settings = load_settings(config).require_secondary()
-    return SecondarySite(config, settings, make_engine(settings.database_url))
+    return SecondarySite(config, settings, make_engine(settings.database_url, pooled=False))

@@ -298,7 +298,8 @@ def fault_rig(tmp_path: Path, api: ToxiproxyApi, *, private_tracking: bool = Fal
         settings = load_settings(config).require_secondary()
         if before_start is not None:
             before_start(settings.mirror_root)
-        secondary = SecondarySite(config, settings, make_engine(settings.database_url))
+        secondary = SecondarySite(config, settings,
+                                  make_engine(settings.database_url, pooled=False))
         stack.callback(secondary.engine.dispose)
         deployment = FaultDeployment("production", primary, secondary, logs)
         stack.callback(deployment.stop_all)
