@@ -15,6 +15,10 @@ from tests.faults.cells import begin, partial_transfer, pending, shows, unreacha
 from tests.faults.rig import Rig, fault_rig
 from tests.faults.toxiproxy_api import ToxiproxyApi
 
+# Cells run one after another on one xdist worker (make test): each starts a primary, a
+# secondary's daemons and private services, and two at once on two cores starve both.
+pytestmark = pytest.mark.xdist_group("faults")
+
 
 @pytest.fixture
 def rig(tmp_path: Path, toxiproxy_server: ToxiproxyApi) -> Iterator[Rig]:
