@@ -86,6 +86,22 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], deadline: float = 90
     raise RuntimeError(f"nothing listens on port {port} after {deadline}s")
 
 
+def wait_for_http(url: str, proc: subprocess.Popen[bytes], deadline: float = 90.0) -> None:
+    """Wait until ``url`` answers at all (any status). `primary serve` listens before its
+    serving process has opened its database; on a loaded machine a client with a short
+    timeout would give up on the backlog in between."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before answering")
+        try:
+            httpx.get(url, timeout=5)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer after {deadline}s")
+
+
 # A served primary in the tests takes checksums every half second (5 s by default), so
 # the secondaries' verification, which waits for them, does not make each test wait.
 # A test's own environment wins (tests/secondary/test_scheduler.py turns it off).
@@ -147,6 +163,7 @@ class PrimarySite:
              "--processes", str(self.processes)], env=env
         )
         wait_for_port(port, self.process)
+        wait_for_http(f"{self.api}/openapi.json", self.process)
 
 
 @contextmanager
