@@ -189,13 +189,20 @@ class Rig:
             return {"error": (result.stderr or result.stdout).strip()}
 
     def wait_status(self, predicate: Callable[[dict[str, Any]], bool], what: str,
-                    timeout: float = 90.0) -> dict[str, Any]:
-        """Poll status until ``predicate`` holds; return that status."""
+                    timeout: float = 90.0, more: Callable[[], None] | None = None
+                    ) -> dict[str, Any]:
+        """Poll status until ``predicate`` holds; return that status. ``more``: for work
+        in flight, which a slow `status` (seconds to start on a loaded machine) can miss
+        when it finishes first: add more of it, under the same fault, after each miss."""
         seen: list[dict[str, Any]] = []
 
         def shown() -> bool:
             seen.append(self.status())
-            return predicate(seen[-1])
+            if predicate(seen[-1]):
+                return True
+            if more is not None:
+                more()
+            return False
 
         try:
             wait_for(shown, f"status to show {what}", timeout)
