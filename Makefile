@@ -19,8 +19,12 @@ $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/geo-sync demo
 
+# The suite mostly waits on server processes, so it runs on more workers than CI's 2 cores
+# (`make test PYTEST_WORKERS=0` runs it in one process). Tests that must not run beside
+# each other share an xdist_group and so run one after another on one worker.
+PYTEST_WORKERS ?= 3
 test: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check geo_sync replicators verification tests bench

@@ -148,7 +148,6 @@ def run(events: int) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     add_output_argument(parser)
     args = parser.parse_args()
     rows = run(args.events)

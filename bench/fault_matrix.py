@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bench.report import machine
 from tests.faults.rig import FAULT_TUNING
+from tests.sites import PRIMARY_TEST_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "fault-matrix.md"
@@ -99,7 +100,9 @@ def render(rows: list[dict[str, object]], wall: float, selection: str | None) ->
         "",
         f"Secondary: {settings} (short leases and intervals so each cell converges in "
         "seconds; everything else at its default). Worker: `geo-sync worker --processes 1 "
-        "--threads 4`.",
+        "--threads 4`. Primary: `checksum_interval_seconds = "
+        f"{PRIMARY_TEST_ENV['GEO_SYNC_PRIMARY__CHECKSUM_INTERVAL_SECONDS']}` (the tests' "
+        "primaries), everything else at its default.",
         "",
         "Faults: latency 400 ± 200 ms down and 100 ms up; bandwidth 400 KB/s for a first "
         "clone of a repository with 4 MiB that does not compress, 1,000 KB/s for a 6 MiB "

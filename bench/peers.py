@@ -7,10 +7,13 @@ from Debian's packages. Each is installed once and then found again.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -32,16 +35,35 @@ def _run(*args: str) -> None:
                               f"{result.stderr.strip()[-2000:]}")
 
 
+@contextmanager
+def _installing() -> Iterator[None]:
+    """One installer at a time, across processes: benchmarks run side by side (the
+    suite's workers, two engineers) would otherwise clear each other's virtualenv or
+    fight over dpkg's lock."""
+    PEERS_HOME.mkdir(parents=True, exist_ok=True)
+    with (PEERS_HOME / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @cache
 def grokmirror_bin() -> Path:
     """The bin/ directory of a virtualenv holding grokmirror (created on first use)."""
     venv = PEERS_HOME / "grokmirror"
     bin_dir = venv / "bin"
-    if not (bin_dir / "grok-pull").exists():
-        print(f"installing {GROKMIRROR} into {venv}", file=sys.stderr, flush=True)
-        _run(sys.executable, "-m", "venv", "--clear", str(venv))
-        _run(str(bin_dir / "python"), "-m", "pip", "install", "--quiet", GROKMIRROR,
-             *GROKMIRROR_EXTRA)
+    ready = venv / ".installed"  # written last: a venv cut short is made again
+    if ready.exists():
+        return bin_dir
+    with _installing():
+        if not ready.exists():
+            print(f"installing {GROKMIRROR} into {venv}", file=sys.stderr, flush=True)
+            _run(sys.executable, "-m", "venv", "--clear", str(venv))
+            _run(str(bin_dir / "python"), "-m", "pip", "install", "--quiet", GROKMIRROR,
+                 *GROKMIRROR_EXTRA)
+            ready.touch()
     return bin_dir
 
 
@@ -58,10 +80,13 @@ def debian_tool(command: str, package: str | None = None) -> str:
     if os.geteuid() != 0:
         raise PeerUnavailable(f"{command} is not installed and installing it needs root: "
                               f"run `sudo apt-get install {package or command}` first")
-    print(f"installing {package or command} from Debian's packages", file=sys.stderr,
-          flush=True)
-    _apt_updated()
-    _run("apt-get", "install", "-y", "-q", "--no-install-recommends", package or command)
+    with _installing():
+        if shutil.which(command) is None:
+            print(f"installing {package or command} from Debian's packages", file=sys.stderr,
+                  flush=True)
+            _apt_updated()
+            _run("apt-get", "install", "-y", "-q", "--no-install-recommends",
+                 package or command)
     found = shutil.which(command)
     if found is None:
         raise PeerUnavailable(f"installed {package or command} but {command} is not on PATH")

@@ -128,7 +128,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--passes", type=int, default=30)
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     add_output_argument(parser)
     args = parser.parse_args()
     configure_logging("warning", "json")  # as deployed: no debug lines on the timed path

@@ -100,7 +100,6 @@ def run(rows: int) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     add_output_argument(parser)
     args = parser.parse_args()
     results = run(args.rows)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, DateTime, Engine, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 from sqlalchemy.types import TypeDecorator
 
 from geo_sync.errors import ConfigError
@@ -73,16 +73,21 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
-def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True) -> Engine:
+def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True,
+                pooled: bool = True) -> Engine:
     """Create an engine for ``url`` with the settings each backend needs. ``pre_ping``
     off saves a round trip per checkout where a failed request is retried anyway (the
     Geo API: a secondary retries, and the pool drops every connection on the first
-    disconnect it sees)."""
+    disconnect it sees). ``pooled`` off opens a PostgreSQL connection per checkout and
+    closes it after: for a holder that keeps the engine long but uses it rarely (the
+    tests' own engines beside the daemons), so it keeps no server connection idle."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
+    if not pooled:
+        return create_engine(url, poolclass=NullPool)
     return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=pre_ping)
 
 

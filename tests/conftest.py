@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,12 @@ from tests.sites import PrimarySite, SecondarySite, primary_site, secondary_site
 settings.register_profile("geo-sync", deadline=None, database=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("geo-sync")
+
+# xdist's workers (make test) run with COLUMNS=80 and LINES=24 set, a plain pytest run
+# with neither: the CLI honours COLUMNS, so the commands the tests run into pipes would
+# wrap their output at 80 columns only under make test.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 
 def _migrated(schema: Schema, backend: str, tmp_path: Path) -> Iterator[Engine]:

@@ -23,6 +23,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.sites import free_port
+
 PG_ADMIN_DSN = os.environ.get(
     "GEO_SYNC_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 )
@@ -88,12 +90,6 @@ class PrivateService:
         self.start()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _as_postgres(*argv: str) -> None:
     """Run a PostgreSQL tool as the postgres user (initdb and pg_ctl refuse root)."""
     command = " ".join(shlex.quote(arg) for arg in argv)
@@ -117,7 +113,7 @@ def private_postgres(database: str = "geo") -> Iterator[PrivateService]:
     data = base / "data"
     if os.geteuid() == 0:
         shutil.chown(base, "postgres")
-    port = _free_port()
+    port = free_port()
     _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
                  "--no-sync", "-E", "UTF8")
     options = (f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
@@ -153,7 +149,7 @@ def private_redis() -> Iterator[PrivateService]:
     if binary is None:
         service_missing("redis-server", FileNotFoundError("redis-server"))
         raise AssertionError("unreachable")
-    port = _free_port()
+    port = free_port()
     procs: list[subprocess.Popen[bytes]] = []
 
     def start() -> None:
@@ -161,7 +157,7 @@ def private_redis() -> Iterator[PrivateService]:
                                  "--save", "", "--appendonly", "no"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(proc)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.2):
@@ -170,7 +166,7 @@ def private_redis() -> Iterator[PrivateService]:
                 if proc.poll() is not None:
                     raise RuntimeError(f"redis-server exited with {proc.returncode}") from None
                 time.sleep(0.05)
-        raise RuntimeError(f"redis-server not listening on {port} after 30 s")
+        raise RuntimeError(f"redis-server not listening on {port} after 90 s")
 
     def stop() -> None:
         proc = procs.pop()

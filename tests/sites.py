@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import ssl
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,13 +33,51 @@ from tests.tls import TestCA
 GEO_SYNC = str(Path(sys.executable).parent / "geo-sync")
 
 
-def free_port() -> int:
+# Ports for the tests' servers. Not from the kernel (bind to port 0): that hands out a
+# port of the ephemeral range (32768-60999), where every outgoing connection takes its
+# local port too, so under parallel load a client could take it before the server binds
+# it. Below that range instead, and a slice of its own for each xdist worker so two
+# workers never pick the same one.
+TEST_PORTS = range(20000, 32000)
+_RANDOM = random.SystemRandom()  # hypothesis seeds the module-level random in tests
+_RECENT: deque[int] = deque(maxlen=512)  # handed out lately: maybe not bound yet
+
+
+def _port_slice() -> range:
+    count = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), 1)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) % count if worker.isdigit() else 0
+    size = len(TEST_PORTS) // count
+    return range(TEST_PORTS.start + index * size, TEST_PORTS.start + (index + 1) * size)
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], deadline: float = 30.0) -> None:
+def free_ports(count: int = 1) -> int:
+    """The first of ``count`` consecutive free ports for a test's servers."""
+    span = _port_slice()
+    for _ in range(500):
+        first = _RANDOM.randrange(span.start, span.stop - count)
+        ports = range(first, first + count)
+        if not any(port in _RECENT for port in ports) and all(map(_bindable, ports)):
+            _RECENT.extend(ports)
+            return first
+    raise RuntimeError(f"no {count} free ports in a row in {span}")
+
+
+def free_port() -> int:
+    """A free port for a test's server (see TEST_PORTS)."""
+    return free_ports(1)
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], deadline: float = 90.0) -> None:
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         if proc.poll() is not None:
@@ -48,6 +88,28 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], deadline: float = 30
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on port {port} after {deadline}s")
+
+
+def wait_for_http(url: str, proc: subprocess.Popen[bytes], deadline: float = 90.0) -> None:
+    """Wait until ``url`` answers at all (any status). `primary serve` listens before its
+    serving process has opened its database; on a loaded machine a client with a short
+    timeout would give up on the backlog in between."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before answering")
+        try:
+            httpx.get(url, timeout=5)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer after {deadline}s")
+
+
+# A served primary in the tests takes checksums every half second (5 s by default), so
+# the secondaries' verification, which waits for them, does not make each test wait.
+# A test's own environment wins (tests/secondary/test_scheduler.py turns it off).
+PRIMARY_TEST_ENV = {"GEO_SYNC_PRIMARY__CHECKSUM_INTERVAL_SECONDS": "0.5"}
 
 
 @dataclass
@@ -106,12 +168,13 @@ class PrimarySite:
 
     def start(self) -> None:
         port = int(self.url.rsplit(":", 1)[1])
-        env = dict(os.environ, GEO_SYNC_PRIMARY__LISTEN_PORT=str(port))
+        env = {**PRIMARY_TEST_ENV, **os.environ, "GEO_SYNC_PRIMARY__LISTEN_PORT": str(port)}
         self.process = subprocess.Popen(
             [GEO_SYNC, "--config", str(self.config), "primary", "serve",
              "--processes", str(self.processes)], env=env
         )
         wait_for_port(port, self.process)
+        wait_for_http(f"{self.api}/openapi.json", self.process)
 
 
 @contextmanager
@@ -124,7 +187,7 @@ def primary_site(directory: Path, database_url: str | None, serve: bool = True,
     if tls is not None:
         set_keys(config, "primary", tls_cert_file=str(tls.cert), tls_key_file=str(tls.key))
     settings = load_settings(config).require_primary()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pooled=False)
     with write_transaction(engine) as conn:
         secret = add_secondary(conn, "s1")
     scheme = "https" if tls else "http"
@@ -177,4 +240,4 @@ def secondary_site(directory: Path, primary: PrimarySite, database_url: str | No
                             secret=primary.secret, database_url=database_url,
                             broker_url=broker_url, extra=dict(extra))
     settings = load_settings(config).require_secondary()
-    return SecondarySite(config, settings, make_engine(settings.database_url))
+    return SecondarySite(config, settings, make_engine(settings.database_url, pooled=False))

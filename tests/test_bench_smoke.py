@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+# The heaviest tests outside the fault matrix run one after another on one xdist worker
+# (make test), so two of them never compete for the two cores.
+pytestmark = pytest.mark.xdist_group("bench")
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

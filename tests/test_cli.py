@@ -77,7 +77,8 @@ def test_errors_are_one_line_with_a_hint_and_exit_non_zero(tmp_path: Path) -> No
 def test_the_debug_token_works_with_the_running_api(tmp_path: Path) -> None:
     with primary_site(tmp_path / "p", None) as site:
         token = run("primary", "token", "s1", "--ttl", "30", config=site.config).stdout.strip()
-        response = httpx.get(f"{site.api}/status", headers={"Authorization": f"Bearer {token}"})
+        response = httpx.get(f"{site.api}/status", headers={"Authorization": f"Bearer {token}"},
+                             timeout=90)
         assert response.status_code == 200
         assert response.json()["role"] == "primary"
 
@@ -95,8 +96,9 @@ def test_secrets_never_reach_the_logs(tmp_path: Path) -> None:
             )
             wait_for_port(int(site.url.rsplit(":", 1)[1]), site.process)
             forged = site.token().replace(".", ".x", 1)
-            httpx.get(f"{site.api}/status", headers={"Authorization": f"Bearer {forged}"})
-            httpx.get(f"{site.api}/status", headers=site.headers())
+            httpx.get(f"{site.api}/status", headers={"Authorization": f"Bearer {forged}"},
+                      timeout=90)
+            httpx.get(f"{site.api}/status", headers=site.headers(), timeout=90)
             site.stop()
         text = log_path.read_text()
         assert "request_refused" in text

@@ -72,8 +72,13 @@ def test_serve_writes_only_json_and_names_its_process(primary: PrimarySite,
             env={**os.environ, "GEO_SYNC_PRIMARY__LISTEN_PORT": str(port)})
         wait_for_port(port, primary.process)
         assert _cmdline(primary.process.pid).startswith("geo-sync primary serve")
-        httpx.get(f"{primary.api}/status", headers={"Authorization": "Bearer nonsense"})
-        httpx.get(f"{primary.url}/not-an-endpoint")
+        httpx.get(f"{primary.api}/status", headers={"Authorization": "Bearer nonsense"},
+                  timeout=90)
+        httpx.get(f"{primary.url}/not-an-endpoint", timeout=90)
+        # The port listens before the serving process that logs this line has started
+        # (two processes by default, and the other one may answer first).
+        wait_for(lambda: "geo_api_listening" in log_path.read_text(),
+                 "the serving process to log where it listens", 90)
         primary.stop()
     lines = _json_lines(log_path.read_text())
     components = {line.get("component") for line in lines}

@@ -36,7 +36,15 @@ from tests.services import (
     private_redis,
     temporary_database,
 )
-from tests.sites import GEO_SYNC, PrimarySite, SecondarySite, primary_site, wait_for_port
+from tests.sites import (
+    GEO_SYNC,
+    PRIMARY_TEST_ENV,
+    PrimarySite,
+    SecondarySite,
+    primary_site,
+    wait_for_http,
+    wait_for_port,
+)
 
 PROXY = "geo_api"  # the same name as config/compose/toxiproxy.json
 # Short leases and intervals so a cell converges in seconds; http_timeout short so a
@@ -181,13 +189,20 @@ class Rig:
             return {"error": (result.stderr or result.stdout).strip()}
 
     def wait_status(self, predicate: Callable[[dict[str, Any]], bool], what: str,
-                    timeout: float = 90.0) -> dict[str, Any]:
-        """Poll status until ``predicate`` holds; return that status."""
+                    timeout: float = 90.0, more: Callable[[], None] | None = None
+                    ) -> dict[str, Any]:
+        """Poll status until ``predicate`` holds; return that status. ``more``: for work
+        in flight, which a slow `status` (seconds to start on a loaded machine) can miss
+        when it finishes first: add more of it, under the same fault, after each miss."""
         seen: list[dict[str, Any]] = []
 
         def shown() -> bool:
             seen.append(self.status())
-            return predicate(seen[-1])
+            if predicate(seen[-1]):
+                return True
+            if more is not None:
+                more()
+            return False
 
         try:
             wait_for(shown, f"status to show {what}", timeout)
@@ -218,11 +233,13 @@ class Rig:
 
 def start_primary(site: PrimarySite, extra_env: dict[str, str] | None = None) -> None:
     port = int(site.url.rsplit(":", 1)[1])
-    env = dict(os.environ, GEO_SYNC_PRIMARY__LISTEN_PORT=str(port), **(extra_env or {}))
+    env = {**PRIMARY_TEST_ENV, **os.environ, "GEO_SYNC_PRIMARY__LISTEN_PORT": str(port),
+           **(extra_env or {})}
     site.process = subprocess.Popen(
         [GEO_SYNC, "--config", str(site.config), "primary", "serve"], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(port, site.process)
+    wait_for_http(f"{site.api}/openapi.json", site.process)
 
 
 def kill_primary(site: PrimarySite) -> None:
@@ -290,7 +307,8 @@ def fault_rig(tmp_path: Path, api: ToxiproxyApi, *, private_tracking: bool = Fal
         settings = load_settings(config).require_secondary()
         if before_start is not None:
             before_start(settings.mirror_root)
-        secondary = SecondarySite(config, settings, make_engine(settings.database_url))
+        secondary = SecondarySite(config, settings,
+                                  make_engine(settings.database_url, pooled=False))
         stack.callback(secondary.engine.dispose)
         deployment = FaultDeployment("production", primary, secondary, logs)
         stack.callback(deployment.stop_all)

@@ -16,6 +16,10 @@ from tests.faults.rig import fault_rig, start_primary
 from tests.faults.toxiproxy_api import ToxiproxyApi
 from tests.services import service_missing
 
+# Cells run one after another on one xdist worker (make test): each starts a primary, a
+# secondary's daemons and private services, and two at once on two cores starve both.
+pytestmark = pytest.mark.xdist_group("faults")
+
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 SKEW = "-300s"  # the primary's clock five minutes behind: far beyond the 10 s leeway
 

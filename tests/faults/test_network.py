@@ -3,6 +3,7 @@ link slowed, stalled, cut, reset, sliced, or the primary unreachable for a while
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Iterator
@@ -15,6 +16,10 @@ from tests.faults.cells import begin, partial_transfer, pending, shows, unreacha
 from tests.faults.rig import Rig, fault_rig
 from tests.faults.toxiproxy_api import ToxiproxyApi
 
+# Cells run one after another on one xdist worker (make test): each starts a primary, a
+# secondary's daemons and private services, and two at once on two cores starve both.
+pytestmark = pytest.mark.xdist_group("faults")
+
 
 @pytest.fixture
 def rig(tmp_path: Path, toxiproxy_server: ToxiproxyApi) -> Iterator[Rig]:
@@ -26,8 +31,10 @@ def test_latency_with_jitter_slows_the_link_and_the_mirror_converges(rig: Rig) -
     begin(rig)
     rig.add_toxic(type="latency", attributes={"latency": 400, "jitter": 200})
     rig.add_toxic(type="latency", stream="upstream", attributes={"latency": 100})
-    rig.workload.round(1)
-    rig.wait_status(pending, "the work still in flight over the slow link")
+    rounds = itertools.count(1)
+    rig.workload.round(next(rounds))
+    rig.wait_status(pending, "the work still in flight over the slow link",
+                    more=lambda: rig.workload.round(next(rounds)))
     rig.remove_toxics()
     rig.converge()
 
@@ -49,8 +56,10 @@ def test_a_slow_large_artifact_arrives_whole(rig: Rig) -> None:
     begin(rig)
     rig.add_toxic(type="bandwidth", attributes={"rate": 1000})
     rig.workload.upload_artifact("big/slow.bin", 6 * 1024 * 1024)
-    wait_for(lambda: partial_transfer(rig), "the slow transfer to start", 60)
-    rig.wait_status(pending, "the artifact still in transfer")
+    wait_for(lambda: partial_transfer(rig), "the slow transfer to start", 120)
+    more = itertools.count(1)
+    rig.wait_status(pending, "the artifact still in transfer", more=lambda: rig.workload
+                    .upload_artifact(f"big/slow-{next(more)}.bin", 6 * 1024 * 1024))
     rig.converge()
 
 
@@ -93,8 +102,10 @@ def test_data_sliced_into_small_delayed_packets_arrives_whole(rig: Rig) -> None:
     rig.add_toxic(type="slicer", attributes={"average_size": 1000, "size_variation": 500,
                                              "delay": 2000})
     rig.workload.upload_artifact("big/sliced.bin", 4 * 1024 * 1024)
-    rig.workload.round(1)
-    rig.wait_status(pending, "the sliced transfers in flight")
+    rounds = itertools.count(1)
+    rig.workload.round(next(rounds))
+    rig.wait_status(pending, "the sliced transfers in flight",
+                    more=lambda: rig.workload.round(next(rounds)))
     rig.converge()  # slicing is not an error: it must converge with the toxic on
 
 

@@ -18,6 +18,10 @@ from tests.faults.cells import begin, partial_transfer, pending, unreachable
 from tests.faults.rig import Rig, fault_rig, kill_primary, start_primary
 from tests.faults.toxiproxy_api import ToxiproxyApi
 
+# Cells run one after another on one xdist worker (make test): each starts a primary, a
+# secondary's daemons and private services, and two at once on two cores starve both.
+pytestmark = pytest.mark.xdist_group("faults")
+
 BIG = "big/transfer.bin"
 
 

@@ -6,9 +6,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.faults.cells import begin, pending, shows, unreachable
 from tests.faults.rig import fault_rig
 from tests.faults.toxiproxy_api import ToxiproxyApi
+
+# Cells run one after another on one xdist worker (make test): each starts a primary, a
+# secondary's daemons and private services, and two at once on two cores starve both.
+pytestmark = pytest.mark.xdist_group("faults")
 
 OUTAGE = 4.0  # seconds a service stays down: longer than the retry cap of 2 s
 

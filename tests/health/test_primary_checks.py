@@ -15,7 +15,7 @@ from tests.sites import PrimarySite
 
 
 def test_a_primary_whose_secondary_called_recently_is_healthy(primary: PrimarySite) -> None:
-    with httpx.Client(base_url=primary.api) as client:
+    with httpx.Client(base_url=primary.api, timeout=90) as client:
         assert client.get("/status", headers=primary.headers()).status_code == 200
     checked = run_check(primary.config)
     assert checked.code == 0, checked.text
@@ -48,7 +48,7 @@ def test_a_disabled_secondary_is_not_a_problem(primary: PrimarySite) -> None:
 
 
 def test_event_log_size_is_measured_against_its_threshold(primary: PrimarySite) -> None:
-    with httpx.Client(base_url=primary.api) as client:
+    with httpx.Client(base_url=primary.api, timeout=90) as client:
         client.get("/status", headers=primary.headers())
     primary.cli("primary", "publish", "artifact", "created", "--path", "a.bin",
                 "--no-inspect", "--size", "1", "--checksum", "0" * 64)

@@ -87,7 +87,7 @@ def test_a_primary_status_leads_with_its_verdict_and_exits_with_it(
     never = status(primary.config)
     assert never.returncode == 1 and never.stdout.splitlines()[0] == "Degraded"
     assert "WARNING secondary s1: never connected" in never.stdout
-    with httpx.Client(base_url=primary.api) as client:
+    with httpx.Client(base_url=primary.api, timeout=90) as client:
         assert client.get("/status", headers=primary.headers()).status_code == 200
     seen = status(primary.config, "--json")
     assert seen.returncode == 0

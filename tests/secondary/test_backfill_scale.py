@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import delete, func, insert, select
 
 from geo_sync.db import utcnow, write_transaction
@@ -16,6 +17,10 @@ from replicators.artifact import ArtifactRegistry
 from replicators.job_log import JobLogRegistry
 from tests.services import temporary_database
 from tests.sites import primary_site, secondary_site
+
+# The heaviest tests outside the fault matrix run one after another on one xdist worker
+# (make test), so two of them never compete for the two cores.
+pytestmark = pytest.mark.xdist_group("bench")
 
 ITEMS = 100_000
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -22,27 +21,10 @@ from geo_sync.tracking.sync_rows import insert_ignore, new_row
 from replicators.artifact import ArtifactRegistry
 from replicators.registry import REPLICATORS
 from tests.deployment import deployment_for, wait_for
+from tests.sites import free_ports
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "prometheus"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def free_ports(count: int) -> int:
-    """A first port with ``count`` free ports in a row."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            first = int(sock.getsockname()[1])
-        if first + count > 65535:
-            continue
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-    raise RuntimeError("no run of free ports")
 
 
 def scrape(port: int) -> Samples:
