@@ -24,7 +24,7 @@ from geo_sync.paths import TEMP_PREFIX
 from geo_sync.primary.models import CatalogItem
 from geo_sync.primary.publish import Change, publish
 from geo_sync.tracking.models import WorkerRow
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 from tests.deployment import flush_queue, unique_queue
 from tests.services import REDIS_URL, temporary_database
 from tests.sites import GEO_SYNC, PrimarySite, SecondarySite, primary_site, secondary_site
@@ -169,7 +169,7 @@ def time_worker_sync_phases(primary: PrimarySite, *, batch_size: int = 25, threa
     second, so its own queries stay off the measured path (polling count(*) every
     10 ms cost the two cores)."""
     replicator = REPLICATORS[replicable]
-    registry = replicator.registry
+    registry = replicator.registry_table
     with primary.engine.connect() as conn:
         items = int(conn.execute(select(func.count()).select_from(CatalogItem).where(
             CatalogItem.replicable_type == replicable)).scalar_one())
@@ -197,7 +197,7 @@ def time_live_sync(primary: PrimarySite, changes: list[Change], *, batch_size: i
     deployed case, where a CI job's artifacts appear and the mirror follows. Events,
     the cursor, the scheduler and the workers are all inside the clock; process
     start-up is not (as an rsync daemon's is not)."""
-    registry = REPLICATORS["artifact"].registry
+    registry = REPLICATORS["artifact"].registry_table
     with running_secondary(primary, **_tuned(batch_size, tuning)) as secondary:
         secondary.start_workers(processes, threads)
         _wait_for_workers(secondary, processes)

@@ -29,7 +29,7 @@ from geo_sync.db import make_engine, utcnow, write_transaction
 from geo_sync.migrate import TRACKING
 from geo_sync.tracking.sync_rows import new_row
 from replicators.artifact import ArtifactRegistry
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 from tests.services import temporary_database
 from verification.sweep import sweep_chunk
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from geo_sync.paths import TEMP_PREFIX
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 
 def compare_storage(primary_root: Path, mirror_root: Path) -> list[str]:

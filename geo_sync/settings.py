@@ -149,7 +149,7 @@ class PrimarySettings(_Section):
 
 #: A per-data-type setting: ``{type name: value}``, ``"*"`` for every type not named.
 #: Type names are checked against the registered types where those are known
-#: (``replicators.registry.check_type_settings``); a type not named takes ``"*"``,
+#: (``replicators.type_map.check_type_settings``); a type not named takes ``"*"``,
 #: else the default its replicator declares.
 PerType = dict[str, Annotated[int, Field(gt=0, le=1_000_000)]]
 

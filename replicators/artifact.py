@@ -20,4 +20,4 @@ class ArtifactReplicator(BlobReplicator):
     default_concurrency: ClassVar[int] = 200
     default_batch_size: ClassVar[int] = 25
     default_verification_concurrency: ClassVar[int] = 20
-    registry: ClassVar[Registry] = ArtifactRegistry
+    registry_table: ClassVar[Registry] = ArtifactRegistry

@@ -8,7 +8,7 @@
   removing it, and checking it. Only the secondary's code (and verification) calls it.
 
 A new data type is still one class: it subclasses ``Replicator`` (both sides) or
-``BlobReplicator`` and is registered in ``replicators.registry``; nothing else in
+``BlobReplicator`` and is registered in ``replicators.type_map``; nothing else in
 geo-sync switches on type names. The primary's code asks for a type's ``Original``
 (``original_for``), the secondary's for its ``Copy`` (``copy_for``), so each side's code
 is typed against its own half.
@@ -85,7 +85,7 @@ class DataType(ABC):
     name: ClassVar[str]
     events: ClassVar[tuple[str, ...]]
     storage_dir: ClassVar[str]
-    registry: ClassVar[Registry]
+    registry_table: ClassVar[Registry]
     #: The event that brings an item into existence or replaces it wholesale.
     created_event: ClassVar[str] = "created"
     #: Items grow by appends while live: a copy at the size it was synced to, behind a

@@ -132,5 +132,5 @@ class JobLogReplicator(JobLogOriginal, JobLogCopy, BlobReplicator):
     default_concurrency: ClassVar[int] = 100
     default_batch_size: ClassVar[int] = 25
     default_verification_concurrency: ClassVar[int] = 20
-    registry: ClassVar[Registry] = JobLogRegistry
+    registry_table: ClassVar[Registry] = JobLogRegistry
     appendable: ClassVar[bool] = True

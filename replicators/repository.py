@@ -192,7 +192,7 @@ class RepositoryReplicator(RepositoryOriginal, RepositoryCopy, Replicator):
     default_batch_size: ClassVar[int] = 1
     default_verification_concurrency: ClassVar[int] = 4
     transport: ClassVar[str] = "git"
-    registry: ClassVar[Registry] = RepositoryRegistry
+    registry_table: ClassVar[Registry] = RepositoryRegistry
 
     @classmethod
     def validate_path(cls, path: object, *, field: str = "path") -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 from tests.gitutil import git
 
 TEMP = ".geo-sync-tmp-"

@@ -22,7 +22,7 @@ from geo_sync.db import write_transaction
 from geo_sync.primary.publish import Change, publish
 from geo_sync.tracking.models import CursorRow
 from geo_sync.workload import Workload
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 from tests.compare import differences, temp_files
 from tests.services import REDIS_URL, service_missing, temporary_database
 from tests.sites import GEO_SYNC, PrimarySite, SecondarySite, primary_site, secondary_site
@@ -119,7 +119,7 @@ class Deployment:
     def registry_busy(self) -> int:
         with self.secondary.engine.connect() as conn:
             return sum(conn.execute(select(func.count()).where(
-                r.registry.state != "synced")).scalar_one() for r in REPLICATORS.values())
+                r.registry_table.state != "synced")).scalar_one() for r in REPLICATORS.values())
 
     def caught_up(self) -> bool:
         with self.secondary.engine.connect() as conn:

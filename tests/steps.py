@@ -18,7 +18,7 @@ from replicators.artifact import ArtifactReplicator
 from tests.sites import PrimarySite
 
 ARTIFACT = ArtifactReplicator
-MODEL = ArtifactReplicator.registry
+MODEL = ArtifactReplicator.registry_table
 
 
 def publish_artifact(primary: PrimarySite, path: str, content: bytes | None,

@@ -8,7 +8,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

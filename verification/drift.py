@@ -15,7 +15,7 @@ from geo_sync.db import utcnow
 from geo_sync.paths import TEMP_PREFIX
 from geo_sync.tracking import selection_row
 from geo_sync.tracking.states import SyncState, VerificationState
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 STUCK_AFTER = timedelta(hours=1)
 STUCK_RETRIES = 5
@@ -57,7 +57,7 @@ def find_drift(engine: Engine, mirror_root: Path, *, include_orphans: bool = Tru
     with engine.connect() as conn:
         selection = selection_row.applied(conn)
     for replicator in REPLICATORS.values():
-        model, name = replicator.registry, replicator.name
+        model, name = replicator.registry_table, replicator.name
         root = mirror_root / replicator.storage_dir
         with engine.connect() as conn:
             rows = conn.execute(select(

@@ -14,8 +14,8 @@ from geo_sync.paths import resolve_inside
 from geo_sync.tracking import sync_rows
 from geo_sync.tracking.states import SyncState, VerificationState
 from replicators.base import Copy
-from replicators.registry import copies, copy_for
 from replicators.transfer import remove_path
+from replicators.type_map import copies, copy_for
 from verification.drift import Drift, Finding, find_drift
 
 
@@ -41,7 +41,7 @@ def select_rows(engine: Engine, type_name: str | None, *, ids: tuple[int, ...] =
         raise InvalidInput("--id needs a TYPE (ids are per type)")
     planned = []
     for replicator in _replicators(type_name):
-        model = replicator.registry
+        model = replicator.registry_table
         query = select(model.id, model.path, model.state, model.verification_state).where(
             model.tombstone.is_(False))
         if ids:
@@ -63,8 +63,8 @@ def execute_resync(engine: Engine, plan: list[Planned]) -> int:
         ids = [p.id for p in plan if p.type == replicator.name]
         if ids:
             with write_transaction(engine) as conn:
-                done += len(sync_rows.resync(conn, replicator.registry,
-                                            replicator.registry.id.in_(ids)))
+                done += len(sync_rows.resync(conn, replicator.registry_table,
+                                            replicator.registry_table.id.in_(ids)))
     return done
 
 

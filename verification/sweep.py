@@ -45,7 +45,7 @@ def _fingerprint(replicator: type[Copy], root: Path, path: str) -> str | None:
 def sweep_chunk(engine: Engine, replicator: type[Copy], mirror_root: Path,
                 after_id: int, limit: int) -> SweepChunk:
     """Check up to ``limit`` verified rows with id above ``after_id``."""
-    model = replicator.registry
+    model = replicator.registry_table
     root = mirror_root / replicator.storage_dir
     with engine.connect() as conn:
         rows = conn.execute(

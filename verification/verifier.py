@@ -29,7 +29,7 @@ from geo_sync.tracking.models import CursorRow
 from geo_sync.tracking.states import Verdict
 from geo_sync.wire import PrimarySource
 from replicators.base import Copy
-from replicators.registry import copy_for
+from replicators.type_map import copy_for
 
 log = get_logger("verifier")
 POSTPONE_SECONDS = 30.0
@@ -78,7 +78,7 @@ def _cursor(runtime: Runtime) -> str | None:
 def verify_one(runtime: Runtime, replicator: type[Copy], item: verification_rows.ToVerify
                ) -> Outcome:
     """Verify one claimed row and record the outcome."""
-    model, client, settings = replicator.registry, runtime.client, runtime.settings
+    model, client, settings = replicator.registry_table, runtime.client, runtime.settings
     mirror, size, fingerprint = _mirror_copy(runtime, replicator, item.path)
     try:
         primary = client.catalog_item(replicator.name, item.path)
@@ -129,7 +129,7 @@ def verify_items(runtime: Runtime, type_name: str, ids: list[int]) -> list[Outco
     replicator = copy_for(type_name)
     with write_transaction(runtime.engine) as conn:
         claimed = verification_rows.claim(
-            conn, replicator.registry, ids, runtime.settings.lease_seconds)
+            conn, replicator.registry_table, ids, runtime.settings.lease_seconds)
     outcomes = []
     for item in claimed:
         structlog.contextvars.bind_contextvars(replicable=type_name, record_id=item.record_id)
@@ -138,7 +138,7 @@ def verify_items(runtime: Runtime, type_name: str, ids: list[int]) -> list[Outco
         except Exception as exc:  # the primary unreachable, say: try again later
             log.warning("verification_failed", path=item.path, error=str(exc))
             with write_transaction(runtime.engine) as conn:
-                verification_rows.postpone(conn, replicator.registry, item, str(exc)[:500],
+                verification_rows.postpone(conn, replicator.registry_table, item, str(exc)[:500],
                                 POSTPONE_SECONDS)
         finally:
             structlog.contextvars.clear_contextvars()

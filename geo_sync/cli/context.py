@@ -54,7 +54,7 @@ class CliContext:
     def settings(self) -> Settings:
         from geo_sync.logging import configure_logging  # noqa: PLC0415
         from geo_sync.settings import load_settings  # noqa: PLC0415
-        from replicators.registry import check_type_settings  # noqa: PLC0415
+        from replicators.type_map import check_type_settings  # noqa: PLC0415
 
         if self._settings is None:
             self._settings = load_settings(self.config_path)

@@ -31,8 +31,8 @@ from geo_sync.primary.site import init_primary, open_primary
 from geo_sync.primary.status import primary_status
 from geo_sync.tls import check_server_pair
 from replicators.base import Original
-from replicators.registry import REPLICATORS, git_original, original_for
 from replicators.repository import is_bare_repository
+from replicators.type_map import REPLICATORS, git_original, original_for
 
 console = make_console()
 log = get_logger("cli")

@@ -16,7 +16,7 @@ from geo_sync.migrate import TRACKING
 from geo_sync.secondary.runtime import open_runtime
 from geo_sync.tracking import verification_rows
 from geo_sync.tracking.states import SyncState, Verdict
-from replicators.registry import REPLICATORS, copy_for
+from replicators.type_map import REPLICATORS, copy_for
 from verification.drift import find_drift
 from verification.recovery import (
     Planned,
@@ -133,8 +133,8 @@ def verify(cli_ctx: CliContext, type_name: str | None, ids: tuple[int, ...], fai
             for row in plan:
                 replicator = copy_for(row.type)
                 with write_transaction(runtime.engine) as conn:
-                    verification_rows.request(conn, replicator.registry, [row.id])
-                    claimed = verification_rows.claim(conn, replicator.registry, [row.id],
+                    verification_rows.request(conn, replicator.registry_table, [row.id])
+                    claimed = verification_rows.claim(conn, replicator.registry_table, [row.id],
                                            runtime.settings.lease_seconds)
                 for item in claimed:
                     outcome = verify_one(runtime, replicator, item)

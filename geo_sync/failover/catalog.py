@@ -19,7 +19,7 @@ from geo_sync.migrate import PRIMARY
 from geo_sync.primary import site_state
 from geo_sync.primary.models import CatalogItem
 from geo_sync.tracking.states import SyncState, VerificationState
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 PAGE = 5000
 _VERIFIED = (VerificationState.SUCCEEDED.value, VerificationState.DISABLED.value)
@@ -57,7 +57,7 @@ def build_catalog(tracking: Engine, primary: Engine, epoch: int) -> CatalogBuilt
     built = CatalogBuilt()
     now = utcnow()
     for replicator in REPLICATORS.values():
-        model = replicator.registry
+        model = replicator.registry_table
         after, count, unchecked = 0, 0, 0
         while True:
             with tracking.connect() as conn:

@@ -23,7 +23,7 @@ from geo_sync.settings import SecondarySettings
 from geo_sync.tracking import epoch_row
 from geo_sync.tracking.models import CursorRow
 from geo_sync.tracking.states import SyncState
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 POLL = 0.5
 #: Seconds assumed for `primary serve` to start answering (measured by bench/failover.py).
@@ -75,7 +75,7 @@ def _read_catalog(engine: Engine) -> float:
     started = time.monotonic()
     with engine.connect() as conn:
         for replicator in REPLICATORS.values():
-            model = replicator.registry
+            model = replicator.registry_table
             for _ in conn.execute(select(model.record_id, model.path, model.expected_size,
                                          model.expected_checksum).where(
                     model.tombstone.is_(False), model.state == SyncState.SYNCED.value)):
@@ -95,7 +95,7 @@ def _reached(engine: Engine, client: PrimaryClient, head_id: int | None,
         return False
     with engine.connect() as conn:
         for replicator in REPLICATORS.values():
-            model = replicator.registry
+            model = replicator.registry_table
             behind = conn.execute(select(func.count()).where(
                 model.change_committed_at <= head_at, rpo.not_done(model))).scalar_one()
             if behind:

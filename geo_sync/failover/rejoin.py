@@ -24,7 +24,7 @@ from geo_sync.secondary.site import init_secondary
 from geo_sync.settings import PrimarySettings, SecondarySettings, load_settings
 from geo_sync.tracking import sync_rows
 from geo_sync.tracking.states import SyncState
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 PAGE = 5000
 
@@ -95,7 +95,7 @@ def rejoin(primary: PrimarySettings, directory: Path, *, primary_url: str, name:
                                "change_synced_at": now}
                               for row in rows]
                     with write_transaction(tracking) as conn:
-                        seeded += sync_rows.insert_ignore(conn, replicator.registry, values)
+                        seeded += sync_rows.insert_ignore(conn, replicator.registry_table, values)
         finally:
             tracking.dispose()
         return config, seeded

@@ -27,7 +27,7 @@ from geo_sync.toml_out import dumps
 from geo_sync.tracking import epoch_row
 from geo_sync.tracking.models import CursorRow
 from geo_sync.tracking.states import SyncState, VerificationState
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def _held(engine: Engine) -> tuple[int, int, int, int]:
     synced = synced_bytes = to_copy = to_copy_bytes = 0
     with engine.connect() as conn:
         for replicator in REPLICATORS.values():
-            model = replicator.registry
+            model = replicator.registry_table
             live = model.tombstone.is_(False)
             done = model.state == SyncState.SYNCED.value
             row = conn.execute(select(
@@ -74,7 +74,7 @@ def _know_verified_checksums(engine: Engine) -> None:
     catalog (which carries it) finds it equal instead of changed."""
     with write_transaction(engine) as conn:
         for replicator in REPLICATORS.values():
-            model = replicator.registry
+            model = replicator.registry_table
             conn.execute(update(model).where(
                 model.expected_checksum.is_(None), model.verification_expected.is_not(None),
                 model.state == SyncState.SYNCED.value,

@@ -17,7 +17,7 @@ from geo_sync.secondary.client import PrimaryClient
 from geo_sync.tracking import selection_row
 from geo_sync.tracking.models import CursorRow, Registry
 from geo_sync.tracking.states import SyncState, VerificationState
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 #: Events counted behind the cursor at most (pages of the feed read to count them).
 MAX_EVENT_PAGES = 20
@@ -145,7 +145,7 @@ def measure(engine: Engine, client: PrimaryClient | None, *, listed: int = MAX_L
         cursor = conn.execute(select(CursorRow.last_event_id, CursorRow.last_event_at)
                               .where(CursorRow.id == 1)).one()
         for replicator in REPLICATORS.values():
-            model = replicator.registry
+            model = replicator.registry_table
             gap = TypeGap()
             synced = model.state == SyncState.SYNCED.value
             row = conn.execute(select(

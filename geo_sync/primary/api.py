@@ -58,7 +58,7 @@ from geo_sync.wire import (
     EventPage,
     error_status,
 )
-from replicators.registry import git_original, original_for
+from replicators.type_map import git_original, original_for
 
 log = get_logger("api")
 MAX_LIMIT = 1000

@@ -27,7 +27,7 @@ from geo_sync.wire import (
     BatchStatus,
 )
 from replicators.base import Original
-from replicators.registry import original_for
+from replicators.type_map import original_for
 
 #: Bytes of files read per trip to the thread pool while streaming a batch.
 _READ_GROUP_BYTES = 4 * 1024 * 1024

@@ -18,7 +18,7 @@ from geo_sync.errors import InvalidInput
 from geo_sync.logging import get_logger
 from geo_sync.paths import resolve_inside
 from geo_sync.primary.models import CatalogItem
-from replicators.registry import original_for
+from replicators.type_map import original_for
 
 log = get_logger("checksummer")
 BATCH = 200

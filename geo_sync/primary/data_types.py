@@ -20,7 +20,7 @@ from sqlalchemy import Connection, delete, insert, select
 from geo_sync.primary.models import AcceptedEvent
 from geo_sync.primary.publish_rules import refuse
 from replicators.base import DataType
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 Pair = tuple[str, str]
 

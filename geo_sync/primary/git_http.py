@@ -12,8 +12,8 @@ from starlette.responses import JSONResponse, Response
 from geo_sync.errors import MissingOnPrimary
 from geo_sync.git_http_backend import is_push, run_http_backend, split_upload_pack
 from geo_sync.paths import resolve_inside
-from replicators.registry import git_original
 from replicators.repository import is_bare_repository
+from replicators.type_map import git_original
 
 
 def _refuse_push() -> Response:

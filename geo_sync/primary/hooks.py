@@ -29,8 +29,8 @@ from geo_sync.paths import TEMP_PREFIX, resolve_inside
 from geo_sync.primary.models import CatalogItem
 from geo_sync.primary.publish import Change, publish
 from geo_sync.primary.site_state import READ_ONLY_MARKER
-from replicators.registry import git_original
 from replicators.repository import is_bare_repository
+from replicators.type_map import git_original
 
 MARKER = "# geo-sync post-receive hook"
 PRE_MARKER = "# geo-sync pre-receive hook"

@@ -14,7 +14,7 @@ from geo_sync.db import utcnow
 from geo_sync.primary import secondaries
 from geo_sync.primary.models import CatalogItem, Event
 from geo_sync.settings import PrimarySettings
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 
 class PrimaryCollector(Collector):

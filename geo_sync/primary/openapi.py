@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from geo_sync.wire import API_PREFIX, BATCH_INLINE_MAX, BATCH_MAX_PATHS
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
 

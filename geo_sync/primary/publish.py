@@ -36,7 +36,7 @@ from geo_sync.primary.models import CatalogItem, Event
 from geo_sync.primary.publish_rules import from_sqlstate, refuse
 from geo_sync.primary.site_state import check_writable
 from geo_sync.primary.site_state import from_sqlstate as read_only_from_sqlstate
-from replicators.registry import original_for
+from replicators.type_map import original_for
 
 NOTIFY_CHANNEL = "geo_sync_events"
 _CHECKSUM = re.compile(r"[0-9a-f]{64}")

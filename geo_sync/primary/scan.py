@@ -21,7 +21,7 @@ from geo_sync.paths import resolve_inside
 from geo_sync.primary.models import CatalogItem
 from geo_sync.primary.publish import Change, publish
 from replicators.base import KnownItem, Original
-from replicators.registry import originals
+from replicators.type_map import originals
 
 log = get_logger("scan")
 BATCH = 500

@@ -18,7 +18,7 @@ from geo_sync.settings import (
     validate_section,
 )
 from geo_sync.toml_out import dumps
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 CONFIG_NAME = "config.toml"
 

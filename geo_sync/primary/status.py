@@ -12,7 +12,7 @@ from geo_sync.primary.feed import feed_for
 from geo_sync.primary.hooks import REJECTED_DIR, SPOOL_DIR
 from geo_sync.primary.models import CatalogItem, Event
 from geo_sync.settings import PrimarySettings
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 
 def primary_status(settings: PrimarySettings, engine: Engine) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from geo_sync.tracking import event_rows, selection_row, sync_rows
 from geo_sync.tracking.models import CursorRow, Registry
 from geo_sync.wire import CatalogPage
 from replicators.base import Copy
-from replicators.registry import copies
+from replicators.type_map import copies
 
 log = get_logger("backfill")
 PAGE = 1000
@@ -39,7 +39,7 @@ def _apply_page(conn: Connection, replicator: type[Copy], page: CatalogPage,
                 selection: Selection) -> list[str]:
     """Record the page's selected items; return the record ids of all of them (an
     unselected item still exists: its row, if any, is not a vanished item's)."""
-    model = replicator.registry
+    model = replicator.registry_table
     rows, ids, unselected = [], [], []
     for entry in page.entries():
         try:
@@ -102,7 +102,7 @@ def _forget_unselected(runtime: Runtime, replicator: type[Copy],
     """Delete the rows of items the selection no longer takes. Only rows: their copies
     stay on disk, where `geo-sync orphans` lists them and `orphans --delete` (an
     operator's act) removes them. A pending delete (tombstone) is left to finish."""
-    model = replicator.registry
+    model = replicator.registry_table
     with runtime.engine.connect() as conn:
         rows = conn.execute(select(model.id, model.path).where(
             model.tombstone.is_(False))).all()
@@ -146,7 +146,7 @@ def backfill(runtime: Runtime, client: PrimaryClient, progress: Progress | None 
                      total=page.total)
             if progress:
                 progress(replicator.name, len(seen), page.total)
-        vanished = _tombstone_vanished(runtime, replicator.registry, seen, started)
+        vanished = _tombstone_vanished(runtime, replicator.registry_table, seen, started)
         if vanished:
             log.info("backfill_tombstoned_vanished", replicable=replicator.name, count=vanished)
         total_seen += len(seen)

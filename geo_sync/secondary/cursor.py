@@ -31,7 +31,7 @@ from geo_sync.selection import Selection
 from geo_sync.tracking import epoch_row, event_rows, selection_row
 from geo_sync.tracking.models import CursorRow
 from geo_sync.wire import EventPage
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 log = get_logger("cursor")
 #: The primary's largest page (geo_sync.primary.api.MAX_LIMIT): fewer round trips and
@@ -171,7 +171,7 @@ class LogCursor:
                     committed_at=event.created_at,
                 )
             for name, items in net.items():
-                model = REPLICATORS[name].registry
+                model = REPLICATORS[name].registry_table
                 # Only selected items are recorded: a filter before the insert, nothing more.
                 chosen = selective.to_record(conn, model, name, selection, list(items.values()))
                 event_rows.note_changes(conn, model, chosen)

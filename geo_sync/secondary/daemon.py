@@ -30,7 +30,7 @@ from geo_sync.secondary.worker import threads_alive
 from geo_sync.settings import SecondarySettings
 from geo_sync.signals import block_stop_signals, wait_for_stop_signal_while
 from geo_sync.tracking import epoch_row
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 log = get_logger("daemon")
 

@@ -14,8 +14,8 @@ from geo_sync.logging import get_logger
 from geo_sync.paths import TEMP_PREFIX
 from geo_sync.secondary.runtime import Runtime
 from geo_sync.tracking import blockers, sync_rows
-from replicators.registry import REPLICATORS
 from replicators.transfer import remove_path
+from replicators.type_map import REPLICATORS
 
 log = get_logger("scheduler")
 
@@ -47,7 +47,7 @@ class Janitor:
         dirs = set()
         with self.runtime.engine.connect() as conn:
             for replicator in REPLICATORS.values():
-                for path in sync_rows.held_paths(conn, replicator.registry):
+                for path in sync_rows.held_paths(conn, replicator.registry_table):
                     dirs.add((root / replicator.storage_dir / path).parent)
         return dirs
 
@@ -80,7 +80,7 @@ class DependencyProbe:
         self.dependency_recovered.clear()
         with self.runtime.engine.connect() as conn:
             waiting = {blocker for blocker in (blockers.PRIMARY, blockers.STORAGE)
-                       if any(sync_rows.blocked(conn, r.registry, blocker)
+                       if any(sync_rows.blocked(conn, r.registry_table, blocker)
                               for r in REPLICATORS.values())}
         if not waiting:
             self.dependencies_down.clear()
@@ -101,7 +101,7 @@ class DependencyProbe:
                 continue
             self.dependencies_down.discard(blocker)
             with write_transaction(self.runtime.engine) as conn:
-                count = sum(len(sync_rows.retry_unblocked(conn, r.registry, blocker))
+                count = sum(len(sync_rows.retry_unblocked(conn, r.registry_table, blocker))
                             for r in REPLICATORS.values())
             log.info("dependency_recovered", dependency=blocker, retried=count)
             retried += count

@@ -25,7 +25,7 @@ from geo_sync.settings import SecondarySettings
 from geo_sync.tracking import lag as item_lag
 from geo_sync.tracking.models import CursorRow, Lease
 from geo_sync.tracking.states import SyncState, VerificationState
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 log = get_logger("metrics")
 
@@ -45,7 +45,7 @@ class Snapshot:
 def _registry_gauges(snap: Snapshot, engine: Engine) -> None:
     with engine.connect() as conn:
         for replicator in REPLICATORS.values():
-            model, name = replicator.registry, replicator.name
+            model, name = replicator.registry_table, replicator.name
             states = dict(conn.execute(select(model.state, func.count())
                                        .group_by(model.state)).all())
             for state in SyncState:
@@ -148,7 +148,7 @@ class LagHistogram:
                 counts = self.counts.setdefault(name, [0] * (len(LAG_BUCKETS) + 1))
                 self.sums.setdefault(name, 0.0)
                 for row_id, verified_at, seconds in item_lag.lags_verified_since(
-                        conn, replicator.registry, horizon, limit=100_000):
+                        conn, replicator.registry_table, horizon, limit=100_000):
                     key = (name, row_id, verified_at)
                     if key in self._seen or verified_at <= self.started:
                         continue
@@ -194,7 +194,7 @@ class SiteCollector(Collector):
         self.lag.observe_new(self.engine)
         with self.engine.connect() as conn:
             for replicator in REPLICATORS.values():
-                oldest = item_lag.oldest_unverified(conn, replicator.registry)
+                oldest = item_lag.oldest_unverified(conn, replicator.registry_table)
                 snap.add("geo_sync_oldest_unverified_change_age_seconds",
                          "Age of the oldest change committed on the primary whose copy "
                          "is not verified here yet.",

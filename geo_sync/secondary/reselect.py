@@ -19,7 +19,7 @@ from geo_sync.logging import get_logger
 from geo_sync.selection import Selection
 from geo_sync.tracking import selection_row
 from geo_sync.tracking.models import CursorRow
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 log = get_logger("reselect")
 
@@ -41,7 +41,7 @@ def plan(engine: Engine, selection: Selection) -> Reselection:
         before = selection_row.applied(conn)
         leaving = {}
         for replicator in REPLICATORS.values():
-            model = replicator.registry
+            model = replicator.registry_table
             paths = conn.execute(select(model.path).where(model.tombstone.is_(False))
                                  ).scalars()
             leaving[replicator.name] = sum(

@@ -22,7 +22,7 @@ from geo_sync.secondary.runtime import Runtime
 from geo_sync.secondary.verification_enqueuer import VerificationEnqueuer
 from geo_sync.settings import per_type
 from geo_sync.tracking import row_counts, sync_rows
-from replicators.registry import copies
+from replicators.type_map import copies
 
 log = get_logger("scheduler")
 #: Deltas in the row counts table before a pass folds them (reading them costs little).
@@ -67,7 +67,7 @@ class Scheduler:
         result = SchedulerPass()
         result.unblocked = self.probe.run_once()
         for replicator in copies():
-            model = replicator.registry
+            model = replicator.registry_table
             with write_transaction(self.runtime.engine) as conn:
                 expired = sync_rows.release_expired(conn, model)
                 retried = sync_rows.retry_due(conn, model)

@@ -11,7 +11,7 @@ from geo_sync.files import write_atomically
 from geo_sync.migrate import TRACKING
 from geo_sync.settings import SecondarySettings, load_settings, validate_section
 from geo_sync.toml_out import dumps
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 CONFIG_NAME = "config.toml"
 

@@ -15,7 +15,7 @@ from geo_sync.secondary.leader import CURSOR_LEASE
 from geo_sync.tracking import epoch_row, lag, selection_row, states, sync_rows
 from geo_sync.tracking.models import CursorRow, Lease
 from geo_sync.tracking.states import SyncState
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 LAST_ERRORS = 10
 
@@ -34,10 +34,10 @@ def secondary_status(engine: Engine, client: PrimaryClient | None, name: str,
     """Counts per type (of the selected items: the registries hold no others), the
     selection, cursor position and lag, per-item lag, workers, the recent errors."""
     with engine.connect() as conn:
-        types = {r.name: sync_rows.counts(conn, r.registry) for r in REPLICATORS.values()}
+        types = {r.name: sync_rows.counts(conn, r.registry_table) for r in REPLICATORS.values()}
         selection = selection_row.applied(conn)
         followed = epoch_row.read(conn)
-        item_lag = {r.name: lag.summary(conn, r.registry, lag_window_seconds,
+        item_lag = {r.name: lag.summary(conn, r.registry_table, lag_window_seconds,
                                         utcnow()).to_json() for r in REPLICATORS.values()}
         cursor = conn.execute(select(CursorRow).where(CursorRow.id == 1)).one()
         lease = conn.execute(select(Lease.holder, Lease.lease_until)
@@ -50,11 +50,11 @@ def secondary_status(engine: Engine, client: PrimaryClient | None, name: str,
                    for w in heartbeat.all_workers(conn)]
         blocked: dict[str, int] = {}
         for replicator in REPLICATORS.values():
-            for blocker, count in sync_rows.blocked_counts(conn, replicator.registry).items():
+            for blocker, count in sync_rows.blocked_counts(conn, replicator.registry_table).items():
                 blocked[blocker] = blocked.get(blocker, 0) + count
         errors = []
         for replicator in REPLICATORS.values():
-            model = replicator.registry
+            model = replicator.registry_table
             rows = conn.execute(
                 select(model.record_id, model.path, model.last_error, model.updated_at,
                        model.retry_at, model.missing_on_primary)

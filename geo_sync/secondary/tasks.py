@@ -23,7 +23,7 @@ from geo_sync.secondary.runtime import Runtime
 from geo_sync.tracking import sync_rows
 from geo_sync.tracking.models import Registry
 from geo_sync.tracking.states import SyncState
-from replicators.registry import copy_for
+from replicators.type_map import copy_for
 
 log = get_logger("worker")
 #: Successful items are marked synced together, one commit per group: a commit per
@@ -67,7 +67,7 @@ class _Batch:
         self.runtime = runtime
         self.type_name = type_name
         self.replicator = copy_for(type_name)
-        self.model = self.replicator.registry
+        self.model = self.replicator.registry_table
         self.claimed = claimed
         self.token = token
         self.held = {item.id for item in claimed}
@@ -183,7 +183,7 @@ def sync_items(runtime: Runtime, type_name: str, ids: list[int]) -> None:
     """Claim the still-pending rows among ``ids`` and sync (or delete) each in turn;
     then, instead of idling until the scheduler's next message, claim as many pending
     rows of the type again, for up to CHAIN_SECONDS."""
-    model = copy_for(type_name).registry
+    model = copy_for(type_name).registry_table
     token = f"{runtime.worker_id}:{uuid.uuid4().hex[:8]}"
     lease = runtime.settings.lease_seconds
     with write_transaction(runtime.engine) as conn:

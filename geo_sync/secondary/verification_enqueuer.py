@@ -51,7 +51,7 @@ class VerificationEnqueuer:
 
     def run_once(self, replicator: type[Copy], batch: int) -> tuple[int, int]:
         """One pass for ``replicator``: (rows sent to verification, suspicious copies)."""
-        settings, model = self.runtime.settings, replicator.registry
+        settings, model = self.runtime.settings, replicator.registry_table
         with write_transaction(self.runtime.engine) as conn:
             verification_rows.release_expired(conn, model)
             verification_rows.retry_disabled(conn, model)

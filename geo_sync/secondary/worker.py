@@ -19,7 +19,7 @@ from geo_sync.signals import (
     block_stop_signals,
     wait_for_stop_signal_while,
 )
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 log = get_logger("worker")
 

@@ -206,7 +206,7 @@ _REGISTRIES: dict[str, Registry] = {}
 def registry_model(type_name: str) -> Registry:
     """The registry table of data type ``type_name``, ``geo_<type_name>_registry``: one
     row per item with the columns of RegistryMixin. A data type declares it with
-    ``registry = registry_model(name)``; asking again gives the same class."""
+    ``registry_table = registry_model(name)``; asking again gives the same class."""
     if not _TYPE_NAME.fullmatch(type_name):
         raise ValueError(f"a data type name is lower-case letters, digits and _: {type_name!r}")
     if type_name not in _REGISTRIES:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 from tests.faults.cells import begin, shows
 from tests.faults.rig import fault_rig, start_primary
 from tests.faults.toxiproxy_api import ToxiproxyApi

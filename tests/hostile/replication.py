@@ -8,7 +8,7 @@ from sqlalchemy import select
 from geo_sync.secondary.cursor import LogCursor
 from geo_sync.secondary.runtime import Runtime
 from geo_sync.secondary.tasks import sync_items
-from replicators.registry import replicator_for
+from replicators.type_map import replicator_for
 
 
 def replicate(runtime: Runtime, type_name: str) -> dict[str, str]:
@@ -16,7 +16,7 @@ def replicate(runtime: Runtime, type_name: str) -> dict[str, str]:
     cursor = LogCursor(runtime)
     while cursor.run_once(wait=0):
         pass
-    model = replicator_for(type_name).registry
+    model = replicator_for(type_name).registry_table
     with runtime.engine.connect() as conn:
         pending = conn.execute(select(model.id).where(model.state == "pending")).scalars().all()
     sync_items(runtime, type_name, list(pending))

@@ -15,7 +15,7 @@ from geo_sync.primary.models import Event
 from geo_sync.primary.publish import Change, publish
 from geo_sync.secondary.runtime import Runtime
 from geo_sync.tracking.models import CursorRow
-from replicators.registry import replicator_for
+from replicators.type_map import replicator_for
 from tests.gitutil import make_repository
 from tests.hostile.replication import replicate
 from tests.sites import PrimarySite
@@ -119,7 +119,7 @@ def test_an_event_with_a_hostile_payload_is_refused_and_the_feed_moves_on(
     _raw_payload_event(primary, "hostile.bin", payload)
     _blob(primary, "fine.bin", b"fine")
     replicate(runtime, "artifact")
-    model = replicator_for("artifact").registry
+    model = replicator_for("artifact").registry_table
     with runtime.engine.connect() as conn:
         rows = dict(conn.execute(select(model.record_id, model.state)).all())
         error = conn.execute(select(CursorRow.last_error)).scalar_one()

@@ -18,8 +18,8 @@ from geo_sync.primary.publish import Change, publish
 from geo_sync.secondary.client import url_path
 from geo_sync.secondary.runtime import Runtime
 from geo_sync.tracking.sync_rows import Claimed
-from replicators.registry import replicator_for
 from replicators.transfer import IntegrityError
+from replicators.type_map import replicator_for
 from tests.gitutil import make_repository, refs
 from tests.hostile.replication import replicate
 from tests.hostile.strategies import valid_paths

@@ -20,7 +20,7 @@ from geo_sync.primary.data_types import (
 from geo_sync.primary.publish import Change, publish
 from geo_sync.tracking.models import Registry, registry_model
 from replicators.blob import BlobReplicator
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 
 class GadgetReplicator(BlobReplicator):
@@ -29,7 +29,7 @@ class GadgetReplicator(BlobReplicator):
     name: ClassVar[str] = "gadget"
     events: ClassVar[tuple[str, ...]] = ("created", "appended", "deleted")
     storage_dir: ClassVar[str] = "gadgets"
-    registry: ClassVar[Registry] = registry_model(name)
+    registry_table: ClassVar[Registry] = registry_model(name)
 
 
 def test_a_migrated_primary_accepts_exactly_the_registered_types_events(

@@ -13,7 +13,7 @@ from geo_sync.db import is_postgres, write_transaction
 from geo_sync.errors import InvalidInput, NotFound
 from geo_sync.primary.models import CatalogItem, Event
 from geo_sync.primary.publish import Change, publish
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 SHA = "a" * 64
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from geo_sync.db import write_transaction
 from geo_sync.primary.publish import Change, publish
 from replicators.base import Replicator
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 from tests.gitutil import git, make_repository, refs
 from tests.sites import PrimarySite
 

@@ -39,7 +39,7 @@ from geo_sync.settings import load_settings
 from geo_sync.tracking.models import Registry, registry_model
 from geo_sync.tracking.registry_tables import create_registry_table
 from replicators.blob import BlobReplicator
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 from tests.services import private_redis, temporary_database
 
 
@@ -49,7 +49,7 @@ class WidgetReplicator(BlobReplicator):
     name: ClassVar[str] = "widget"
     events: ClassVar[tuple[str, ...]] = ("created", "deleted")
     storage_dir: ClassVar[str] = "widgets"
-    registry: ClassVar[Registry] = registry_model(name)
+    registry_table: ClassVar[Registry] = registry_model(name)
 
 
 def _wait(condition: Any, what: str, timeout: float = 120.0) -> None:

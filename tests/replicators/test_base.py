@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from replicators.base import Copy, DataType, Original, Replicator
-from replicators.registry import REPLICATORS, copies, copy_for, original_for, originals
+from replicators.type_map import REPLICATORS, copies, copy_for, original_for, originals
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from geo_sync.errors import MissingOnPrimary, UnsafePath
 from geo_sync.paths import TEMP_PREFIX
 from geo_sync.tracking.sync_rows import Claimed
 from replicators.base import SyncContext
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 from tests.replicators.drivers import DRIVERS, Driver
 from tests.sites import PrimarySite
 

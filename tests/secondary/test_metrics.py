@@ -19,7 +19,7 @@ from geo_sync.secondary.metrics import SiteCollector
 from geo_sync.settings import SecondarySettings
 from geo_sync.tracking.sync_rows import insert_ignore, new_row
 from replicators.artifact import ArtifactRegistry
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 from tests.deployment import deployment_for, wait_for
 from tests.sites import free_ports
 
@@ -112,7 +112,7 @@ def _base(name: str) -> str:
 
 
 def _synced(engine: Engine, type_name: str) -> int:
-    model = REPLICATORS[type_name].registry
+    model = REPLICATORS[type_name].registry_table
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).where(model.state == "synced")
                                 ).scalar_one())

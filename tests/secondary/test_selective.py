@@ -21,7 +21,7 @@ from geo_sync.secondary.runtime import Runtime, open_runtime
 from geo_sync.selection import EVERYTHING, Selection
 from geo_sync.tracking import lag, sync_rows, verification_rows
 from replicators.artifact import ArtifactRegistry
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 from tests.sites import PrimarySite, SecondarySite
 from verification.drift import find_drift
 from verification.recovery import plan_orphans

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from geo_sync.workload import Workload
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 from tests.compare import differences
 from tests.deployment import CONVERGE_TIMEOUT, Deployment, deployment_for, wait_for
 
@@ -68,7 +68,7 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deplo
 
 def _rows(deployment: Deployment) -> int:
     with deployment.secondary.engine.connect() as conn:
-        return sum(conn.execute(select(func.count()).select_from(r.registry)).scalar_one()
+        return sum(conn.execute(select(func.count()).select_from(r.registry_table)).scalar_one()
                    for r in REPLICATORS.values())
 
 
@@ -157,7 +157,7 @@ def test_a_selection_replicates_exactly_the_selected_items_and_can_change_while_
         counts = deployment.status()["types"]["artifact"]
         return counts["verified"] == counts["total"]
     wait_for(verified, "the artifacts to be verified", CONVERGE_TIMEOUT)
-    model = REPLICATORS["artifact"].registry
+    model = REPLICATORS["artifact"].registry_table
     with deployment.secondary.engine.connect() as conn:
         rows = conn.execute(select(model.change_committed_at, model.change_synced_at,
                                    model.change_verified_at)).all()

@@ -14,7 +14,7 @@ from geo_sync.secondary import leader
 from geo_sync.secondary.status import LAST_ERRORS, secondary_status
 from geo_sync.tracking import sync_rows
 from geo_sync.tracking.states import SyncState, VerificationState
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 rows = st.lists(st.tuples(st.sampled_from(sorted(REPLICATORS)), st.sampled_from(SyncState),
                           st.sampled_from(VerificationState), st.booleans()), max_size=25)
@@ -23,9 +23,9 @@ rows = st.lists(st.tuples(st.sampled_from(sorted(REPLICATORS)), st.sampled_from(
 def _fill(engine: Engine, spec: list[tuple[str, SyncState, VerificationState, bool]]) -> None:
     with write_transaction(engine) as conn:
         for replicator in REPLICATORS.values():
-            conn.execute(delete(replicator.registry))
+            conn.execute(delete(replicator.registry_table))
         for number, (type_name, state, verification, failing) in enumerate(spec):
-            model = REPLICATORS[type_name].registry
+            model = REPLICATORS[type_name].registry_table
             path = f"item-{number}"
             sync_rows.insert_ignore(conn, model, [sync_rows.new_row(path, path)])
             # Test setup: put the row straight into the state under test.

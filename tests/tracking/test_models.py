@@ -7,7 +7,7 @@ from sqlalchemy import Engine, inspect
 
 from geo_sync.tracking.models import registry_model
 from geo_sync.tracking.registry_tables import create_registry_table, drop_registry_table
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 
 def _columns(engine: Engine, table: str) -> set[str]:
@@ -18,8 +18,8 @@ def test_each_registered_type_has_a_table_with_its_models_columns(
     tracking_engine: Engine,
 ) -> None:
     for replicator in REPLICATORS.values():
-        table = replicator.registry.__tablename__  # type: ignore[attr-defined]
-        model_columns = {c.name for c in replicator.registry.__table__.columns}  # type: ignore[attr-defined]
+        table = replicator.registry_table.__tablename__  # type: ignore[attr-defined]
+        model_columns = {c.name for c in replicator.registry_table.__table__.columns}  # type: ignore[attr-defined]
         assert model_columns <= _columns(tracking_engine, table), replicator.name
 
 

@@ -15,7 +15,7 @@ from geo_sync.tracking import event_rows, row_counts, sync_rows
 from geo_sync.tracking.models import RegistryCount
 from geo_sync.tracking.states import SyncState, VerificationState
 from replicators.artifact import ArtifactRegistry as Reg
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 
 TABLE = Reg.__tablename__  # type: ignore[attr-defined]
 RECORDS = [f"r{n}" for n in range(8)]
@@ -114,5 +114,5 @@ def test_every_registry_is_counted_at_the_schema_head(tracking_engine: Engine) -
             names = set(conn.exec_driver_sql(
                 "SELECT name FROM sqlite_master WHERE type = 'trigger'").scalars())
     for replicator in REPLICATORS.values():
-        table = replicator.registry.__tablename__  # type: ignore[attr-defined]
+        table = replicator.registry_table.__tablename__  # type: ignore[attr-defined]
         assert set(row_counts.trigger_names(table)) <= names, table

@@ -17,7 +17,7 @@ from geo_sync.tracking.states import (
 )
 from replicators.artifact import ArtifactReplicator
 
-Reg = ArtifactReplicator.registry
+Reg = ArtifactReplicator.registry_table
 
 
 def _one_row_per_state(engine: Engine, column: str, values: list[str]) -> None:

@@ -14,7 +14,7 @@ from geo_sync.tracking.states import SyncState, VerificationState
 from replicators.artifact import ArtifactReplicator
 from verification.drift import STUCK_RETRIES, find_drift
 
-Reg = ArtifactReplicator.registry
+Reg = ArtifactReplicator.registry_table
 
 
 def _rows(engine: Engine, **by_path: dict[str, object]) -> None:

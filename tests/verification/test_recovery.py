@@ -13,7 +13,7 @@ from geo_sync.errors import InvalidInput, TransientError
 from geo_sync.tracking import sync_rows
 from geo_sync.tracking.states import SyncState
 from replicators.artifact import ArtifactReplicator
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 from verification.recovery import (
     delete_orphans,
     execute_resync,
@@ -21,7 +21,7 @@ from verification.recovery import (
     select_rows,
 )
 
-MODEL = ArtifactReplicator.registry
+MODEL = ArtifactReplicator.registry_table
 KIND = ArtifactReplicator.name
 
 

@@ -15,8 +15,8 @@ from geo_sync.secondary.cursor import LogCursor
 from geo_sync.secondary.runtime import open_runtime
 from geo_sync.tracking import sync_rows, verification_rows
 from replicators.artifact import ArtifactRegistry
-from replicators.registry import REPLICATORS
 from replicators.repository import RepositoryRegistry
+from replicators.type_map import REPLICATORS
 from tests.compare import differences
 from tests.deployment import Deployment, deployment_for, wait_for
 from tests.gitutil import git
@@ -34,7 +34,7 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deplo
 def _unverified(deployment: Deployment) -> int:
     with deployment.secondary.engine.connect() as conn:
         return sum(conn.execute(select(func.count()).where(
-            r.registry.verification_state != "succeeded")).scalar_one()
+            r.registry_table.verification_state != "succeeded")).scalar_one()
             for r in REPLICATORS.values())
 
 

@@ -24,7 +24,7 @@ from geo_sync.secondary.runtime import Runtime, open_runtime
 from geo_sync.secondary.scheduler import Scheduler
 from geo_sync.workload import Workload
 from replicators.artifact import ArtifactRegistry
-from replicators.registry import REPLICATORS
+from replicators.type_map import REPLICATORS
 from tests.compare import differences
 from tests.deployment import wait_for
 from tests.gitutil import git
@@ -61,7 +61,7 @@ class Mirror:
     def unverified(self) -> int:
         with self.runtime.engine.connect() as conn:
             return sum(conn.execute(select(func.count()).where(
-                r.registry.verification_state != "succeeded")).scalar_one()
+                r.registry_table.verification_state != "succeeded")).scalar_one()
                 for r in REPLICATORS.values())
 
     def equal(self) -> bool:
@@ -164,8 +164,8 @@ def test_corruption_six_ways_is_found_and_repaired_without_an_event_or_an_operat
                 "every corruption to be found by the sweep and repaired")
     with mirror.runtime.engine.connect() as conn:
         resynced = {row.path for r in REPLICATORS.values() for row in conn.execute(
-            select(r.registry.path).where(r.registry.verified_at.is_not(None),
-                                          r.registry.last_synced_at > mirror.corrupted_at))}
+            select(r.registry_table.path).where(r.registry_table.verified_at.is_not(None),
+                                          r.registry_table.last_synced_at > mirror.corrupted_at))}
     assert {relpath for _, relpath, _ in CORRUPTIONS.values()} <= resynced
 
 

@@ -43,7 +43,7 @@ from geo_sync.settings import SecondarySettings
 from geo_sync.tracking.models import CursorRow
 from geo_sync.wire import CHECKSUM_HEADER, SIZE_HEADER, error_status
 from replicators.base import Replicator
-from replicators.registry import REPLICATORS, served_over_git
+from replicators.type_map import REPLICATORS, served_over_git
 
 log = get_logger("mirror")
 

@@ -50,7 +50,7 @@ def servable_copy(conn: Connection, replicator: type[Replicator], path: str,
     nothing = Copy(None, None, None, cursor, False, False, "")
     if not selection_row.applied(conn).selects(replicator.name, path):
         return replace(nothing, reason="not selected on this secondary")
-    model = replicator.registry
+    model = replicator.registry_table
     row = conn.execute(select(
         model.state, model.verification_state, model.change_verified_at, model.tombstone,
         model.mirror_path, model.missing_on_primary, model.verified_fingerprint,

@@ -22,7 +22,7 @@ from geo_sync.primary.publish import publish as publish_change
 from geo_sync.secondary.runtime import Runtime
 from geo_sync.secondary.tasks import sync_items
 from geo_sync.tracking import verification_rows
-from replicators.registry import replicator_for
+from replicators.type_map import replicator_for
 from tests.deployment import wait_for
 from tests.gitutil import GIT_ENV
 from tests.sites import GEO_SYNC, PrimarySite, SecondarySite, free_port, wait_for_port
@@ -123,7 +123,7 @@ def replicate(runtime: Runtime, type_name: str) -> None:
     it is verified (the primary takes a repository's checksum within seconds)."""
     apply_events(runtime)
     replicator = replicator_for(type_name)
-    model = replicator.registry
+    model = replicator.registry_table
     with runtime.engine.connect() as conn:
         ids = list(conn.execute(select(model.id).where(model.state == "pending")).scalars())
     sync_items(runtime, type_name, ids)
@@ -142,7 +142,7 @@ def request_verification(runtime: Runtime, type_name: str, *,
                          unverified_only: bool = False) -> list[int]:
     """Ask for the synced rows of ``type_name`` (only those not verified yet) to be
     verified now; their ids."""
-    model = replicator_for(type_name).registry
+    model = replicator_for(type_name).registry_table
     synced = model.state == "synced"
     where = (synced, model.verification_state != "succeeded") if unverified_only else (synced,)
     with write_transaction(runtime.engine) as conn:
