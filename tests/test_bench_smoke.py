@@ -133,3 +133,19 @@ def test_the_sweep_cost_benchmark_runs_on_both_databases() -> None:
     rows = _rows(_run("bench.sweep_cost", "--items", "1000"))
     assert set(rows) == {"SQLite", "PostgreSQL"}
     assert all(cells[0] == "1,000" for cells in rows.values()), rows
+
+
+def test_the_scale_benchmark_runs_both_rounds_against_rsync_with_every_process_memory() -> None:
+    output = _run("bench.scale", "--items", "100", "--json")
+    rows = _rows(output)
+    rounds = {name: cells[0] for name, cells in rows.items()}
+    assert sorted(rounds.values()) == ["incremental"] * 3 + ["initial"] * 3, rows
+    assert sum(name.startswith("rsync -a --fsync") for name in rows) == 2
+    [ours] = [cells for name, cells in rows.items()
+              if name.startswith("geo-sync") and cells[0] == "incremental"]
+    assert all(role in ours[4] for role in ("primary serve", "secondary run", "worker")), ours
+    assert all("rsync client" in cells[4] for name, cells in rows.items()
+               if name.startswith("rsync")), rows
+    printed = json.loads(output.strip().splitlines()[-1])
+    assert [row["tool"] for row in printed] == list(rows)
+    assert all({"tool", "round", "seconds", "rate", "ratio"} <= set(row) for row in printed)
