@@ -202,6 +202,15 @@ class Sampler:
             self.seen = {}
         self.sample()
 
+    def record(self, role: str, pid: int, name: str, peak_kib: int, cpu: float) -> None:
+        """Add what the kernel reported for a child reaped with wait4 (its peak RSS and
+        CPU include its own reaped children's): a process that ended between two
+        samples is still counted."""
+        with self._lock:
+            sample = self.seen.setdefault(pid, ProcessSample(role, name, cpu_start=0.0))
+            sample.peak_kib = max(sample.peak_kib, peak_kib)
+            sample.cpu_seconds = max(sample.cpu_seconds, cpu)
+
     def sample(self) -> None:
         table = _proc_table()
         children: dict[int, list[int]] = {}
@@ -303,8 +312,13 @@ def time_rsync(sampler: Sampler, source: Path, dest: Path, scratch: Path,
         client = subprocess.Popen([rsync, "-a", *extra, f"rsync://127.0.0.1:{port}/artifacts/",
                                    f"{dest}/"], stdout=subprocess.DEVNULL)
         sampler.watch("rsync client", client.pid)
-        client.wait()  # the sampler thread keeps reading VmHWM, which only grows
+        # The sampler thread keeps reading VmHWM, which only grows; the kernel's own
+        # account of the client (wait4) covers a run shorter than a sample.
+        _, status, usage = os.wait4(client.pid, 0)
         seconds = time.monotonic() - started
+        client.returncode = os.waitstatus_to_exitcode(status)
+        sampler.record("rsync client", client.pid, "rsync", usage.ru_maxrss,
+                       usage.ru_utime + usage.ru_stime)
         if client.returncode != 0:
             raise SystemExit(f"rsync {' '.join(extra)} exited with {client.returncode}")
         memory, cpu = sampler.by_role("rsync daemon", "rsync client")
