@@ -330,8 +330,8 @@ def time_rsync(sampler: Sampler, source: Path, dest: Path, scratch: Path,
     return seconds, memory, cpu
 
 
-def _tuning() -> dict[str, object]:
-    return {"batch_size": BATCH, "scheduler_interval_seconds": 0.2,
+def _tuning(batch: int) -> dict[str, object]:
+    return {"batch_size": batch, "scheduler_interval_seconds": 0.2,
             "concurrency": {"artifact": 4000, "repository": 8, "job_log": 100},
             "reverify_after_seconds": 86400.0}
 
@@ -417,6 +417,8 @@ def main() -> None:
                         help="artifacts on the primary (full size: 1000000)")
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--changed-percent", type=float, default=1.0)
+    parser.add_argument("--batch", type=int, default=BATCH,
+                        help="registry rows per worker message")
     add_output_argument(parser)
     args = parser.parse_args()
     load_before = os.getloadavg()
@@ -442,8 +444,8 @@ def main() -> None:
             _same(expected, dest, name)
             rows.append(Row("initial", name, seconds, args.items, memory, cpu))
             _progress(f"initial, {name}: {seconds:.1f} s")
-        geo = f"geo-sync, 1 worker process x {THREADS} threads"
-        with running_secondary(primary, start_run=False, **_tuning()) as secondary:
+        geo = f"geo-sync, 1 worker process x {THREADS} threads, {args.batch} per message"
+        with running_secondary(primary, start_run=False, **_tuning(args.batch)) as secondary:
             seconds = geo_initial(secondary, sampler, args.items)
             memory, cpu = sampler.by_role(*GEO_ROLES)
             _same(expected, secondary.site.mirror("artifacts"), "geo-sync")
