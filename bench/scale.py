@@ -202,13 +202,13 @@ class Sampler:
             self.seen = {}
         self.sample()
 
-    def record(self, role: str, pid: int, name: str, peak_kib: int, cpu: float) -> None:
-        """Add what the kernel reported for a child reaped with wait4 (its peak RSS and
-        CPU include its own reaped children's): a process that ended between two
-        samples is still counted."""
+    def record(self, role: str, pid: int, name: str, cpu: float) -> None:
+        """Add the CPU the kernel reported for a child reaped with wait4 (it includes its
+        own reaped children's), so a process that ended between two samples is still
+        counted. Not its ru_maxrss: that keeps the forking Python process's peak across
+        exec, so a peak seen by no sample stays unknown ("?")."""
         with self._lock:
             sample = self.seen.setdefault(pid, ProcessSample(role, name, cpu_start=0.0))
-            sample.peak_kib = max(sample.peak_kib, peak_kib)
             sample.cpu_seconds = max(sample.cpu_seconds, cpu)
 
     def sample(self) -> None:
@@ -240,7 +240,8 @@ class Sampler:
                 found = sorted((pid, s) for pid, s in self.seen.items() if s.role == role)
                 if not found:
                     continue
-                peaks = "/".join(f"{s.peak_kib / 1024:.0f}" for _, s in found)
+                peaks = "/".join(f"{s.peak_kib / 1024:.0f}" if s.peak_kib else "?"
+                                 for _, s in found)
                 memory.append(f"{role} ({len(found)}): {peaks}")
                 cpu.append(f"{role} {sum(s.cpu_seconds for _, s in found):.1f}")
         return "; ".join(memory), "; ".join(cpu)
@@ -312,13 +313,12 @@ def time_rsync(sampler: Sampler, source: Path, dest: Path, scratch: Path,
         client = subprocess.Popen([rsync, "-a", *extra, f"rsync://127.0.0.1:{port}/artifacts/",
                                    f"{dest}/"], stdout=subprocess.DEVNULL)
         sampler.watch("rsync client", client.pid)
-        # The sampler thread keeps reading VmHWM, which only grows; the kernel's own
-        # account of the client (wait4) covers a run shorter than a sample.
+        # The sampler thread keeps reading VmHWM, which only grows; wait4 gives the
+        # client's CPU even if it ended before a sample.
         _, status, usage = os.wait4(client.pid, 0)
         seconds = time.monotonic() - started
         client.returncode = os.waitstatus_to_exitcode(status)
-        sampler.record("rsync client", client.pid, "rsync", usage.ru_maxrss,
-                       usage.ru_utime + usage.ru_stime)
+        sampler.record("rsync client", client.pid, "rsync", usage.ru_utime + usage.ru_stime)
         if client.returncode != 0:
             raise SystemExit(f"rsync {' '.join(extra)} exited with {client.returncode}")
         memory, cpu = sampler.by_role("rsync daemon", "rsync client")
