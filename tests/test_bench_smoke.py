@@ -158,3 +158,19 @@ def test_the_failover_benchmark_runs_planned_and_unplanned() -> None:
                       timeout=840))
     assert set(rows) == {"planned", "unplanned (--force, primary killed)"}
     assert rows["planned"][3] == "0", rows  # RPO of the planned path: nothing lost
+
+
+def test_the_scale_benchmark_runs_both_rounds_against_rsync_with_every_process_memory() -> None:
+    output = _run("bench.scale", "--items", "100", "--json")
+    rows = _rows(output)
+    rounds = {name: cells[0] for name, cells in rows.items()}
+    assert sorted(rounds.values()) == ["incremental"] * 3 + ["initial"] * 3, rows
+    assert sum(name.startswith("rsync -a --fsync") for name in rows) == 2
+    [ours] = [cells for name, cells in rows.items()
+              if name.startswith("geo-sync") and cells[0] == "incremental"]
+    assert all(role in ours[4] for role in ("primary serve", "secondary run", "worker")), ours
+    assert all("rsync client" in cells[4] for name, cells in rows.items()
+               if name.startswith("rsync")), rows
+    printed = json.loads(output.strip().splitlines()[-1])
+    assert [row["tool"] for row in printed] == list(rows)
+    assert all({"tool", "round", "seconds", "rate", "ratio"} <= set(row) for row in printed)
