@@ -116,9 +116,6 @@ def publish_bulk(engine: Engine, changes: list[Change], *, page: int = PUBLISH_P
     pages = [changes[i:i + page] for i in range(0, len(changes), page)]
 
     def run(conn: object, chunk: list[Change]) -> None:
-        # geo_publish()'s statements are planned once per session; planned on a small
-        # catalog, a generic plan may scan it, which costs O(n) per change in a page.
-        conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))  # type: ignore[attr-defined]
         conn.execute(_BULK_PUBLISH, {  # type: ignore[attr-defined]
             "t": [c.replicable_type for c in chunk], "e": [c.event for c in chunk],
             "p": [c.path for c in chunk], "s": [c.size for c in chunk],

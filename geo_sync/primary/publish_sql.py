@@ -3,7 +3,7 @@
 CI systems in other languages publish by calling it, so it cannot call Python; what
 it shares with the portable path is rendered in: every refusal (``publish_rules``)
 and the accepted (type, event) pairs, read from ``geo_accepted_events``. A migration
-that changes the function runs ``op.execute(publish_function_sql())`` (0005 did).
+that changes the function runs ``op.execute(publish_function_sql())`` (0005 and 0007 did).
 The path checks it calls, ``geo_check_item_path``, are 0003's.
 """
 
@@ -34,7 +34,12 @@ CREATE OR REPLACE FUNCTION geo_publish(
     p_checksum text DEFAULT NULL,
     p_old_path text DEFAULT NULL
 ) RETURNS bigint
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql
+-- A generic plan cannot use an index for _find's CASE (record id, else path), so after
+-- five calls in one session PL/pgSQL's cached plan scanned the whole catalog on every
+-- call: a bulk publish of N changes in one session cost O(N^2). Plan per call instead.
+SET plan_cache_mode = force_custom_plan
+AS $fn$
 DECLARE
     v_now timestamptz := clock_timestamp();
     v_row geo_catalog%ROWTYPE;

@@ -52,3 +52,12 @@ def test_the_installed_function_is_the_rendered_one(pg_engine: Engine) -> None:
         installed = conn.execute(text(
             "SELECT prosrc FROM pg_proc WHERE proname = 'geo_publish'")).scalar_one()
     assert installed.strip() in publish_function_sql()
+
+
+def test_the_installed_function_plans_each_call_with_its_arguments(pg_engine: Engine) -> None:
+    # A generic plan scans the whole catalog per call (its lookup is a CASE over record
+    # id and path), which made a bulk publish in one session quadratic.
+    with pg_engine.connect() as conn:
+        config = conn.execute(text(
+            "SELECT proconfig FROM pg_proc WHERE proname = 'geo_publish'")).scalar_one()
+    assert config == ["plan_cache_mode=force_custom_plan"]
