@@ -108,7 +108,14 @@ def test_a_corrupt_and_a_short_blob_mid_batch_fail_alone_and_the_rest_land_verif
 
 def test_a_blob_without_a_primary_checksum_syncs_but_waits_for_the_verifier(
     primary: PrimarySite, secondary: SecondarySite, runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Test primaries take checksums every 0.5 s; this one must not take it before the
+    # batch is served, so it is restarted with its checksummer idle.
+    primary.stop()
+    monkeypatch.setenv("GEO_SYNC_PRIMARY__CHECKSUM_INTERVAL_SECONDS", "86400")
+    primary.start()
+    monkeypatch.delenv("GEO_SYNC_PRIMARY__CHECKSUM_INTERVAL_SECONDS")
     (primary.storage("artifacts") / "plain.bin").write_bytes(b"no checksum yet")
     with write_transaction(primary.engine) as conn:
         publish(conn, Change("artifact", "created", "plain.bin", size=15))
