@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from geo_sync.compare import compare_storage
 from geo_sync.db import make_engine, write_transaction
 from geo_sync.failover.drill import drill as run_drill
+from geo_sync.failover.drill import write_report as write_drill_report
 from geo_sync.primary.api import create_app
 from geo_sync.primary.publish import Change, publish
 from geo_sync.primary.secondaries import add_secondary
@@ -220,7 +221,8 @@ def run_demo(root: Path, report: Report, *, drill: bool = False
             if drill and not differences:
                 result = run_drill(secondary, secondary_config.parent, planned=True,
                                    timeout=CONVERGE_TIMEOUT)
-                report("failover drill (planned: maintenance on, catch up, off)",
+                kept = write_drill_report(result, secondary_config.parent)
+                report(f"failover drill (planned: maintenance on, catch up, off); report {kept}",
                        {"drill": result.to_json()})
             final = secondary_status(sites.secondary_engine, None, secondary.name)
     finally:

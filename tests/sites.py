@@ -90,7 +90,8 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], deadline: float = 90
     raise RuntimeError(f"nothing listens on port {port} after {deadline}s")
 
 
-def wait_for_http(url: str, proc: subprocess.Popen[bytes], deadline: float = 90.0) -> None:
+def wait_for_http(url: str, proc: subprocess.Popen[bytes], deadline: float = 90.0,
+                  verify: ssl.SSLContext | bool = True) -> None:
     """Wait until ``url`` answers at all (any status). `primary serve` listens before its
     serving process has opened its database; on a loaded machine a client with a short
     timeout would give up on the backlog in between."""
@@ -99,7 +100,7 @@ def wait_for_http(url: str, proc: subprocess.Popen[bytes], deadline: float = 90.
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before answering")
         try:
-            httpx.get(url, timeout=5)
+            httpx.get(url, timeout=5, verify=verify)
             return
         except httpx.HTTPError:
             time.sleep(0.1)
@@ -174,7 +175,7 @@ class PrimarySite:
              "--processes", str(self.processes)], env=env
         )
         wait_for_port(port, self.process)
-        wait_for_http(f"{self.api}/openapi.json", self.process)
+        wait_for_http(f"{self.api}/openapi.json", self.process, verify=self.verify)
 
 
 @contextmanager

@@ -33,16 +33,13 @@ def drill(cli_ctx: CliContext, planned: bool, timeout: float, report_file: Path 
     from geo_sync.cli.context import make_console  # noqa: PLC0415
     from geo_sync.cli.failover import lost_lines  # noqa: PLC0415
     from geo_sync.failover.drill import drill as run  # noqa: PLC0415
-    from geo_sync.files import write_atomically  # noqa: PLC0415
+    from geo_sync.failover.drill import write_report  # noqa: PLC0415
 
     settings = cli_ctx.settings.require_secondary()
     config_dir = cli_ctx.config_path.parent
     result = run(settings, config_dir, planned=planned, timeout=timeout)
     report = result.to_json()
-    stamp = result.started_at.strftime("%Y%m%dT%H%M%SZ")
-    target = report_file or config_dir / "drills" / f"drill-{stamp}.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(target, json.dumps(report, indent=2) + "\n", mode=0o644)
+    target = write_report(result, config_dir, report_file)
     if as_json:
         click.echo(json.dumps({**report, "report_file": str(target)}, indent=2))
     else:

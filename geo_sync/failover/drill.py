@@ -6,6 +6,7 @@ nothing lost."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +18,7 @@ from sqlalchemy import Engine, func, select
 from geo_sync.db import make_engine, utcnow
 from geo_sync.errors import GeoSyncError
 from geo_sync.failover import rpo
+from geo_sync.files import write_atomically
 from geo_sync.migrate import TRACKING
 from geo_sync.secondary.client import PrimaryClient
 from geo_sync.settings import SecondarySettings
@@ -166,3 +168,13 @@ def drill(settings: SecondarySettings, config_dir: Path, *, planned: bool,
     finally:
         client.close()
         engine.dispose()
+
+
+def write_report(result: Drill, config_dir: Path, target: Path | None = None) -> Path:
+    """Keep the drill's report for the audit trail: ``target``, or
+    ``drills/drill-<time>.json`` next to the secondary's config. Returns where it went."""
+    stamp = result.started_at.strftime("%Y%m%dT%H%M%SZ")
+    target = target or config_dir / "drills" / f"drill-{stamp}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(target, json.dumps(result.to_json(), indent=2) + "\n", mode=0o644)
+    return target

@@ -239,7 +239,7 @@ def start_primary(site: PrimarySite, extra_env: dict[str, str] | None = None) ->
         [GEO_SYNC, "--config", str(site.config), "primary", "serve"], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(port, site.process)
-    wait_for_http(f"{site.api}/openapi.json", site.process)
+    wait_for_http(f"{site.api}/openapi.json", site.process, verify=site.verify)
 
 
 def kill_primary(site: PrimarySite) -> None:
