@@ -59,21 +59,27 @@ class DemoSites:
 
 
 @contextmanager
-def _serve(settings: PrimarySettings, engine: Engine) -> Iterator[None]:
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, engine), host="127.0.0.1",
-                                           port=settings.listen_port, log_config=None,
+def _in_thread(app: Any, port: int, what: str) -> Iterator[None]:
+    """Serve ``app`` on 127.0.0.1:``port`` from a uvicorn server in a thread."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
                                            access_log=False))
-    thread = threading.Thread(target=server.run, name="geo-api", daemon=True)
+    thread = threading.Thread(target=server.run, name=what, daemon=True)
     thread.start()
     while not server.started:
         if not thread.is_alive():
-            raise RuntimeError(f"the Geo API could not listen on port {settings.listen_port}")
+            raise RuntimeError(f"the {what} could not listen on port {port}")
         time.sleep(0.02)
     try:
         yield
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def _serve(settings: PrimarySettings, engine: Engine) -> Iterator[None]:
+    with _in_thread(create_app(settings, engine), settings.listen_port, "Geo API"):
+        yield
 
 
 @contextmanager
@@ -133,20 +139,8 @@ def wait_verified(sites: DemoSites, report: Report) -> None:
 def _serve_mirror(settings: SecondarySettings, engine: Engine) -> Iterator[str]:
     """The mirror server (`secondary serve`) in a thread; yields its base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_mirror_app(settings, engine),
-                                           host="127.0.0.1", port=port, log_config=None,
-                                           access_log=False))
-    thread = threading.Thread(target=server.run, name="geo-mirror", daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError(f"the mirror server could not listen on port {port}")
-        time.sleep(0.02)
-    try:
+    with _in_thread(create_mirror_app(settings, engine), port, "mirror server"):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def mirror_round_trip(sites: DemoSites, workload: Workload, scratch: Path,
