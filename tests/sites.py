@@ -90,6 +90,17 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], deadline: float = 90
     raise RuntimeError(f"nothing listens on port {port} after {deadline}s")
 
 
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM a server the test started, SIGKILL it if it is still there after 15 s."""
+    if process and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def wait_for_http(url: str, proc: subprocess.Popen[bytes], deadline: float = 90.0,
                   verify: ssl.SSLContext | bool = True) -> None:
     """Wait until ``url`` answers at all (any status). `primary serve` listens before its
@@ -159,13 +170,7 @@ class PrimarySite:
         )
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def start(self) -> None:
         port = int(self.url.rsplit(":", 1)[1])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +24,14 @@ from geo_sync.tracking import verification_rows
 from replicators.type_map import replicator_for
 from tests.deployment import wait_for
 from tests.gitutil import GIT_ENV
-from tests.sites import GEO_SYNC, PrimarySite, SecondarySite, free_port, wait_for_port
+from tests.sites import (
+    GEO_SYNC,
+    PrimarySite,
+    SecondarySite,
+    free_port,
+    stop_process,
+    wait_for_port,
+)
 from tests.steps import apply_events
 from verification.verifier import verify_items
 
@@ -53,13 +59,7 @@ class MirrorServer:
         wait_for_port(self.port, self.process)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def curl(self, path: str, *args: str, token: str | None = None,
              check: bool = True) -> tuple[dict[str, str], bytes, int]:
