@@ -102,8 +102,11 @@ def fence_pass(engine: Engine) -> int:
         state = site_state.read_state(conn)
         targets = [_Target(r.id, r.url, r.new_primary_url, r.caller_name, r.caller_secret,
                            r.ca_bundle)
-                   for r in conn.execute(select(FenceTarget).where(
-                       FenceTarget.fenced_at.is_(None)).order_by(FenceTarget.id)).scalars()]
+                   for r in conn.execute(select(
+                       FenceTarget.id, FenceTarget.url, FenceTarget.new_primary_url,
+                       FenceTarget.caller_name, FenceTarget.caller_secret,
+                       FenceTarget.ca_bundle).where(FenceTarget.fenced_at.is_(None))
+                       .order_by(FenceTarget.id))]
     if state.demoted:
         if targets:
             log.error("fence_loop_stopped", reason="this site was demoted itself",

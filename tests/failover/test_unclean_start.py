@@ -5,18 +5,21 @@ check."""
 
 from __future__ import annotations
 
+import json
 import signal
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, update
 
-from geo_sync.db import utcnow, write_transaction
+from geo_sync.db import make_engine, utcnow, write_transaction
 from geo_sync.errors import SiteReadOnly
-from geo_sync.primary import secondaries, site_state
+from geo_sync.migrate import PRIMARY
+from geo_sync.primary import fencing, secondaries, site_state
 from geo_sync.primary.models import Secondary
 from geo_sync.primary.publish import Change, publish
-from tests.sites import PrimarySite
+from tests.sites import PrimarySite, free_port
 
 UNCLEAN = "unclean shutdown: waiting for epoch confirmation"
 
@@ -125,3 +128,29 @@ def test_a_killed_primary_refuses_writes_until_its_secondary_reaches_it_at_its_e
     assert "confirmed by the operator" in off.stdout and "taking writes" in off.stdout
     assert primary.cli("primary", "publish", "artifact", "created", "--path",
                        "z.zip").returncode == 0
+
+
+def test_the_promoted_site_fences_the_old_primary_once_it_answers(
+        primary: PrimarySite, tmp_path: Path) -> None:
+    """The fence loop's pass, against a real old primary (the one served here) and one
+    that does not answer; the new primary's database on SQLite."""
+    new = make_engine(f"sqlite:///{tmp_path / 'new.db'}")
+    PRIMARY.upgrade(new)
+    with write_transaction(new) as conn:
+        site_state.set_epoch(conn, 2)
+        for url in (f"http://127.0.0.1:{free_port()}", primary.url):
+            fencing.record_target(conn, url=url, epoch=2, new_primary_url="http://new:1",
+                                  caller_name=primary.secondary,
+                                  caller_secret=primary.secret, ca_bundle=None)
+    assert fencing.fence_pass(new) == 1
+    with new.connect() as conn:
+        [left] = fencing.unfenced(conn)
+    assert left["attempts"] == 1 and left["last_error"].startswith("unreachable")
+    assert "secret" not in json.dumps(left) and primary.secret not in json.dumps(left)
+    with primary.client() as client:
+        refused = client.get("/events/head", headers=primary.headers())
+    assert refused.status_code == 409 and refused.headers["x-geo-new-primary"] == "http://new:1"
+    assert fencing.fence_pass(new) == 1  # the fenced one is not tried again
+    with new.connect() as conn:
+        assert fencing.unfenced(conn)[0]["attempts"] == 2
+    new.dispose()
