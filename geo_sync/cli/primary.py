@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 from rich.table import Table
+from sqlalchemy import Engine
 
 from geo_sync.auth import issue_token
 from geo_sync.cli.context import CliContext, GeoGroup, make_console, pass_cli
@@ -29,6 +30,7 @@ from geo_sync.primary.retention import prune
 from geo_sync.primary.scan import apply_plan, plan_scan
 from geo_sync.primary.site import init_primary, open_primary
 from geo_sync.primary.status import primary_status
+from geo_sync.settings import PrimarySettings
 from geo_sync.tls import check_server_pair
 from replicators.base import Original
 from replicators.repository import is_bare_repository
@@ -99,19 +101,39 @@ def serve(cli_ctx: CliContext, processes: int | None) -> None:
     """Serve the Geo API (events, catalog, blobs, git) and prune the event log."""
     cli_ctx.daemon = True
     settings, engine = open_primary(cli_ctx.settings)  # the schema is checked here, once
-    engine.dispose()
     if settings.tls_cert_file is not None and settings.tls_key_file is not None:
         # Before binding, and in this process: a bad pair is one line naming the file,
         # not a traceback from each serving child.
         check_server_pair(settings.tls_cert_file, settings.tls_key_file)
     # Bind before anything says "started": a busy port is one line with a hint, not
     # uvicorn's raw errno after a startup message.
-    sock = listen_socket(settings.listen_host, settings.listen_port)
+    try:
+        sock = listen_socket(settings.listen_host, settings.listen_port)
+        _begin_serving(settings, engine)
+    finally:
+        engine.dispose()
     count = processes or default_processes()
     if count == 1:
         serve_on(cli_ctx.settings, sock)
     else:
         supervise(cli_ctx.config_path, sock, count)
+
+
+def _begin_serving(settings: PrimarySettings, engine: Engine) -> None:
+    """Note that we serve; after an unclean shutdown, hold writes until the epoch is
+    confirmed (geo_sync.primary.site_state), saying so in the log."""
+    with write_transaction(engine) as conn:
+        unclean, state = site_state.begin_serving(conn)
+    site_state.write_marker(settings.storage_root, state)
+    if state.awaiting_confirmation:
+        log.warning("unclean_shutdown", epoch=state.epoch,
+                    waiting_for=list(state.awaiting_confirmation),
+                    message=state.unconfirmed_message(), hint=site_state.UNCONFIRMED_HINT)
+    elif unclean:
+        log.warning("unclean_shutdown", epoch=state.epoch,
+                    message="the last `primary serve` did not stop cleanly; no secondary "
+                    "was following this site, so there is nobody to confirm its epoch with: "
+                    "taking writes")
 
 
 @primary.command("publish")
@@ -361,11 +383,20 @@ def render_primary_status(report: dict[str, Any]) -> None:
 
 
 def describe_site(site: dict[str, Any]) -> str:
-    """One line: the epoch, and maintenance mode or fencing if in force."""
+    """The epoch, and maintenance mode or fencing if in force (one line), then any old
+    primary this site has not fenced yet (a line each)."""
     line = f"epoch {site.get('epoch', '?')}"
+    for old in site.get("unfenced_old_primaries") or []:
+        line = (f"old primary not yet fenced: {old['url']} ({old['attempts']} attempts, "
+                f"last: {old['last_error'] or 'none yet'}); `primary serve` keeps "
+                f"trying\n{line}")
     if site.get("demoted"):
         return (f"{line}: DEMOTED, takes no writes; the primary is now "
                 f"{site.get('new_primary_url') or 'another site'}")
+    if site.get("awaiting_confirmation"):
+        return (f"{line}: UNCONFIRMED since {site.get('unconfirmed_since')}, publishes and "
+                f"pushes refused ({site_state.UNCONFIRMED_REASON} from secondary "
+                f"{', '.join(site['awaiting_confirmation'])}: {site_state.UNCONFIRMED_HINT})")
     if site.get("maintenance"):
         return (f"{line}: MAINTENANCE since {site.get('maintenance_since')}, publishes and "
                 f"pushes refused ({site.get('maintenance_reason') or 'no reason given'})")
@@ -391,8 +422,17 @@ def maintenance(cli_ctx: CliContext, action: str, reason: str | None) -> None:
                                    "maintenance or not",
                                    hint="`geo-sync primary rejoin` makes it a secondary of "
                                    f"{state.new_primary_url or 'the new primary'}")
+            waiting = state.awaiting_confirmation
             state = site_state.set_maintenance(conn, action == "on", reason)
+            if action == "off" and waiting:
+                # The operator knows no other site was promoted: the epoch stands.
+                state = site_state.confirm_epoch(conn, None)
         site_state.write_marker(settings.storage_root, state)
+        if action == "off" and waiting:
+            log.warning("epoch_confirmed", by="operator", epoch=state.epoch,
+                        were_waiting_for=list(waiting))
+            click.echo(f"epoch {state.epoch} confirmed by the operator (it was waiting for "
+                       f"{', '.join(waiting)} after an unclean shutdown)")
     click.echo(describe_site(state.to_json()))
 
 

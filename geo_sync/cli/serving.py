@@ -62,11 +62,21 @@ def serve_on(settings_all: Settings, sock: socket.socket, index: int = 0,
                  openapi=f"{API_PREFIX}/openapi.json", processes=processes,
                  tls=settings.tls)
     cert, key = settings.tls_cert_file, settings.tls_key_file
-    uvicorn.Server(
+    server = uvicorn.Server(
         uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5,
                        ssl_certfile=str(cert) if cert else None,
-                       ssl_keyfile=str(key) if key else None)
-    ).run(sockets=[sock])
+                       ssl_keyfile=str(key) if key else None))
+    api = app.state.api
+
+    def stop() -> None:
+        server.should_exit = True
+
+    api.stop_server = stop
+    server.run(sockets=[sock])
+    engine.dispose()
+    if api.failed:
+        raise DaemonFailed("`primary serve` stopped: one of its background loops died "
+                           "(see the background_loop_died log line)")
 
 
 def _child(config: Path, sock: socket.socket, index: int, processes: int) -> None:

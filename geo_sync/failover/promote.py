@@ -24,6 +24,7 @@ from geo_sync.failover.catalog import CatalogBuilt, build_catalog, prepare_datab
 from geo_sync.files import write_atomically
 from geo_sync.logging import get_logger
 from geo_sync.migrate import TRACKING
+from geo_sync.primary import fencing
 from geo_sync.secondary import leader
 from geo_sync.secondary.client import PrimaryClient
 from geo_sync.settings import PrimarySettings, SecondarySettings, load_settings, validate_section
@@ -173,9 +174,12 @@ def _forced(tracking: Engine, client: PrimaryClient, url: str, floor: int) -> _H
         handover.notes.append("the old primary answered and was fenced")
     except GeoSyncError as exc:
         handover.notes.append(
-            f"the old primary could not be fenced ({exc.message}): before it takes writes "
-            f"again run `geo-sync primary demote --new-primary {url}` there (it also fences "
-            f"itself as soon as a secondary that followed epoch {handover.epoch} reaches it)")
+            f"the old primary could not be fenced ({exc.message}): `primary serve` here "
+            f"keeps trying until it answers (status shows \"old primary not yet fenced\"); "
+            f"if it comes back it refuses writes from its start (unclean shutdown) and "
+            f"fences itself as soon as a secondary that followed epoch {handover.epoch} "
+            f"reaches it; to be sure, run `geo-sync primary demote --new-primary {url}` "
+            "there before you start it")
     handover.seconds["assess"] = round(time.monotonic() - started, 3)
     return handover
 
@@ -206,6 +210,12 @@ def promote(settings: SecondarySettings, config_dir: Path, *, force: bool, url: 
         primary_engine = prepare_database(database_url)
         try:
             built = build_catalog(tracking, primary_engine, handover.epoch)
+            if not handover.fenced:
+                with write_transaction(primary_engine) as conn:
+                    fencing.record_target(
+                        conn, url=settings.primary_url, epoch=handover.epoch,
+                        new_primary_url=url, caller_name=settings.name,
+                        caller_secret=settings.secret, ca_bundle=settings.primary_ca_bundle)
         finally:
             primary_engine.dispose()
         write_atomically(config, text)

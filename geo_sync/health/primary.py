@@ -15,7 +15,7 @@ from geo_sync.health.result import (
     schema_check,
 )
 from geo_sync.migrate import PRIMARY
-from geo_sync.primary import secondaries
+from geo_sync.primary import fencing, secondaries, site_state
 from geo_sync.primary.models import CatalogItem, Event
 from geo_sync.settings import PrimarySettings
 
@@ -92,6 +92,31 @@ def _checksummer(settings: PrimarySettings, engine: Engine) -> CheckResult:
                        "hash" if level else "")
 
 
+def _site(engine: Engine) -> CheckResult:
+    """Whether this site takes writes, and whether an old primary is still unfenced."""
+    with engine.connect() as conn:
+        state = site_state.read_state(conn)
+        unfenced = fencing.unfenced(conn)
+    if state.demoted:
+        return CheckResult("site", Level.WARNING, f"demoted: the primary is now "
+                           f"{state.new_primary_url or 'another site'}",
+                           "`geo-sync primary rejoin` makes this site a secondary of it")
+    if state.awaiting_confirmation:
+        return CheckResult("site", Level.CRITICAL, f"publishes refused: "
+                           f"{state.unconfirmed_message()}", site_state.UNCONFIRMED_HINT)
+    if unfenced:
+        old = unfenced[0]
+        return CheckResult("site", Level.WARNING,
+                           f"old primary not yet fenced: {old['url']} ({old['attempts']} "
+                           f"attempts, last: {old['last_error'] or 'none yet'})",
+                           "`primary serve` keeps trying until it answers; make sure it "
+                           "cannot come back taking writes (it refuses them at its start)")
+    if state.maintenance:  # an operator's choice, not a fault
+        return ok("site", f"epoch {state.epoch}, maintenance mode: publishes refused "
+                  f"({state.maintenance_reason or 'no reason given'})")
+    return ok("site", f"epoch {state.epoch}, taking writes")
+
+
 def primary_health_checks(settings: PrimarySettings) -> list[CheckResult]:
     """Every check of a primary, in the order an operator fixes things."""
     results = [ok("config", "valid")]
@@ -99,10 +124,11 @@ def primary_health_checks(settings: PrimarySettings) -> list[CheckResult]:
     try:
         database = _database(engine)
         results += [database, run_check("storage", lambda: _storage(settings))]
-        dependent = ("secondaries", "event log", "checksummer")
+        dependent = ("site", "secondaries", "event log", "checksummer")
         if database.level is not Level.OK:
             return results + [CheckResult(n, Level.UNKNOWN, "skipped: the primary database "
                                           "is not usable", database.hint) for n in dependent]
+        results.append(run_check("site", lambda: _site(engine)))
         peers: list[CheckResult] = []
         guarded = run_check("secondaries", lambda: _first(peers, settings, engine))
         results += peers or [guarded]

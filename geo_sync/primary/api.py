@@ -127,9 +127,17 @@ class GeoApi:
         self.feed = feed_for(engine.dialect)
         self.signal: ChangeSignal | None = None
         self.credentials = Credentials(settings, engine)
-        self.jobs = BackgroundJobs(settings, engine)
+        self.jobs = BackgroundJobs(settings, engine, fatal=self._fatal)
+        #: A background job died: the server was asked to stop, the process must fail.
+        self.failed = False
+        #: How to stop the server (set by whoever runs it: geo_sync.cli.serving).
+        self.stop_server: Callable[[], None] = lambda: None
         #: This site's epoch and fencing state, refreshed every SITE_REFRESH_SECONDS.
         self.site = self._read_site()
+
+    def _fatal(self) -> None:
+        self.failed = True
+        self.stop_server()
 
     def _read_site(self) -> site_state.SiteState:
         with self.engine.connect() as conn:
@@ -148,7 +156,11 @@ class GeoApi:
         promoted over us: fence ourselves at once (an old primary coming back after an
         unplanned promotion), so nothing more is published here."""
         raw = request.headers.get(EPOCH_HEADER, "")
-        if not _DIGITS.fullmatch(raw) or int(raw) <= self.site.epoch:
+        if not _DIGITS.fullmatch(raw) or int(raw) < self.site.epoch:
+            return
+        if int(raw) == self.site.epoch:
+            if caller in self.site.awaiting_confirmation:
+                await self._confirm(caller)
             return
 
         def run() -> site_state.SiteState:
@@ -160,6 +172,22 @@ class GeoApi:
         log.error("fenced_by_higher_epoch", caller=caller, epoch=int(raw),
                   hint="another site was promoted; `geo-sync primary rejoin` makes this "
                   "site a secondary of it")
+
+    async def _confirm(self, caller: str) -> None:
+        """After an unclean shutdown: ``caller`` followed nobody newer than us. Writes
+        resume once every secondary that followed us before has said so."""
+        def run() -> site_state.SiteState:
+            with write_transaction(self.engine) as conn:
+                return site_state.confirm_epoch(conn, caller)
+
+        self.site = await run_in_threadpool(run)
+        site_state.write_marker(self.settings.storage_root, self.site)
+        if self.site.awaiting_confirmation:
+            log.warning("epoch_confirmed_by", caller=caller, epoch=self.site.epoch,
+                        still_waiting_for=list(self.site.awaiting_confirmation))
+        else:
+            log.warning("epoch_confirmed", caller=caller, epoch=self.site.epoch,
+                        hint="publishes and pushes are accepted again")
 
     def headers(self) -> dict[str, str]:
         """Headers every response carries: the epoch, and where a demoted site's
@@ -380,6 +408,12 @@ class GeoApi:
         def run() -> tuple[int, site_state.SiteState, list[str]]:
             with write_transaction(self.engine) as conn:
                 before = site_state.read_state(conn).epoch
+                if epoch is not None and epoch <= before:
+                    raise InvalidInput(
+                        f"epoch {epoch} is not above this site's epoch {before}: only a "
+                        "site promoted over this one can fence it",
+                        hint="the site asking is an older primary, or was promoted from "
+                        "another line of sites: check which one is the primary")
                 names = list(conn.execute(select(Secondary.name).order_by(Secondary.name))
                              .scalars())
                 return before, site_state.demote(conn, url), names
@@ -408,6 +442,20 @@ class GeoApi:
             for job in jobs:
                 job.cancel()
             watcher.stop()
+            if self.background and not self.failed:
+                await self._stopped_cleanly()
+
+    async def _stopped_cleanly(self) -> None:
+        """A graceful stop: the next `primary serve` is not an unclean start (see
+        site_state.begin_serving; a crash never gets here)."""
+        def run() -> None:
+            with write_transaction(self.engine) as conn:
+                site_state.end_serving(conn)
+
+        try:
+            await run_in_threadpool(run)
+        except Exception as exc:  # the next start waits for a confirmation: safe
+            log.warning("clean_stop_not_recorded", error=str(exc))
 
 
 async def _no_such_endpoint(request: Request, _exc: Exception) -> Response:

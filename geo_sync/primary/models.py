@@ -80,6 +80,9 @@ class Secondary(Base):
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     backfill_required: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: It followed this site before an unclean shutdown and has not reached it at its
+    #: epoch since (migration 0008, geo_sync.primary.site_state).
+    epoch_unconfirmed: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class SiteRow(Base):
@@ -96,3 +99,28 @@ class SiteRow(Base):
     demoted: Mapped[bool] = mapped_column(Boolean, default=False)
     new_primary_url: Mapped[str | None] = mapped_column(Text)
     changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Set while `primary serve` runs; found set at its start: an unclean shutdown (0008).
+    serving_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Since when writes wait for the secondaries to confirm the epoch (0008).
+    unconfirmed_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class FenceTarget(Base):
+    """An old primary a forced promotion could not fence, and what authenticates the
+    fence there (the promoted secondary's credential on it); `primary serve` retries
+    until it answers (``fenced_at``), see geo_sync.primary.fencing (migration 0008)."""
+
+    __tablename__ = "geo_fence_targets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    url: Mapped[str] = mapped_column(Text)
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    new_primary_url: Mapped[str] = mapped_column(Text)
+    caller_name: Mapped[str] = mapped_column(String(64))
+    caller_secret: Mapped[str] = mapped_column(String(128))
+    ca_bundle: Mapped[str | None] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    fenced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -244,7 +244,8 @@ def openapi_document() -> dict[str, Any]:
         }},
         "/fence": {"post": {
             "summary": "Demote this site in favour of a promoted one: it takes no writes "
-                       "again and names the new primary",
+                       "again and names the new primary (an epoch not above the site's "
+                       "own is refused with 400: only a site promoted over it fences it)",
             "operationId": "fence",
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "required": ["new_primary_url"],

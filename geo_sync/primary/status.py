@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from geo_sync.db import utcnow
-from geo_sync.primary import secondaries, site_state
+from geo_sync.primary import fencing, secondaries, site_state
 from geo_sync.primary.feed import feed_for
 from geo_sync.primary.hooks import REJECTED_DIR, SPOOL_DIR
 from geo_sync.primary.models import CatalogItem, Event
@@ -32,6 +32,7 @@ def primary_status(settings: PrimarySettings, engine: Engine) -> dict[str, Any]:
                                ).scalar() if last_event_id is not None else None
         peers = secondaries.statuses(conn, settings.event_retention_seconds)
         site = site_state.read_state(conn)
+        unfenced = fencing.unfenced(conn)
     return {
         "role": "primary",
         "catalog": {name: counts.get(name, 0) for name in REPLICATORS},
@@ -44,7 +45,9 @@ def primary_status(settings: PrimarySettings, engine: Engine) -> dict[str, Any]:
         "secondaries": [peer.to_json() for peer in peers],
         # Epoch, maintenance mode and fencing (geo_sync.primary.site_state), and pushes
         # recorded but not yet published (a planned promotion waits for none).
-        "site": {**site.to_json(), "pending_pushes": _pending_pushes(settings)},
+        # Old primaries a forced promotion could not fence yet (`primary serve` retries).
+        "site": {**site.to_json(), "pending_pushes": _pending_pushes(settings),
+                 "unfenced_old_primaries": unfenced},
     }
 
 

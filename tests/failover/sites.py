@@ -48,13 +48,15 @@ class Trio:
         report = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
         return result, report
 
-    def new_primary(self, port: int) -> PrimarySite:
-        """The promoted site, served by `primary serve` on its new config."""
+    def new_primary(self, port: int, *, serve: bool = True) -> PrimarySite:
+        """The promoted site, served by `primary serve` on its new config (unless
+        ``serve`` is false: `promote --serve` serves it)."""
         config = self.one.secondary.config.parent / "primary.toml"
         settings = load_settings(config).require_primary()
         site = PrimarySite(config, settings, make_engine(settings.database_url),
                            f"http://127.0.0.1:{port}", "s3", self.three_secret)
-        site.start()
+        if serve:
+            site.start()
         self.stack.callback(site.engine.dispose)
         self.stack.callback(site.stop)
         return site

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -22,7 +23,7 @@ from geo_sync.workload import Workload, git
 from tests.compare import differences
 from tests.deployment import Deployment, wait_for
 from tests.failover.sites import free_port, geo_sync, trio
-from tests.sites import GEO_SYNC
+from tests.sites import GEO_SYNC, wait_for_http
 
 MODES = ["production", "embedded"]
 
@@ -128,9 +129,10 @@ def test_a_planned_promotion_loses_nothing_and_the_others_follow_without_copying
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.parametrize("mode", MODES)
 def test_an_unplanned_promotion_lists_what_it_lost_and_the_old_primary_never_writes_again(
-        tmp_path: Path) -> None:
-    with trio("production", tmp_path) as sites:
+        mode: str, tmp_path: Path) -> None:
+    with trio(mode, tmp_path) as sites:
         one, three = sites.one, sites.three
         primary = sites.primary
         workload = one.workload(tmp_path / "scratch")
@@ -139,10 +141,15 @@ def test_an_unplanned_promotion_lists_what_it_lost_and_the_old_primary_never_wri
         three.start()
         one.wait_converged()
         three.wait_converged()
-        # s1's workers die; the primary goes on taking writes, then dies mid-workload.
+        # An event s1 applies (its backfill applied none): the last one before the loss.
+        workload.upload_artifact("pipelines/applied/artifacts.zip", 1024)
+        wait_for(one.caught_up, "s1 to apply an event")
+        # s1's workers die (embedded: with its cursor); the primary goes on taking
+        # writes, then dies mid-workload.
         one.kill_workers()
         workload.round(0)
-        wait_for(one.caught_up, "s1 to see the round's events")
+        if one.production:
+            wait_for(one.caught_up, "s1 to see the round's events")
         assert primary.process is not None
         primary.process.send_signal(signal.SIGKILL)
         primary.process.wait()
@@ -160,6 +167,8 @@ def test_an_unplanned_promotion_lists_what_it_lost_and_the_old_primary_never_wri
         listed = {(i["type"], i["path"]) for i in promoted["rpo"]["items_listed"]}
         one.stop_all()
         new = sites.new_primary(port)
+        # It keeps trying to fence the old primary, and says so.
+        assert "old primary not yet fenced" in geo_sync(new.config, "check", "--json").stdout
         with new.engine.connect() as conn:
             kept = {(r.replicable_type, r.path, r.checksum) for r in conn.execute(
                 select(CatalogItem.replicable_type, CatalogItem.path, CatalogItem.checksum))}
@@ -174,7 +183,9 @@ def test_an_unplanned_promotion_lists_what_it_lost_and_the_old_primary_never_wri
             # Lost: either listed by name, or changed after the last event applied.
             assert (row.replicable_type, row.path) in listed or \
                 row.updated_at.isoformat() > last_applied, row
-        assert listed, "the items s1's dead workers left were not listed"
+        if one.production:
+            assert listed, "the items s1's dead workers left were not listed"
+        assert len(kept_paths) < len(old), "the round s1 never applied was not lost"
 
         # The third site follows the new primary; the old one comes back, unfenced.
         env = dict(os.environ, S3_SECRET=sites.three_secret)
@@ -183,7 +194,26 @@ def test_an_unplanned_promotion_lists_what_it_lost_and_the_old_primary_never_wri
         three.stop_all()
         repointed = three.secondary.cli("secondary", "repoint", new.url, check=False)
         assert repointed.returncode == 0, repointed.stderr
+        # The old primary comes back (no secondary reaches it): it refuses writes from
+        # its start, and the new primary's fence loop fences it.
         primary.start()
+        (primary.settings.storage_root / "artifacts" / "x.zip").write_bytes(b"x")
+        refused = primary.cli("primary", "publish", "artifact", "created", "--path", "x.zip",
+                              check=False)
+        assert refused.returncode == 1, refused.stdout
+        assert "unclean shutdown" in refused.stderr or "demoted" in refused.stderr
+
+        def site(config: Path) -> dict[str, Any]:
+            return dict(json.loads(geo_sync(config, "status", "--json").stdout)["site"])
+
+        def fenced() -> bool:
+            return bool(site(primary.config)["new_primary_url"] == new.url)
+        wait_for(fenced, "the new primary's fence loop to fence the old one", 180)
+        assert site(primary.config)["demoted"] is True
+        assert site(new.config)["unfenced_old_primaries"] == []
+        refused = primary.cli("primary", "publish", "artifact", "created", "--path", "x.zip",
+                              check=False)
+        assert refused.returncode == 1 and "demoted" in refused.stderr
         old_settings = three.secondary.settings.model_copy(
             update={"primary_url": primary.url})
         runtime = open_runtime(old_settings)
@@ -192,13 +222,6 @@ def test_an_unplanned_promotion_lists_what_it_lost_and_the_old_primary_never_wri
                 runtime.client.head()
         finally:
             runtime.close()
-        # That request carried epoch 2: the old primary fenced itself.
-        (primary.settings.storage_root / "artifacts" / "x.zip").write_bytes(b"x")
-        refused = primary.cli("primary", "publish", "artifact", "created", "--path", "x.zip",
-                              check=False)
-        assert refused.returncode == 1 and "demoted" in refused.stderr
-        rejoin_hint = primary.cli("status", check=False)
-        assert "DEMOTED" in rejoin_hint.stdout
 
         # It re-joins as a secondary of the new primary, keeping its copies; what only
         # it had (the upload s1 never saw) stays on disk for the operator.
@@ -233,3 +256,90 @@ def test_an_unplanned_promotion_lists_what_it_lost_and_the_old_primary_never_wri
             if path.removeprefix("artifacts/") in on_new:
                 assert after.get(path) == inode, f"{path} was copied again"
         assert (storage / "artifacts" / "pipelines" / "never-seen" / "artifacts.zip").is_file()
+
+
+# One embedded trio for two behaviours of real processes: a plain crash of the primary
+# (no promotion) resumes writes on its followers' next poll, then `promote --serve`.
+@pytest.mark.timeout(900)
+def test_a_crashed_primary_resumes_on_its_followers_poll_and_promote_serve_serves(
+        tmp_path: Path) -> None:
+    with trio("embedded", tmp_path) as sites:
+        one, three = sites.one, sites.three
+        primary = sites.primary
+        workload = one.workload(tmp_path / "scratch")
+        workload.initial(repositories=1, artifacts=3, logs=1)
+        one.start()
+        three.start()
+        one.wait_converged()
+        three.wait_converged()
+
+        # kill -9 with both followers stopped meanwhile: writes wait for each of them.
+        one.stop_all()
+        three.stop_all()
+        assert primary.process is not None
+        primary.process.send_signal(signal.SIGKILL)
+        primary.process.wait()
+        primary.start()
+        (primary.settings.storage_root / "artifacts" / "after-crash.zip").write_bytes(b"a")
+        publish_it = ("primary", "publish", "artifact", "created", "--path", "after-crash.zip")
+        refused = primary.cli(*publish_it, check=False)
+        assert refused.returncode == 1 and "from secondary s1, s3" in refused.stderr, \
+            refused.stderr
+
+        def waiting() -> list[str]:
+            report = json.loads(primary.cli("status", "--json", check=False).stdout)
+            return list(report["site"]["awaiting_confirmation"])
+        one.start()
+        wait_for(lambda: waiting() == ["s3"], "s1's poll to confirm the epoch")
+        assert primary.cli(*publish_it, check=False).returncode == 1
+        three.start()
+        wait_for(lambda: not waiting(), "s3's poll to confirm the epoch")
+        assert primary.cli(*publish_it).returncode == 0
+        one.wait_converged()
+
+        # `promote --serve`: planned, then it serves the Geo API itself.
+        port = free_port()
+        out = (tmp_path / "promote.log").open("wb")
+        proc = subprocess.Popen([GEO_SYNC, "--config", str(one.secondary.config), "promote",
+                                 "--serve", "--listen", f"127.0.0.1:{port}"],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def stop_promote() -> None:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=60)
+        sites.stack.callback(stop_promote)
+        assert _served(proc, port), (tmp_path / "promote.log").read_text()
+        new = sites.new_primary(port, serve=False)
+        one.stop_all()
+        three.stop_all()
+        env = dict(os.environ, S3_SECRET=sites.three_secret)
+        assert geo_sync(new.config, "primary", "add-secondary", "s3", "--secret-env",
+                        "S3_SECRET", env=env).returncode == 0
+        repointed = three.secondary.cli("secondary", "repoint", new.url, check=False)
+        assert repointed.returncode == 0, repointed.stdout + repointed.stderr
+        three.start()
+
+        def publish_new(change: Change) -> None:
+            with write_transaction(new.engine) as conn:
+                publish(conn, change)
+
+        fresh = Workload(new.settings.storage_root, tmp_path / "scratch-new", publish_new,
+                         seed=12)
+        fresh.create_repository("after/serve.git", commits=1)
+        fresh.push("after/serve.git")
+        Deployment("embedded", new, three.secondary, three.logs,
+                   processes=three.processes).wait_converged()
+        stop_promote()
+        report = (tmp_path / "promote.log").read_text()
+        assert "promoted to primary at epoch 2 (planned)" in report, report
+        assert "RPO: 0 (nothing lost)" in report
+
+
+def _served(proc: subprocess.Popen[bytes], port: int) -> bool:
+    """Whether `promote --serve` got as far as serving (it prints once it answers)."""
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/api/geo/v1/openapi.json", proc, 300)
+    except RuntimeError:
+        return False
+    return True

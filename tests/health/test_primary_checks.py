@@ -20,7 +20,7 @@ def test_a_primary_whose_secondary_called_recently_is_healthy(primary: PrimarySi
     checked = run_check(primary.config)
     assert checked.code == 0, checked.text
     assert [c["check"] for c in checked.report["checks"]] == [
-        "config", "primary database", "storage", "secondary s1", "event log", "checksummer"]
+        "config", "primary database", "storage", "site", "secondary s1", "event log", "checksummer"]
     assert checked.report["role"] == "primary"
 
 
