@@ -63,7 +63,8 @@ from replicators.type_map import REPLICATORS
 from tests.sites import free_port, wait_for_port
 
 THREADS = 4
-#: Rows per worker message (one blob batch), as in bench.small_blobs.
+#: Rows per worker message at most (the scheduler sends fewer when few are due), as in
+#: bench.small_blobs.
 BATCH = 250
 #: Changes per publishing statement.
 PUBLISH_PAGE = 10_000
@@ -415,7 +416,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--changed-percent", type=float, default=1.0)
     parser.add_argument("--batch", type=int, default=BATCH,
-                        help="registry rows per worker message")
+                        help="registry rows per worker message, at most")
     add_output_argument(parser)
     args = parser.parse_args()
     load_before = os.getloadavg()
@@ -441,7 +442,7 @@ def main() -> None:
             _same(expected, dest, name)
             rows.append(Row("initial", name, seconds, args.items, memory, cpu))
             _progress(f"initial, {name}: {seconds:.1f} s")
-        geo = f"geo-sync, 1 worker process x {THREADS} threads, {args.batch} per message"
+        geo = f"geo-sync, 1 worker process x {THREADS} threads, at most {args.batch} per message"
         with running_secondary(primary, start_run=False, **_tuning(args.batch)) as secondary:
             seconds = geo_initial(secondary, sampler, args.items)
             memory, cpu = sampler.by_role(*GEO_ROLES)

@@ -42,7 +42,8 @@ from bench.report import add_output_argument, append_section, peer_table
 from tests.sites import free_port, wait_for_port
 
 THREADS = 4  # rclone's default --transfers is 4: the same concurrency
-#: Rows per worker message: a worker fetches them in one blob batch.
+#: Rows per worker message at most (fewer when few are due): a worker fetches them in
+#: one blob batch.
 BATCH = 250
 
 

@@ -255,9 +255,11 @@ class SecondarySettings(_Section):
     broker_url: str = "embedded"
     # Queue and Redis key namespace: lets several secondaries share one Redis.
     queue_name: str = Field(default="geo_sync", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # Threads of the embedded worker; also how many messages at least a trickle of due
+    # rows is cut into, so that every worker thread gets some (message_sizes).
     worker_threads: int = Field(default=4, gt=0, le=256)
-    # Rows per dramatiq message: a table per type, or one number for every type. A
-    # message is worked through by one thread, so heavy items (repositories) go one per
+    # Rows per dramatiq message at most: a table per type, or one number for every type.
+    # A message is worked through by one thread, so heavy items (repositories) go one per
     # message to spread over every thread; small blobs go many to save round trips.
     batch_size: PerType = Field(default_factory=dict)
     lease_seconds: float = Field(default=30.0, ge=1)

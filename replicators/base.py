@@ -26,7 +26,7 @@ from typing import ClassVar
 
 from geo_sync.errors import InvalidInput
 from geo_sync.logging import get_logger
-from geo_sync.paths import TEMP_PREFIX, resolve_inside, validate_relpath
+from geo_sync.paths import TEMP_PREFIX, InsideRoot, resolve_inside, validate_relpath
 from geo_sync.tracking.models import Registry
 from geo_sync.tracking.sync_rows import Claimed
 from geo_sync.wire import PrimarySource
@@ -213,12 +213,16 @@ class Copy(DataType):
             remove_path(target)
 
     @classmethod
-    def destination(cls, ctx: SyncContext, item: Claimed) -> Path:
-        """Where ``item`` belongs on the mirror; moves an earlier copy there after a rename."""
+    def destination(cls, ctx: SyncContext, item: Claimed, inside: InsideRoot | None = None
+                    ) -> Path:
+        """Where ``item`` belongs on the mirror; moves an earlier copy there after a rename.
+        ``inside``, for the items of one batch, resolves each directory once."""
         root = ctx.root(cls)
-        dest = resolve_inside(root, cls.validate_path(item.path))
+        resolve = inside or InsideRoot(root)
+        dest = resolve(cls.validate_path(item.path))
         if item.mirror_path and item.mirror_path != item.path:
-            previous = resolve_inside(root, cls.validate_path(item.mirror_path, field="old path"))
+            previous = resolve(cls.validate_path(item.mirror_path, field="old path"),
+                               field="old path")
             if previous.exists() and not dest.exists():
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 previous.rename(dest)

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from geo_sync.errors import MissingOnPrimary
 from geo_sync.files import StagedFiles, atomic_file
+from geo_sync.paths import InsideRoot
 from geo_sync.tracking.sync_rows import Claimed
 from geo_sync.wire import BatchEntry, BatchStatus
 from replicators.base import (
@@ -73,9 +74,10 @@ class BlobCopy(Copy):
         alone; if the transfer breaks off, what arrived whole still lands."""
         results: dict[int, SyncResult] = {}
         dests: dict[int, Path] = {}
+        inside = InsideRoot(ctx.root(cls))
         for item in items:
             try:
-                dests[item.id] = cls.destination(ctx, item)
+                dests[item.id] = cls.destination(ctx, item, inside)
             except Exception as exc:  # an unsafe path, say: this item's problem only
                 results[item.id] = exc
         wanted = [item for item in items if item.id in dests]

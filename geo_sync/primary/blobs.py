@@ -16,7 +16,7 @@ from starlette.responses import Response, StreamingResponse
 
 from geo_sync.errors import InvalidInput, MissingOnPrimary
 from geo_sync.file_response import LargeChunkFileResponse
-from geo_sync.paths import resolve_inside
+from geo_sync.paths import InsideRoot, resolve_inside
 from geo_sync.primary.models import CatalogItem
 from geo_sync.wire import (
     BATCH_INLINE_MAX,
@@ -85,7 +85,7 @@ def _read_inline(full: Path) -> bytes | int | None:
     return len(data) if len(data) > BATCH_INLINE_MAX else data
 
 
-def _read_group(root: Path, paths: list[str],
+def _read_group(inside: InsideRoot, paths: list[str],
                 catalog: dict[str, tuple[str, int | None, str | None]]) -> tuple[bytes, int]:
     """Header lines and bytes of the first of ``paths``, in order, up to about
     _READ_GROUP_BYTES; and how many paths that covered."""
@@ -96,7 +96,7 @@ def _read_group(root: Path, paths: list[str],
             break
         taken += 1
         try:
-            content = _read_inline(resolve_inside(root, path))
+            content = _read_inline(inside(path))
         except InvalidInput:  # a symlink out of the storage root: not an item
             content = None
         record_id, size, checksum = catalog.get(path, (None, None, None))
@@ -122,9 +122,10 @@ def download_batch(replicator: type[Original], paths: list[str], engine: Engine,
 
     async def body() -> AsyncIterator[bytes]:
         catalog = await run_in_threadpool(_batch_catalog, engine, replicator.name, paths)
+        inside = await run_in_threadpool(InsideRoot, root)  # directories resolved once
         rest = paths
         while rest:  # a few MiB per trip to the thread pool, not one trip per file
-            chunk, taken = await run_in_threadpool(_read_group, root, rest, catalog)
+            chunk, taken = await run_in_threadpool(_read_group, inside, rest, catalog)
             rest = rest[taken:]
             yield chunk
 

@@ -2,11 +2,11 @@
 
 Each ``run_once``: rows whose lease expired (their worker died) go back to
 pending; failed rows whose retry time came go back to pending; pending rows are
-handed to workers in batches, never more per type than its concurrency limit
-in flight; then verification's share (``verification_enqueuer``), the
-recovery chores (``janitor``) and folding the row counts (``row_counts``). Every
-query reads an index range bounded by the work in flight, not the table (t0004).
-It needs no queue state of its own: the registry is the truth.
+handed to workers in messages sized by how much is due (``message_sizes``), never
+more per type than its concurrency limit in flight; then verification's share
+(``verification_enqueuer``), the recovery chores (``janitor``) and folding the row
+counts (``row_counts``). Every query reads an index range bounded by the work in
+flight, not the table (t0004). It needs no queue state of its own: the registry is the truth.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from geo_sync.db import write_transaction
 from geo_sync.logging import get_logger
 from geo_sync.secondary.bootstrap import Messaging
 from geo_sync.secondary.janitor import DependencyProbe, Janitor
+from geo_sync.secondary.message_sizes import messages
 from geo_sync.secondary.runtime import Runtime
 from geo_sync.secondary.verification_enqueuer import VerificationEnqueuer
 from geo_sync.settings import per_type
@@ -80,8 +81,8 @@ class Scheduler:
             result.expired += len(expired)
             result.retried += len(retried)
             batch = per_type(settings.batch_size, replicator.name, replicator.default_batch_size)
-            for start in range(0, len(ids), batch):
-                self.messaging.send(replicator.name, ids[start:start + batch])
+            for message in messages(ids, batch, settings.worker_threads):
+                self.messaging.send(replicator.name, message)
             result.enqueued[replicator.name] = len(ids)
             verifying, suspicious = self.verification.run_once(replicator, batch)
             result.verifying[replicator.name] = verifying

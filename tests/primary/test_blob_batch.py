@@ -97,3 +97,26 @@ def test_a_batch_needs_a_token_and_a_bounded_body(primary: PrimarySite) -> None:
     assert anonymous.status_code == 401
     assert huge.status_code == 413
     assert not_json.status_code == 400 and "paths" in not_json.json()["message"]
+
+
+def test_a_batch_serves_nothing_through_a_symlink_leaving_the_storage_root(
+    primary: PrimarySite,
+) -> None:
+    secret = primary.config.parent / "outside.txt"
+    secret.write_text("top secret")
+    root = primary.storage("artifacts")
+    _store(primary, "d/kept.bin", b"kept")
+    (root / "escape").symlink_to(primary.config.parent)
+    (root / "d" / "leak.txt").symlink_to(secret)
+    # Directories are resolved once per batch: the same directory asked again, in
+    # between and after the escapes, still answers each path on its own.
+    paths = ["d/kept.bin", "escape/outside.txt", "d/leak.txt", "d/kept.bin",
+             "escape/outside.txt"]
+    response = _batch(primary, {"paths": paths})
+    assert response.status_code == 200, response.text
+    entries = list(read_batch([response.content]))
+    assert [(entry.path, entry.status, data) for entry, data in entries] == [
+        ("d/kept.bin", "ok", b"kept"), ("escape/outside.txt", "missing", b""),
+        ("d/leak.txt", "missing", b""), ("d/kept.bin", "ok", b"kept"),
+        ("escape/outside.txt", "missing", b"")]
+    assert b"top secret" not in response.content

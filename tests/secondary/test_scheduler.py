@@ -305,7 +305,7 @@ def test_pending_rows_go_out_in_batches_never_more_in_flight_than_the_types_limi
     runtime: Runtime,
 ) -> None:
     tuned = dataclasses.replace(runtime, settings=runtime.settings.model_copy(
-        update={"concurrency": {"*": 5}, "batch_size": {"*": 2}}))
+        update={"concurrency": {"*": 5}, "batch_size": {"*": 2}, "worker_threads": 1}))
     ids = _pending_artifacts(tuned, 8)
     messaging = bootstrap.setup(tuned.settings)
     scheduler = Scheduler(tuned, messaging)
@@ -317,6 +317,25 @@ def test_pending_rows_go_out_in_batches_never_more_in_flight_than_the_types_limi
     assert [i for _, batch in sent for i in batch] == ids[:5]
     assert scheduler.run_once().enqueued[kind] == 0, "sent again while still in flight"
     assert _sent(messaging) == []
+
+
+def test_a_trickle_is_spread_over_the_worker_threads_and_a_backlog_goes_in_full_batches(
+    runtime: Runtime,
+) -> None:
+    tuned = dataclasses.replace(runtime, settings=runtime.settings.model_copy(
+        update={"concurrency": {"*": 10}, "batch_size": {"*": 25}, "worker_threads": 4}))
+    ids = _pending_artifacts(tuned, 300)
+    messaging = bootstrap.setup(tuned.settings)
+    scheduler = Scheduler(tuned, messaging)
+    scheduler.run_once()
+    trickle = _sent(messaging)
+    assert [len(batch) for _, batch in trickle] == [2] * 5, "10 rows on 1 of 4 threads"
+    backlog = dataclasses.replace(runtime, settings=runtime.settings.model_copy(
+        update={"concurrency": {"*": 1000}, "batch_size": {"*": 25}, "worker_threads": 4}))
+    Scheduler(backlog, messaging).run_once()
+    sent = _sent(messaging)
+    assert [len(batch) for _, batch in sent] == [25] * 11 + [15]
+    assert [i for _, batch in trickle + sent for i in batch] == ids
 
 
 def test_a_lease_that_ran_out_puts_its_row_back_and_it_is_sent_again(
