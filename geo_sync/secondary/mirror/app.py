@@ -1,7 +1,8 @@
 """The mirror server's routes: git upload-pack, artifact and job log downloads, health.
 
 Each request is decided once (``freshness.servable_copy``, then the primary's word
-on events the cursor has not applied): served from the mirror, proxied to the
+on events the cursor has not applied: one shared ask, ``pending.py``, and a question
+about the item itself only when a pending event names it): served from the mirror, proxied to the
 primary, or, with the primary unreachable, served from the newest verified copy
 marked ``X-Geo-Stale: true`` (or refused, ``serve_stale = false``).
 """
@@ -91,18 +92,26 @@ class Mirror:
                       ) -> tuple[Route_, Copy, str, int | None]:
         """As ``decide``, with the primary's size of the item when it was asked."""
         copy = await run_in_threadpool(self._local, replicator, path)
-        mirror = self.settings.mirror
-        if copy.servable:
-            if not mirror.confirm_with_primary:
-                return Route_.MIRROR, copy, copy.reason, None
-            said = await self.upstream.confirm(replicator.name, path, copy.cursor,
-                                               copy.checksum)
-            if said.verdict is Verdict.CURRENT:
-                return Route_.MIRROR, copy, copy.reason, said.size
-            if said.verdict is Verdict.CHANGED:
-                return Route_.PRIMARY, copy, said.reason, said.size
-            return (*self._without_primary(copy, said.reason), None)
-        return (*await self._unservable(copy), None)
+        if not copy.servable:
+            return (*await self._unservable(copy), None)
+        if not self.settings.mirror.confirm_with_primary:
+            return Route_.MIRROR, copy, copy.reason, None
+        pending = await self.upstream.pending(copy.cursor)
+        if pending.unreachable:
+            return (*self._without_primary(copy, pending.unreachable), None)
+        if not pending.names(replicator.name, copy.record_id, path):
+            return Route_.MIRROR, copy, copy.reason, None
+        return await self._confirm(replicator, path, copy)
+
+    async def _confirm(self, replicator: type[Replicator], path: str, copy: Copy
+                       ) -> tuple[Route_, Copy, str, int | None]:
+        """A pending event may have changed the item: ask the primary about it."""
+        said = await self.upstream.confirm(replicator.name, path, copy.cursor, copy.checksum)
+        if said.verdict is Verdict.CURRENT:
+            return Route_.MIRROR, copy, copy.reason, said.size
+        if said.verdict is Verdict.CHANGED:
+            return Route_.PRIMARY, copy, said.reason, said.size
+        return (*self._without_primary(copy, said.reason), None)
 
     async def _unservable(self, copy: Copy) -> tuple[Route_, Copy, str]:
         if down := self.upstream.down:

@@ -5,7 +5,7 @@ verified: synced, verification succeeded for the change the row reflects, no eve
 applied since (an event sends the row back to pending), no rename pending, the item
 selected by the applied selection, and the file on disk still the one that was
 verified (its stat fingerprint equals the one recorded at verification). Events the
-cursor has not applied yet are the primary's to tell: ``upstream.confirm`` asks it.
+cursor has not applied yet are the primary's to tell (``pending.py``).
 
 A copy that is not servable may still be the newest *verified* copy (its row went
 back to pending for a newer change, but the bytes on disk are the ones verified
@@ -40,6 +40,8 @@ class Copy:
     #: The bytes on disk are a verified copy (of this or an older change).
     verified: bool
     reason: str
+    #: The CI system's id of the item, which the primary's events name it by.
+    record_id: str | None = None
 
 
 def servable_copy(conn: Connection, replicator: type[Replicator], path: str,
@@ -54,7 +56,7 @@ def servable_copy(conn: Connection, replicator: type[Replicator], path: str,
     row = conn.execute(select(
         model.state, model.verification_state, model.change_verified_at, model.tombstone,
         model.mirror_path, model.missing_on_primary, model.verified_fingerprint,
-        model.verification_checksum, model.expected_size,
+        model.verification_checksum, model.expected_size, model.record_id,
     ).where(model.path == path)).first()
     if row is None or row.tombstone:
         return replace(nothing, reason="not on this secondary")
@@ -67,7 +69,7 @@ def servable_copy(conn: Connection, replicator: type[Replicator], path: str,
                 and row.verified_fingerprint is not None
                 and row.verified_fingerprint == fingerprint)
     copy = Copy(file, row.verification_checksum, row.expected_size, cursor, False,
-                verified, "")
+                verified, "", row.record_id)
     refusals = (
         (row.state != SyncState.SYNCED, f"copy is {row.state}, a newer change is pending"),
         (row.missing_on_primary, "missing on primary"),
