@@ -228,6 +228,9 @@ class MirrorSettings(_Section):
     push_url: str | None = None
     # /metrics of `secondary serve` (requests served by the mirror vs proxied); 0: off.
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    # `secondary serve` processes sharing the port (0: one per core, at most 4;
+    # `--processes` overrides). /metrics is served by the first.
+    processes: int = Field(default=0, ge=0, le=64)
 
     @model_validator(mode="after")
     def _pair(self) -> MirrorSettings:
