@@ -1,13 +1,17 @@
 """The mirror server (`geo-sync secondary serve`) against Debian's nginx serving the
 same mirror directory in the same run: files as static files (sendfile), git through
-fcgiwrap + `git http-backend` (the standard deployment). Three loads: parallel
+fcgiwrap + `git http-backend` (the standard deployment). Four loads: parallel
 clones of one repository, one large artifact, many 16 KiB artifacts one after
-another over one keep-alive connection. geo-sync runs twice: as deployed (every
-request asks the primary whether the copy is still current: read-after-write), and
-with ``confirm_with_primary = false`` (the tracking DB alone decides).
+another over one keep-alive connection, and the same files over ``--parallel``
+keep-alive connections at once (runners side by side). geo-sync runs as deployed
+(before a verified copy is served, the primary is asked what is pending beyond this
+secondary's cursor: one ask shared by concurrent requests, read-after-write) with
+one process and with ``--processes``, and with ``confirm_with_primary = false``
+(the tracking DB alone decides).
 
     .venv/bin/python -m bench.mirror_serve [--repo-mib 100] [--clones 8] \\
-        [--big-mib 1024] [--small 10000] [--json] [--output docs/benchmarks.md]
+        [--big-mib 1024] [--small 10000] [--parallel 8] [--processes 2] [--json] \\
+        [--output docs/benchmarks.md]
 
 The sites are embedded (SQLite) and the mirror is filled by the real replication
 path (sync and verification) before any clock starts.
@@ -206,8 +210,8 @@ def time_big(base: str, auth: list[str], mirror: Path) -> float:
 
 
 def time_small(base: str, paths: list[str], scratch: Path, auth: list[str]) -> float:
-    """Seconds for every small artifact, one after another, over one keep-alive
-    connection (one curl with every URL)."""
+    """Seconds for every small artifact, one after another over one keep-alive
+    connection (one curl with every URL), or side by side with ``-Z``."""
     config = scratch / "urls.curl"
     config.write_text("".join(f'url = "{base}/artifacts/{p}"\noutput = "/dev/null"\n'
                               for p in paths))
@@ -222,7 +226,9 @@ def measure(base: str, args: argparse.Namespace, paths: list[str], scratch: Path
     curl_auth = ["-H", f"Authorization: Bearer {token}"] if token else []
     return {"git": time_clones(base, args.clones, scratch, git_auth),
             "big": time_big(base, curl_auth, mirror),
-            "small": time_small(base, paths, scratch, curl_auth)}
+            "small": time_small(base, paths, scratch, curl_auth),
+            "parallel": time_small(base, paths, scratch,
+                                   [*curl_auth, "-Z", "--parallel-max", str(args.parallel)])}
 
 
 def table(results: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
@@ -230,7 +236,9 @@ def table(results: dict[str, dict[str, float]], args: argparse.Namespace) -> str
               args.clones, "clones"),
              ("big", f"one {args.big_mib} MiB artifact", args.big_mib * MIB / 1e9, "GB"),
              ("small", f"{args.small:,} x 16 KiB artifacts, one keep-alive connection",
-              args.small, "requests")]
+              args.small, "requests"),
+             ("parallel", f"{args.small:,} x 16 KiB artifacts, {args.parallel} keep-alive "
+              "connections", args.small, "requests")]
     nginx_name = "nginx + fcgiwrap (Debian)"
     lines = ["| tool | load | seconds | rate/s | vs nginx |", "|---|---|---|---|---|"]
     for key, load, count, unit in loads:
@@ -248,6 +256,10 @@ def main() -> None:
     parser.add_argument("--clones", type=int, default=8)
     parser.add_argument("--big-mib", type=int, default=1024)
     parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--parallel", type=int, default=8,
+                        help="connections for the second small-file load")
+    parser.add_argument("--processes", type=int, default=2,
+                        help="`secondary serve --processes` of the multi-process runs")
     add_output_argument(parser)
     args = parser.parse_args()
     debian_tool("nginx")
@@ -266,9 +278,15 @@ def main() -> None:
         with nginx(secondary.settings.mirror_root, nginx_tmp) as base:
             results["nginx + fcgiwrap (Debian)"] = measure(
                 base, args, paths, scratch, None, secondary.settings.mirror_root)
-        for name, env in (("geo-sync secondary serve (asks the primary per request)", {}),
-                          ("geo-sync secondary serve, confirm_with_primary = false",
-                           {"GEO_SYNC_SECONDARY__MIRROR__CONFIRM_WITH_PRIMARY": "false"})):
+        many = {"GEO_SYNC_SECONDARY__MIRROR__PROCESSES": str(args.processes)}
+        for name, env in (
+                ("geo-sync secondary serve, 1 process (as deployed: shared ask to the "
+                 "primary)", {}),
+                (f"geo-sync secondary serve, {args.processes} processes (as deployed)",
+                 many),
+                (f"geo-sync secondary serve, {args.processes} processes, "
+                 "confirm_with_primary = false",
+                 {**many, "GEO_SYNC_SECONDARY__MIRROR__CONFIRM_WITH_PRIMARY": "false"})):
             server = MirrorServer(secondary, free_port(), env=env)
             server.token = secondary.cli("secondary", "add-reader",
                                          f"bench{server.port}").stdout.strip()
@@ -282,11 +300,11 @@ def main() -> None:
     text = table(results, args)
     print(text)
     append_section(args.output, "The mirror server against nginx", "bench.mirror_serve",
-                   "loopback, embedded sites (SQLite), one `secondary serve` process "
-                   "against nginx (2 workers) + fcgiwrap (8 children) over the same "
-                   "directory, readers authenticated on geo-sync only; the machine was "
-                   "shared with other engineers' work while this ran (loaded: compare "
-                   "ratios, not absolute figures)", text)
+                   "loopback, embedded sites (SQLite), `secondary serve` (1 and "
+                   f"{args.processes} processes) against nginx (2 workers) + fcgiwrap "
+                   "(8 children) over the same directory, readers authenticated on "
+                   "geo-sync only; the machine was shared with other engineers' work "
+                   "while this ran (loaded: compare ratios, not absolute figures)", text)
 
 
 if __name__ == "__main__":

@@ -218,9 +218,11 @@ class MirrorSettings(_Section):
     # Primary unreachable: serve the newest verified copy marked X-Geo-Stale (true),
     # or answer 503 (false).
     serve_stale: bool = True
-    # Ask the primary, per request, whether an event newer than the tracking DB's
-    # cursor changed the item (read-after-write). Off: the tracking DB alone decides,
-    # and a change the cursor has not applied yet is served from the older copy.
+    # Ask the primary which events lie beyond the tracking DB's cursor before serving a
+    # copy (read-after-write; one ask shared by concurrent requests, and a question
+    # about the item itself only when a pending event names it). Off: the tracking DB
+    # alone decides, and a change the cursor has not applied yet is served from the
+    # older copy.
     confirm_with_primary: bool = True
     # Seconds the answer of an unreachable primary is remembered before asking again.
     primary_down_retry_seconds: float = Field(default=2.0, ge=0)
@@ -228,6 +230,9 @@ class MirrorSettings(_Section):
     push_url: str | None = None
     # /metrics of `secondary serve` (requests served by the mirror vs proxied); 0: off.
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    # `secondary serve` processes sharing the port (0: one per core, at most 4;
+    # `--processes` overrides). /metrics is served by the first.
+    processes: int = Field(default=0, ge=0, le=64)
 
     @model_validator(mode="after")
     def _pair(self) -> MirrorSettings:

@@ -148,8 +148,8 @@ def test_the_mirror_serve_benchmark_runs_against_nginx_and_prints_json() -> None
     printed = json.loads(output.strip().splitlines()[-1])
     tools = {row["tool"] for row in printed}
     assert "nginx + fcgiwrap (Debian)" in tools
-    assert sum(tool.startswith("geo-sync secondary serve") for tool in tools) == 2
-    assert len(printed) == 9
+    assert sum(tool.startswith("geo-sync secondary serve") for tool in tools) == 3
+    assert len(printed) == 16  # 4 servers x 4 loads
 
 
 @pytest.mark.timeout(900)

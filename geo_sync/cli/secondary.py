@@ -130,14 +130,24 @@ def run(cli_ctx: CliContext) -> None:
 
 
 @secondary.command()
+@click.option("--processes", type=click.IntRange(1, 64), default=None,
+              help="Server processes sharing the port [default: secondary.mirror."
+              "processes, else one per core, at most 4].")
 @pass_cli
-def serve(cli_ctx: CliContext) -> None:
+def serve(cli_ctx: CliContext, processes: int | None) -> None:
     """Serve the mirror to CI runners: git clone/fetch, artifact and job log downloads,
     never staler than the primary (see [secondary.mirror])."""
-    from geo_sync.secondary.mirror.server import serve_mirror  # noqa: PLC0415
+    from geo_sync.cli.serving import supervise  # noqa: PLC0415
+    from geo_sync.secondary.mirror import server  # noqa: PLC0415
 
     cli_ctx.daemon = True
-    serve_mirror(cli_ctx.settings.require_secondary())
+    settings = cli_ctx.settings.require_secondary()
+    sock = server.prepare(settings)
+    count = processes or settings.mirror.processes or server.default_processes()
+    if count == 1:
+        server.serve_mirror(settings, sock)
+    else:
+        supervise(cli_ctx.config_path, sock, count, server.serve_child, "secondary serve")
 
 
 @secondary.command("add-reader")

@@ -1,10 +1,12 @@
-"""`primary serve` as several processes sharing one listening socket.
+"""`primary serve` and `secondary serve` as several processes sharing one listening
+socket.
 
 One Python process serving the Geo API capped small-blob transfers at 400-590
 requests/s (docs/benchmarks.md). The socket is bound once, by the supervisor, so a
 busy port is still one clear error; each child runs its own uvicorn and engine on
 it and the kernel hands every connection to whichever child accepts first. The
 periodic jobs (pruning, checksums, the push spool, metrics) run in child 0 only.
+`secondary serve` (the mirror server) runs its own serving function the same way.
 A child that dies takes the others down and the command exits non-zero for its
 supervisor (systemd, compose), as `geo-sync worker` does.
 """
@@ -17,6 +19,7 @@ import multiprocessing
 import os
 import signal
 import socket
+from collections.abc import Callable
 from multiprocessing import resource_tracker
 from pathlib import Path
 
@@ -34,6 +37,10 @@ from geo_sync.wire import API_PREFIX
 
 log = get_logger("cli")
 _PR_SET_PDEATHSIG = 1
+
+#: Serves on the socket in this process until SIGTERM: (settings, socket, index, count).
+#: A module-level function: the spawned children are handed it by name.
+Serve = Callable[[Settings, socket.socket, int, int], None]
 
 
 def default_processes() -> int:
@@ -79,7 +86,8 @@ def serve_on(settings_all: Settings, sock: socket.socket, index: int = 0,
                            "(see the background_loop_died log line)")
 
 
-def _child(config: Path, sock: socket.socket, index: int, processes: int) -> None:
+def _child(config: Path, sock: socket.socket, index: int, processes: int,
+           serve: Serve) -> None:
     """A spawned serving process: it inherited the supervisor's blocked stop signals
     (uvicorn handles them itself) and dies with the supervisor."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
@@ -87,19 +95,21 @@ def _child(config: Path, sock: socket.socket, index: int, processes: int) -> Non
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     settings_all = load_settings(config)
     configure_logging(settings_all.log.level, settings_all.log.format)
-    serve_on(settings_all, sock, index, processes)
+    serve(settings_all, sock, index, processes)
 
 
-def supervise(config: Path, sock: socket.socket, processes: int) -> None:
-    """Run ``processes`` serving children on ``sock``; pass SIGTERM/SIGINT on to them."""
+def supervise(config: Path, sock: socket.socket, processes: int, serve: Serve = serve_on,
+              command: str = "primary serve") -> None:
+    """Run ``processes`` children of ``serve`` on ``sock``; pass SIGTERM/SIGINT on to
+    them."""
     # The resource tracker unblocks SIGTERM and SIGINT in this process when spawn
     # first starts it; start it before blocking them.
     resource_tracker.ensure_running()
     host, port = sock.getsockname()[:2]
-    set_process_title(f"primary serve {host}:{port} (supervisor of {processes} processes)")
+    set_process_title(f"{command} {host}:{port} (supervisor of {processes} processes)")
     block_stop_signals()
     context = multiprocessing.get_context("spawn")
-    children = [context.Process(target=_child, args=(config, sock, index, processes),
+    children = [context.Process(target=_child, args=(config, sock, index, processes, serve),
                                 daemon=False) for index in range(processes)]
     for child in children:
         child.start()
@@ -115,7 +125,7 @@ def supervise(config: Path, sock: socket.socket, processes: int) -> None:
             child.join()
     if received is None:
         codes = [child.exitcode for child in children]
-        raise DaemonFailed(f"a `primary serve` process exited on its own (exit codes "
+        raise DaemonFailed(f"a `{command}` process exited on its own (exit codes "
                            f"{codes}); the others were stopped",
                            hint="its log says why; the supervisor (systemd, compose) "
                            "restarts the command")

@@ -1,16 +1,20 @@
 """The mirror server's routes: git upload-pack, artifact and job log downloads, health.
 
 Each request is decided once (``freshness.servable_copy``, then the primary's word
-on events the cursor has not applied): served from the mirror, proxied to the
+on events the cursor has not applied: one shared ask, ``pending.py``, and a question
+about the item itself only when a pending event names it): served from the mirror, proxied to the
 primary, or, with the primary unreachable, served from the newest verified copy
 marked ``X-Geo-Stale: true`` (or refused, ``serve_stale = false``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from email.utils import formatdate
 from enum import StrEnum
 from pathlib import Path
 from stat import S_ISREG
@@ -32,7 +36,7 @@ from geo_sync.git_http_backend import is_push, run_http_backend, split_upload_pa
 from geo_sync.logging import get_logger
 from geo_sync.metrics import MIRROR_REQUESTS
 from geo_sync.secondary.mirror.access import Readers, refusal
-from geo_sync.secondary.mirror.freshness import Copy, servable_copy
+from geo_sync.secondary.mirror.freshness import Copy, servable_copy, with_small_body
 from geo_sync.secondary.mirror.upstream import (
     PrimaryDown,
     ProxiedResponse,
@@ -78,31 +82,41 @@ class Mirror:
 
     # -- deciding ---------------------------------------------------------------
 
-    def _local(self, replicator: type[Replicator], path: str) -> Copy:
+    def _local(self, replicator: type[Replicator], path: str, small_body: bool) -> Copy:
         with self.engine.connect() as conn:
-            return servable_copy(conn, replicator, path, self.settings.mirror_root)
+            copy = servable_copy(conn, replicator, path, self.settings.mirror_root)
+        return with_small_body(replicator, copy) if small_body else copy
 
     async def decide(self, replicator: type[Replicator], path: str) -> tuple[Route_, Copy, str]:
         """Where to answer a request for ``path`` from, the copy, and why."""
         route, copy, reason, _size = await self._decide(replicator, path)
         return route, copy, reason
 
-    async def _decide(self, replicator: type[Replicator], path: str
-                      ) -> tuple[Route_, Copy, str, int | None]:
-        """As ``decide``, with the primary's size of the item when it was asked."""
-        copy = await run_in_threadpool(self._local, replicator, path)
-        mirror = self.settings.mirror
-        if copy.servable:
-            if not mirror.confirm_with_primary:
-                return Route_.MIRROR, copy, copy.reason, None
-            said = await self.upstream.confirm(replicator.name, path, copy.cursor,
-                                               copy.checksum)
-            if said.verdict is Verdict.CURRENT:
-                return Route_.MIRROR, copy, copy.reason, said.size
-            if said.verdict is Verdict.CHANGED:
-                return Route_.PRIMARY, copy, said.reason, said.size
-            return (*self._without_primary(copy, said.reason), None)
-        return (*await self._unservable(copy), None)
+    async def _decide(self, replicator: type[Replicator], path: str,
+                      small_body: bool = False) -> tuple[Route_, Copy, str, int | None]:
+        """As ``decide``, with the primary's size of the item when it was asked;
+        ``small_body``: read a small copy's bytes in the same trip to a thread."""
+        copy = await run_in_threadpool(self._local, replicator, path, small_body)
+        if not copy.servable:
+            return (*await self._unservable(copy), None)
+        if not self.settings.mirror.confirm_with_primary:
+            return Route_.MIRROR, copy, copy.reason, None
+        pending = await self.upstream.pending(copy.cursor)
+        if pending.unreachable:
+            return (*self._without_primary(copy, pending.unreachable), None)
+        if not pending.names(replicator.name, copy.record_id, path):
+            return Route_.MIRROR, copy, copy.reason, None
+        return await self._confirm(replicator, path, copy)
+
+    async def _confirm(self, replicator: type[Replicator], path: str, copy: Copy
+                       ) -> tuple[Route_, Copy, str, int | None]:
+        """A pending event may have changed the item: ask the primary about it."""
+        said = await self.upstream.confirm(replicator.name, path, copy.cursor, copy.checksum)
+        if said.verdict is Verdict.CURRENT:
+            return Route_.MIRROR, copy, copy.reason, said.size
+        if said.verdict is Verdict.CHANGED:
+            return Route_.PRIMARY, copy, said.reason, said.size
+        return (*self._without_primary(copy, said.reason), None)
 
     async def _unservable(self, copy: Copy) -> tuple[Route_, Copy, str]:
         if down := self.upstream.down:
@@ -126,7 +140,8 @@ class Mirror:
         if (refused := await self._refuse_reader(request)) is not None:
             return refused
         path = replicator.validate_path(request.path_params["path"])
-        route, copy, reason, primary_size = await self._decide(replicator, path)
+        route, copy, reason, primary_size = await self._decide(
+            replicator, path, small_body="range" not in request.headers)
         if route is Route_.PRIMARY:
             try:
                 if (replicator.appendable and copy.servable and primary_size
@@ -141,11 +156,11 @@ class Mirror:
         self._count(replicator, route)
         if route is Route_.REFUSE:
             return _unavailable(reason)
-        return self._file(copy, stale=route is Route_.STALE)
+        return self._file(copy, stale=route is Route_.STALE, head=request.method == "HEAD")
 
-    def _file(self, copy: Copy, *, stale: bool) -> Response:
+    def _file(self, copy: Copy, *, stale: bool, head: bool) -> Response:
         assert copy.file is not None
-        stat = copy.file.stat()
+        stat = copy.stat or copy.file.stat()
         if not S_ISREG(stat.st_mode):
             return _unavailable("the mirror's copy is not a regular file")
         headers = {SERVED_BY: "mirror", SIZE_HEADER: str(stat.st_size)}
@@ -154,6 +169,13 @@ class Mirror:
             headers["etag"] = f'"{copy.checksum}"'
         if stale:
             headers[STALE] = "true"
+        if copy.body is not None:
+            # Read already, from the file verified: the headers FileResponse sends.
+            headers.update({"content-length": str(stat.st_size), "accept-ranges": "bytes",
+                            "last-modified": formatdate(stat.st_mtime, usegmt=True)})
+            headers.setdefault("etag", _stat_etag(stat))
+            return Response(b"" if head else copy.body, headers=headers,
+                            media_type="application/octet-stream")
         return LargeChunkFileResponse(copy.file, stat_result=stat, headers=headers,
                                       media_type="application/octet-stream")
 
@@ -306,6 +328,13 @@ class StitchedResponse:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await self.rest.aclose()
+
+
+def _stat_etag(stat: os.stat_result) -> str:
+    """Starlette FileResponse's ETag for a file without a checksum, so an answer does
+    not depend on which way the file was sent."""
+    base = f"{stat.st_mtime}-{stat.st_size}"
+    return f'"{hashlib.md5(base.encode(), usedforsecurity=False).hexdigest()}"'
 
 
 def _unavailable(reason: str) -> Response:

@@ -5,7 +5,7 @@ verified: synced, verification succeeded for the change the row reflects, no eve
 applied since (an event sends the row back to pending), no rename pending, the item
 selected by the applied selection, and the file on disk still the one that was
 verified (its stat fingerprint equals the one recorded at verification). Events the
-cursor has not applied yet are the primary's to tell: ``upstream.confirm`` asks it.
+cursor has not applied yet are the primary's to tell (``pending.py``).
 
 A copy that is not servable may still be the newest *verified* copy (its row went
 back to pending for a newer change, but the bytes on disk are the ones verified
@@ -14,14 +14,17 @@ before): it is served, marked stale, only when the primary cannot be reached.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
+from stat import S_ISREG
 
 from sqlalchemy import Connection, select
 
 from geo_sync.errors import InvalidInput
 from geo_sync.paths import resolve_inside
-from geo_sync.tracking import selection_row
+from geo_sync.selection import Selection
 from geo_sync.tracking.models import CursorRow
 from geo_sync.tracking.states import SyncState, VerificationState
 from replicators.base import Replicator
@@ -40,21 +43,43 @@ class Copy:
     #: The bytes on disk are a verified copy (of this or an older change).
     verified: bool
     reason: str
+    #: The CI system's id of the item, which the primary's events name it by.
+    record_id: str | None = None
+    #: A small file's bytes, read at the decision from the very file verified
+    #: (``with_small_body``), and that file's stat; None: send it from the path.
+    body: bytes | None = None
+    stat: os.stat_result | None = None
+    #: The stat fingerprint the copy was verified with.
+    fingerprint: str | None = None
+
+
+#: Files up to this size are read whole where the copy is decided, in the same
+#: thread: one hop to a thread per request instead of four (open, read, close).
+SMALL_BODY = 256 * 1024
+
+
+@lru_cache(maxsize=8)
+def _selection(text: str | None) -> Selection:
+    """The applied selection, parsed once per stored text (keyed by the text itself,
+    so a changed selection is a different key, never a stale answer)."""
+    return Selection.from_json(text)
 
 
 def servable_copy(conn: Connection, replicator: type[Replicator], path: str,
                   mirror_root: Path) -> Copy:
     """Decide from the tracking DB (and one stat of the copy) whether ``path`` may be
     served from the mirror."""
-    cursor = conn.execute(select(CursorRow.cursor).where(CursorRow.id == 1)).scalar()
+    # The cursor and the selection in one statement (they are one row).
+    cursor, selection = conn.execute(select(CursorRow.cursor, CursorRow.selection)
+                                     .where(CursorRow.id == 1)).one_or_none() or (None, None)
     nothing = Copy(None, None, None, cursor, False, False, "")
-    if not selection_row.applied(conn).selects(replicator.name, path):
+    if not _selection(selection).selects(replicator.name, path):
         return replace(nothing, reason="not selected on this secondary")
     model = replicator.registry_table
     row = conn.execute(select(
         model.state, model.verification_state, model.change_verified_at, model.tombstone,
         model.mirror_path, model.missing_on_primary, model.verified_fingerprint,
-        model.verification_checksum, model.expected_size,
+        model.verification_checksum, model.expected_size, model.record_id,
     ).where(model.path == path)).first()
     if row is None or row.tombstone:
         return replace(nothing, reason="not on this secondary")
@@ -67,7 +92,7 @@ def servable_copy(conn: Connection, replicator: type[Replicator], path: str,
                 and row.verified_fingerprint is not None
                 and row.verified_fingerprint == fingerprint)
     copy = Copy(file, row.verification_checksum, row.expected_size, cursor, False,
-                verified, "")
+                verified, "", row.record_id, fingerprint=row.verified_fingerprint)
     refusals = (
         (row.state != SyncState.SYNCED, f"copy is {row.state}, a newer change is pending"),
         (row.missing_on_primary, "missing on primary"),
@@ -90,3 +115,31 @@ def _on_disk(replicator: type[Replicator], mirror_root: Path, where: str
         return file, replicator.fingerprint(file)
     except (InvalidInput, OSError):
         return None, None
+
+
+def with_small_body(replicator: type[Replicator], copy: Copy) -> Copy:
+    """``copy`` with its bytes when it is a servable regular file of at most
+    SMALL_BODY bytes, read from an open descriptor that is checked, after the read,
+    to be the file the path names and still the verified one (its fingerprint): a
+    sync that replaces the file meanwhile is not served under the old checksum."""
+    if not copy.servable or copy.file is None:
+        return copy
+    try:
+        with copy.file.open("rb") as handle:
+            stat = os.fstat(handle.fileno())
+            if not S_ISREG(stat.st_mode) or stat.st_size > SMALL_BODY:
+                return copy
+            body = handle.read(stat.st_size + 1)
+        fingerprint = replicator.fingerprint(copy.file)
+        now = copy.file.stat()
+    except OSError:
+        return replace(copy, servable=False, reason="no copy on disk")
+    if (len(body) != stat.st_size or fingerprint != copy.fingerprint
+            or _identity(now) != _identity(stat)):
+        return replace(copy, servable=False,
+                       reason="copy changed on disk since it was verified")
+    return replace(copy, body=body, stat=stat)
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns

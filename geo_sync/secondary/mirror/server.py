@@ -1,8 +1,10 @@
 """Running the mirror server: uvicorn on the configured host and port, HTTPS when a
-certificate and key are configured."""
+certificate and key are configured; several processes on one socket (``processes``)
+through the supervisor `primary serve` uses (``cli.serving``)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 
@@ -14,7 +16,7 @@ from geo_sync.logging import get_logger, set_process_title
 from geo_sync.metrics import serve_metrics
 from geo_sync.migrate import TRACKING
 from geo_sync.secondary.mirror.app import create_app
-from geo_sync.settings import SecondarySettings
+from geo_sync.settings import SecondarySettings, Settings
 
 log = get_logger("mirror")
 
@@ -35,18 +37,32 @@ def _check_tls(settings: SecondarySettings) -> None:
             "tls_key_file its unencrypted PEM key, both readable by this user") from None
 
 
-def serve_mirror(settings: SecondarySettings) -> None:
-    """Serve the mirror until SIGTERM or SIGINT."""
-    mirror = settings.mirror
+def prepare(settings: SecondarySettings) -> socket.socket:
+    """Everything that can be wrong before serving, as one clear error each: the TLS
+    pair, the tracking schema, the port. Returns the bound listening socket."""
     _check_tls(settings)
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        TRACKING.require_current(engine)
+    finally:
+        engine.dispose()
+    return _bind(settings.mirror.listen_host, settings.mirror.listen_port)
+
+
+def serve_mirror(settings: SecondarySettings, sock: socket.socket, index: int = 0,
+                 processes: int = 1) -> None:
+    """Serve the mirror on ``sock`` in this process until SIGTERM or SIGINT; process
+    ``index`` 0 serves /metrics (each process counts its own requests)."""
+    mirror = settings.mirror
     engine = make_engine(settings.database_url, pool_size=16)
-    TRACKING.require_current(engine)
-    sock = _bind(mirror.listen_host, mirror.listen_port)
     scheme = "https" if mirror.tls_cert_file else "http"
-    set_process_title(f"secondary serve {mirror.listen_host}:{mirror.listen_port}")
-    serve_metrics(settings.metrics.host, mirror.metrics_port, "secondary serve")
-    log.info("mirror_listening", url=f"{scheme}://{mirror.listen_host}:{mirror.listen_port}",
-             primary=settings.primary_url)
+    suffix = f" (process {index + 1} of {processes})" if processes > 1 else ""
+    set_process_title(f"secondary serve {mirror.listen_host}:{mirror.listen_port}{suffix}")
+    if index == 0:
+        serve_metrics(settings.metrics.host, mirror.metrics_port, "secondary serve")
+        log.info("mirror_listening",
+                 url=f"{scheme}://{mirror.listen_host}:{mirror.listen_port}",
+                 primary=settings.primary_url, processes=processes)
     try:
         uvicorn.Server(uvicorn.Config(
             create_app(settings, engine),
@@ -58,6 +74,18 @@ def serve_mirror(settings: SecondarySettings) -> None:
     finally:
         sock.close()
         engine.dispose()
+
+
+def serve_child(settings_all: Settings, sock: socket.socket, index: int,
+                processes: int) -> None:
+    """One of several `secondary serve` processes on one socket (``cli.serving``)."""
+    serve_mirror(settings_all.require_secondary(), sock, index, processes)
+
+
+def default_processes() -> int:
+    """One per core, at most 4, as `primary serve`: each process is one core's worth
+    of Python, and past that the tracking DB and the primary are the limit."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -19,6 +19,7 @@ from geo_sync.auth import issue_token
 from geo_sync.files import CHUNK
 from geo_sync.logging import get_logger
 from geo_sync.secondary.client import url_path
+from geo_sync.secondary.mirror.pending import INCOMPLETE, Pending, SingleFlight
 from geo_sync.settings import SecondarySettings
 from geo_sync.tls import client_verify
 from geo_sync.wire import API_PREFIX, CHECKSUM_HEADER, MISSING_HEADER
@@ -26,6 +27,8 @@ from geo_sync.wire import API_PREFIX, CHECKSUM_HEADER, MISSING_HEADER
 log = get_logger("mirror")
 
 TOKEN_TTL = 60
+#: Pending events listed in one answer; past that, items are confirmed one by one.
+PENDING_PAGE = 500
 #: Headers of the primary's answer passed on to the runner.
 PASSED_ON = ("content-type", "content-length", "content-range", "accept-ranges",
              "last-modified", "cache-control", "expires", "pragma", CHECKSUM_HEADER,
@@ -65,6 +68,8 @@ class Upstream:
         self._down_until = 0.0
         self._down_reason = ""
         self._token = ("", 0.0)
+        #: The events beyond a cursor, one ask shared by concurrent requests.
+        self.pending = SingleFlight(self._pending)
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -110,6 +115,24 @@ class Upstream:
             return Confirmation(Verdict.UNREACHABLE, self._down_reason)
         return _judge(response, checksum)
 
+    async def _pending(self, cursor: str | None) -> Pending:
+        """The events beyond ``cursor`` (one page), asked now; see ``pending.py``."""
+        if reason := self.down:
+            return Pending(False, unreachable=reason)
+        if cursor is None:
+            return INCOMPLETE
+        try:
+            response = await self.http.get(
+                f"{self.base}/events", params={"cursor": cursor, "limit": PENDING_PAGE},
+                headers={"Authorization": self.authorization()})
+        except httpx.HTTPError as exc:
+            self._mark_down(f"{type(exc).__name__}: {exc}")
+            return Pending(False, unreachable=self._down_reason)
+        if response.status_code >= 500:
+            self._mark_down(f"primary answered {response.status_code}")
+            return Pending(False, unreachable=self._down_reason)
+        return _pending_page(response)
+
     async def open(self, method: str, url: str, headers: dict[str, str],
                    body: AsyncIterator[bytes] | None = None) -> httpx.Response:
         """Send a request to the primary's Geo API path ``url`` and return the response
@@ -135,6 +158,18 @@ class Upstream:
     @staticmethod
     def git_url(rest: str) -> str:
         return f"/git/{url_path(rest)}"
+
+
+def _pending_page(response: httpx.Response) -> Pending:
+    """The primary's events page as Pending; anything but a page is incomplete."""
+    if response.status_code != 200:
+        # Our cursor past its retention (410), a refused credential: not ours to
+        # judge here; the per-item question says what it means for each item.
+        return INCOMPLETE
+    try:
+        return Pending.from_page(response.json())
+    except ValueError:
+        return INCOMPLETE
 
 
 def _judge(response: httpx.Response, checksum: str | None) -> Confirmation:

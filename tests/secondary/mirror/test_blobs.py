@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,6 +95,40 @@ def test_a_replaced_artifact_is_proxied_until_the_secondary_has_the_new_copy(
     replicate(runtime, "artifact")
     headers, body, _ = server.curl("/artifacts/p/1/build.zip")
     assert (body, headers["x-geo-served-by"]) == (b"rebuilt", "mirror")
+
+
+def test_concurrent_requests_after_a_change_never_get_the_older_copy(
+    server: MirrorServer, primary: PrimarySite
+) -> None:
+    # Runners ask all the time, sharing the mirror's one question to the primary; a
+    # request that starts once the change is published must not be served the old
+    # copy, however the shared asks fall.
+    changed = threading.Event()
+    after: list[int] = [0] * 6
+    wrong: list[str] = []
+
+    def runner(n: int) -> None:
+        while after[n] < 3:
+            was_changed = changed.is_set()
+            headers, body, _ = server.curl("/artifacts/p/1/build.zip")
+            if was_changed:
+                after[n] += 1
+                if body != b"rebuilt":
+                    wrong.append(f"runner {n}: {headers.get('x-geo-served-by')}")
+            elif body not in (SYNCED, b"rebuilt"):
+                wrong.append(f"runner {n}: neither copy")
+
+    threads = [threading.Thread(target=runner, args=(n,)) for n in range(len(after))]
+    for thread in threads:
+        thread.start()
+    publish(primary, "artifact", "created", "p/1/build.zip", b"rebuilt")
+    changed.set()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
+    # The pending event names only the artifact: the job log is still the mirror's.
+    headers, body, _ = server.curl("/job_logs/p/1/job.log")
+    assert (body, headers["x-geo-served-by"]) == (b"line one\n", "mirror")
 
 
 def test_a_corrupted_copy_is_never_served_from_the_mirror(

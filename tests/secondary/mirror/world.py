@@ -52,8 +52,9 @@ class MirrorServer:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = dict(os.environ, GEO_SYNC_SECONDARY__MIRROR__LISTEN_PORT=str(self.port),
-                   **self.env)
+        # One process unless a test asks for more: each costs a Python start-up.
+        env = {**os.environ, "GEO_SYNC_SECONDARY__MIRROR__LISTEN_PORT": str(self.port),
+               "GEO_SYNC_SECONDARY__MIRROR__PROCESSES": "1", **self.env}
         self.process = subprocess.Popen(
             [GEO_SYNC, "--config", str(self.secondary.config), "secondary", "serve"], env=env)
         wait_for_port(self.port, self.process)
