@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Connection,
+    Integer,
+    Select,
     Text,
     and_,
     any_,
@@ -372,8 +374,17 @@ def take_for_enqueue(conn: Connection, model: Registry, limit: int,
                   or_(model.enqueued_at.is_(None), model.enqueued_at < recent))
            .order_by(model.id).limit(room_under(conn, limit, in_flight)))
     return sorted(conn.execute(
-        update(model).where(model.id.in_(due.scalar_subquery()), model.state == pending)
+        update(model).where(among(conn, model, due), model.state == pending)
         .values(enqueued_at=now).returning(model.id)).scalars().all())
+
+
+def among(conn: Connection, model: Registry, ids: Select[int]) -> Any:
+    """``model.id`` is one of the ids ``ids`` selects. On PostgreSQL as ``= ANY(ARRAY(…))``:
+    an IN over a subquery whose LIMIT is an expression was planned as a hash join over
+    every pending row; the array makes it one index lookup per id."""
+    if is_postgres(conn.dialect):
+        return model.id == any_(type_coerce(func.array(ids.scalar_subquery()), ARRAY(Integer)))
+    return model.id.in_(ids.scalar_subquery())
 
 
 def room_under(conn: Connection, limit: int, in_flight: Any) -> Any:

@@ -60,7 +60,7 @@ def take_for_verify(conn: Connection, model: Registry, limit: int, requeue_after
     due = (select(model.id).where(_due(model, now)).order_by(model.id)
            .limit(sync_rows.room_under(conn, limit, in_flight)))
     return sorted(conn.execute(
-        update(model).where(model.id.in_(due.scalar_subquery()), _due(model, now))
+        update(model).where(sync_rows.among(conn, model, due), _due(model, now))
         .values(verification_retry_at=now + timedelta(seconds=requeue_after))
         .returning(model.id)).scalars().all())
 
