@@ -119,7 +119,7 @@ def in_process(primary: PrimarySite, first: int, events: int
 @contextmanager
 def portable_path() -> Iterator[None]:
     """Make PostgreSQL apply events the portable way, as SQLite does."""
-    with mock.patch.object(event_rows, "_upsert_unnest", event_rows.note_changes_portable):
+    with mock.patch.object(event_rows, "_upsert_json", event_rows.note_changes_portable):
         yield
 
 

@@ -71,6 +71,11 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
     errors (secondary); catalog, event log and secondaries (primary)."""
     # Only what this command uses (see COMMANDS): a status query at scale is mostly
     # Python start-up otherwise.
+    if as_json:
+        from geo_sync.logging import without  # noqa: PLC0415
+
+        with without("rich", "pygments"):  # httpx's own command line: JSON needs neither
+            import httpx  # noqa: F401, PLC0415
     import sqlalchemy.exc  # noqa: PLC0415
 
     from geo_sync.cli.check import load_or_report, site_checks  # noqa: PLC0415

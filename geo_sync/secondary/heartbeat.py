@@ -15,7 +15,6 @@ from sqlalchemy import Connection, Row, delete, insert, select, update
 
 from geo_sync.db import utcnow, write_transaction
 from geo_sync.logging import get_logger
-from geo_sync.metrics import WORKER_HEARTBEAT
 from geo_sync.secondary.runtime import Runtime
 from geo_sync.tracking.models import WorkerRow
 
@@ -68,6 +67,9 @@ class Heartbeat:
         try:
             with write_transaction(self.runtime.engine) as conn:
                 beat(conn, self.runtime, self.kind, self.started_at)
+            # Here, not at the top: `status` reads heartbeats without prometheus_client.
+            from geo_sync.metrics import WORKER_HEARTBEAT  # noqa: PLC0415
+
             WORKER_HEARTBEAT.set_to_current_time()
         except Exception as exc:
             log.warning("worker_heartbeat_failed", error=str(exc))

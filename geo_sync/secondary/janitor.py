@@ -13,7 +13,8 @@ from geo_sync.db import write_transaction
 from geo_sync.logging import get_logger
 from geo_sync.paths import TEMP_PREFIX
 from geo_sync.secondary.runtime import Runtime
-from geo_sync.tracking import blockers, sync_rows
+from geo_sync.tracking import blockers, row_counts, sync_rows
+from geo_sync.tracking.states import SyncState
 from replicators.transfer import remove_path
 from replicators.type_map import REPLICATORS
 
@@ -63,11 +64,13 @@ class DependencyProbe:
         #: Set when the primary answers again after failing: retry what it blocked.
         self.dependency_recovered = threading.Event()
 
-    def run_once(self) -> int:
-        """Rows retried because what blocked them answers again."""
-        return self._unblock()
+    def run_once(self, counted: row_counts.Snapshot | None = None) -> int:
+        """Rows retried because what blocked them answers again (``counted``: the
+        registries' counts, if the caller has them: only registries holding failed
+        rows are looked at)."""
+        return self._unblock(counted)
 
-    def _unblock(self) -> int:
+    def _unblock(self, counted: row_counts.Snapshot | None) -> int:
         """Retry at once the rows a site-wide failure blocked, once the primary or the
         mirror's storage answers again. Probed at most every recovery_probe_seconds,
         only while some row waits; a dependency counts as recovered only after a probe
@@ -78,10 +81,13 @@ class DependencyProbe:
         if not recovered and time.monotonic() - self._last_probe < settings.recovery_probe_seconds:
             return 0
         self.dependency_recovered.clear()
+        failing = [r.registry_table for r in REPLICATORS.values()
+                   if counted is None or any(
+                       state == SyncState.FAILED and rows for (state, _), rows in
+                       counted.of(r.registry_table.__tablename__).items())]  # type: ignore[attr-defined]
         with self.runtime.engine.connect() as conn:
             waiting = {blocker for blocker in (blockers.PRIMARY, blockers.STORAGE)
-                       if any(sync_rows.blocked(conn, r.registry_table, blocker)
-                              for r in REPLICATORS.values())}
+                       if any(sync_rows.blocked(conn, table, blocker) for table in failing)}
         if not waiting:
             self.dependencies_down.clear()
             return 0

@@ -12,6 +12,7 @@ flight, not the table (t0004). It needs no queue state of its own: the registry 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 
 from geo_sync.db import write_transaction
@@ -23,6 +24,7 @@ from geo_sync.secondary.runtime import Runtime
 from geo_sync.secondary.verification_enqueuer import VerificationEnqueuer
 from geo_sync.settings import per_type
 from geo_sync.tracking import row_counts, sync_rows
+from geo_sync.tracking.states import SyncState
 from replicators.type_map import copies
 
 log = get_logger("scheduler")
@@ -66,16 +68,36 @@ class Scheduler:
     def run_once(self) -> SchedulerPass:
         settings = self.runtime.settings
         result = SchedulerPass()
-        result.unblocked = self.probe.run_once()
+        # One statement says which steps have rows to act on: a type with nothing
+        # started, failed or pending costs no query at all (rows changed after this
+        # read are seen by the next pass, which their writer wakes or the interval runs).
+        with self.runtime.engine.connect() as conn:
+            counted = row_counts.snapshot(conn)
+        result.unblocked = self.probe.run_once(counted)
+        if result.unblocked:
+            with self.runtime.engine.connect() as conn:
+                counted = row_counts.snapshot(conn)
         for replicator in copies():
             model = replicator.registry_table
-            with write_transaction(self.runtime.engine) as conn:
-                expired = sync_rows.release_expired(conn, model)
-                retried = sync_rows.retry_due(conn, model)
-                limit = per_type(settings.concurrency, replicator.name,
-                                 replicator.default_concurrency)
-                ids = sync_rows.take_for_enqueue(conn, model, limit,
-                                                settings.requeue_after_seconds)
+            rows = counted.of(model.__tablename__)  # type: ignore[attr-defined]
+            in_state = Counter[str]()
+            for (state, _), number in rows.items():
+                in_state[state] += number
+            expired: list[int] = []
+            retried: list[int] = []
+            ids: list[int] = []
+            if in_state[SyncState.STARTED] or in_state[SyncState.FAILED] or \
+                    in_state[SyncState.PENDING]:
+                with write_transaction(self.runtime.engine) as conn:
+                    if in_state[SyncState.STARTED]:
+                        expired = sync_rows.release_expired(conn, model)
+                    if in_state[SyncState.FAILED]:
+                        retried = sync_rows.retry_due(conn, model)
+                    if in_state[SyncState.PENDING] or expired or retried:
+                        limit = per_type(settings.concurrency, replicator.name,
+                                         replicator.default_concurrency)
+                        ids = sync_rows.take_for_enqueue(conn, model, limit,
+                                                         settings.requeue_after_seconds)
             if expired:
                 log.warning("leases_expired", replicable=replicator.name, count=len(expired))
             result.expired += len(expired)
@@ -84,10 +106,10 @@ class Scheduler:
             for message in messages(ids, batch, settings.worker_threads):
                 self.messaging.send(replicator.name, message)
             result.enqueued[replicator.name] = len(ids)
-            verifying, suspicious = self.verification.run_once(replicator, batch)
+            verifying, suspicious = self.verification.run_once(replicator, batch, rows)
             result.verifying[replicator.name] = verifying
             result.suspicious[replicator.name] = suspicious
         result.temp_files_removed = self.janitor.run_once()
         # Keep the counts table short for whoever reads it (status, /metrics).
-        row_counts.fold(self.runtime.engine, over=FOLD_OVER)
+        row_counts.fold(self.runtime.engine, over=FOLD_OVER, waiting=counted.deltas)
         return result

@@ -5,17 +5,16 @@ one chunk at a time, and due rows sent to the verifiers."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
-
-from sqlalchemy import Connection
 
 from geo_sync.db import write_transaction
 from geo_sync.logging import get_logger
 from geo_sync.secondary.bootstrap import Messaging
 from geo_sync.secondary.runtime import Runtime
 from geo_sync.settings import per_type
-from geo_sync.tracking import verification_rows
-from geo_sync.tracking.models import Registry
+from geo_sync.tracking import row_counts, verification_rows
+from geo_sync.tracking.states import SyncState, VerificationState
 from replicators.base import Copy
 from verification.sweep import sweep_chunk
 
@@ -35,7 +34,6 @@ class _Pacing:
     """The continuous re-verification's pace for one type."""
 
     rows: int = 0
-    counted_at: float | None = None
     last: float | None = None
     credit: float = 0.0
 
@@ -49,32 +47,50 @@ class VerificationEnqueuer:
         self._sweeps: dict[str, _Sweep] = {}
         self._pacing: dict[str, _Pacing] = {}
 
-    def run_once(self, replicator: type[Copy], batch: int) -> tuple[int, int]:
-        """One pass for ``replicator``: (rows sent to verification, suspicious copies)."""
+    def run_once(self, replicator: type[Copy], batch: int,
+                 counted: Counter[tuple[str, str]] | None = None) -> tuple[int, int]:
+        """One pass for ``replicator``: (rows sent to verification, suspicious copies).
+        ``counted``: its registry's rows per (sync state, verification state), read at
+        the start of the pass; a step with no row to act on is skipped (None: read them)."""
         settings, model = self.runtime.settings, replicator.registry_table
-        with write_transaction(self.runtime.engine) as conn:
-            verification_rows.release_expired(conn, model)
-            verification_rows.retry_disabled(conn, model)
-            verification_rows.reverify_due(conn, model, settings.reverify_after_seconds,
-                                           self._reverify_budget(conn, replicator.name, model))
-            to_verify = verification_rows.take_for_verify(
-                conn, model,
-                per_type(settings.verification_concurrency, replicator.name,
-                         replicator.default_verification_concurrency),
-                settings.requeue_after_seconds)
+        if counted is None:
+            with self.runtime.engine.connect() as conn:
+                counted = row_counts.snapshot(conn).of(model.__tablename__)  # type: ignore[attr-defined]
+        in_state = Counter[str]()
+        for (_, verification), number in counted.items():
+            in_state[verification] += number
+        budget = self._reverify_budget(replicator.name, verification_rows.walked(counted))
+        due = counted[(SyncState.SYNCED.value, VerificationState.PENDING.value)]
+        to_verify: list[int] = []
+        if in_state[VerificationState.STARTED] or in_state[VerificationState.DISABLED] \
+                or budget > 0 or due:
+            with write_transaction(self.runtime.engine) as conn:
+                moved = []
+                if in_state[VerificationState.STARTED]:
+                    moved += verification_rows.release_expired(conn, model)
+                if in_state[VerificationState.DISABLED]:
+                    moved += verification_rows.retry_disabled(conn, model)
+                if budget > 0:
+                    moved += verification_rows.reverify_due(
+                        conn, model, settings.reverify_after_seconds, budget)
+                if due or moved:
+                    to_verify = verification_rows.take_for_verify(
+                        conn, model,
+                        per_type(settings.verification_concurrency, replicator.name,
+                                 replicator.default_verification_concurrency),
+                        settings.requeue_after_seconds)
         for start in range(0, len(to_verify), batch):
             self.messaging.send_verify(replicator.name, to_verify[start:start + batch])
         return len(to_verify), self._sweep(replicator)
 
-    def _reverify_budget(self, conn: Connection, name: str, model: Registry) -> int:
-        """How many copies to send to re-verification this pass: the verified rows over
-        half the window, so each comes round between half the window and the window
-        after its last verification, never in one burst."""
+    def _reverify_budget(self, name: str, walked: int) -> int:
+        """How many copies to send to re-verification this pass: the verified rows
+        (``walked``) over half the window, so each comes round between half the window
+        and the window after its last verification, never in one burst."""
         settings = self.runtime.settings
         pace = self._pacing.setdefault(name, _Pacing())
         now = time.monotonic()
-        if pace.counted_at is None or now - pace.counted_at > settings.reverify_after_seconds / 100:
-            pace.rows, pace.counted_at = verification_rows.verified_count(conn, model), now
+        pace.rows = walked
         if pace.last is not None:
             rate = pace.rows / (settings.reverify_after_seconds / 2)
             # Capped: a scheduler that was down does not make up for it in one go.

@@ -21,6 +21,7 @@ statement, whatever its size). SQLite: row-level triggers (one writer at a time)
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select
 
@@ -130,13 +131,44 @@ def counts(conn: Connection, table: str) -> Counter[tuple[str, str]]:
         .group_by(RegistryCount.state, RegistryCount.verification_state)).all()})
 
 
-def fold(bind: Engine | Connection, *, over: int = 0) -> int:
+@dataclass(frozen=True)
+class Snapshot:
+    """Every registry's counts, read in one statement (the scheduler's pass starts
+    with it), and how many delta rows hold them (what ``fold`` would fold)."""
+
+    counts: dict[str, Counter[tuple[str, str]]]
+    deltas: int
+
+    def of(self, table: str) -> Counter[tuple[str, str]]:
+        return self.counts.get(table, Counter())
+
+
+def snapshot(conn: Connection) -> Snapshot:
+    """(sync state, verification state) -> rows of every registry, as of this
+    transaction's snapshot."""
+    counts: dict[str, Counter[tuple[str, str]]] = {}
+    deltas = 0
+    for table, state, verification, rows, held_in in conn.execute(
+            select(RegistryCount.registry_table, RegistryCount.state,
+                   RegistryCount.verification_state, func.sum(RegistryCount.rows),
+                   func.count())
+            .group_by(RegistryCount.registry_table, RegistryCount.state,
+                      RegistryCount.verification_state)).all():
+        counts.setdefault(table, Counter())[(state, verification)] = int(rows)
+        deltas += int(held_in)
+    return Snapshot(counts, deltas)
+
+
+def fold(bind: Engine | Connection, *, over: int = 0, waiting: int | None = None) -> int:
     """Sum the deltas into one row per key if there are more than ``over`` rows (the
     scheduler waits for a few hundred: a fold is a write and a commit); return how
-    many rows were folded."""
+    many rows were folded. ``waiting``: how many there are, if the caller has just
+    counted them (``snapshot``)."""
     if isinstance(bind, Engine):
-        with bind.connect() as conn:
-            waiting = conn.execute(select(func.count()).select_from(RegistryCount)).scalar_one()
+        if waiting is None:
+            with bind.connect() as conn:
+                waiting = conn.execute(
+                    select(func.count()).select_from(RegistryCount)).scalar_one()
         if waiting <= over:
             return 0
         with write_transaction(bind) as conn:

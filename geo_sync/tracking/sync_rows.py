@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Connection,
+    Integer,
+    Select,
     Text,
     and_,
     any_,
@@ -349,35 +351,48 @@ def resync(conn: Connection, model: Registry, where: Any) -> list[int]:
 
 def take_for_enqueue(conn: Connection, model: Registry, limit: int,
                      requeue_after: float) -> list[int]:
-    """Pending rows to hand to workers, at most ``limit``, marked as enqueued now.
+    """Pending rows to hand to workers, at most ``limit`` in flight, marked as enqueued
+    now; in id order.
 
     A row enqueued longer than ``requeue_after`` ago whose message never led to a
-    claim (lost with a Redis restart) is handed out again.
+    claim (lost with a Redis restart) is handed out again. One statement: the room
+    left under the limit, the rows and their marking (a pass runs this per type).
     """
     now = utcnow()
     recent = now - timedelta(seconds=requeue_after)
+    pending = states.constant(SyncState.PENDING)
     # Two bounded counts (rows in flight), each from its own index: an OR of the two
     # made PostgreSQL read every pending row.
-    in_flight = conn.execute(select(
+    in_flight = (
         select(func.count()).where(model.state == states.constant(SyncState.STARTED))
         .scalar_subquery()
-        + select(func.count()).where(model.state == states.constant(SyncState.PENDING),
-                                     model.enqueued_at >= recent).scalar_subquery()
-    )).scalar_one()
-    room = limit - in_flight
-    if room <= 0:
-        return []
+        + select(func.count()).where(model.state == pending, model.enqueued_at >= recent)
+        .scalar_subquery())
     # In id order along ix_state_id: the rows it passes over are the ones in flight.
-    ids = conn.execute(
-        select(model.id)
-        .where(model.state == states.constant(SyncState.PENDING),
-               or_(model.enqueued_at.is_(None), model.enqueued_at < recent))
-        .order_by(model.id).limit(room)
-    ).scalars().all()
-    if ids:
-        conn.execute(update(model).where(model.id.in_(ids), model.state ==
-                                         SyncState.PENDING.value).values(enqueued_at=now))
-    return list(ids)
+    due = (select(model.id)
+           .where(model.state == pending,
+                  or_(model.enqueued_at.is_(None), model.enqueued_at < recent))
+           .order_by(model.id).limit(room_under(conn, limit, in_flight)))
+    return sorted(conn.execute(
+        update(model).where(among(conn, model, due), model.state == pending)
+        .values(enqueued_at=now).returning(model.id)).scalars().all())
+
+
+def among(conn: Connection, model: Registry, ids: Select[int]) -> Any:
+    """``model.id`` is one of the ids ``ids`` selects. On PostgreSQL as ``= ANY(ARRAY(…))``:
+    an IN over a subquery whose LIMIT is an expression was planned as a hash join over
+    every pending row; the array makes it one index lookup per id."""
+    if is_postgres(conn.dialect):
+        return model.id == any_(type_coerce(func.array(ids.scalar_subquery()), ARRAY(Integer)))
+    return model.id.in_(ids.scalar_subquery())
+
+
+def room_under(conn: Connection, limit: int, in_flight: Any) -> Any:
+    """``limit - in_flight``, never below 0, as SQL for a LIMIT (a negative LIMIT is an
+    error on PostgreSQL and no limit at all on SQLite)."""
+    larger = func.greatest if is_postgres(conn.dialect) else func.max
+    return larger(literal(limit, type_=BigInteger, literal_execute=True) - in_flight,
+                  literal(0, type_=BigInteger, literal_execute=True))
 
 
 def counts(conn: Connection, model: Registry) -> dict[str, int]:

@@ -7,6 +7,7 @@ generation did not move meanwhile (a new event means a new copy).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, or_, select, update
 
 from geo_sync.db import is_postgres, utcnow
-from geo_sync.tracking import row_counts, states
+from geo_sync.tracking import states, sync_rows
 from geo_sync.tracking.backoff import retry_delay
 from geo_sync.tracking.models import Registry
 from geo_sync.tracking.states import SyncState, VerificationState
@@ -50,19 +51,18 @@ def _due(model: Registry, now: datetime) -> Any:
 def take_for_verify(conn: Connection, model: Registry, limit: int, requeue_after: float
                     ) -> list[int]:
     """Rows due for verification, at most ``limit`` in flight; not handed out again
-    for ``requeue_after`` seconds (a lost message is re-sent after that)."""
+    for ``requeue_after`` seconds (a lost message is re-sent after that). In id order,
+    in one statement (the room left, the rows and their marking)."""
     now = utcnow()
-    in_flight = conn.execute(select(func.count()).where(
-        model.verification_state == VerificationState.STARTED.value)).scalar_one()
-    room = limit - in_flight
-    if room <= 0:
-        return []
-    ids = list(conn.execute(select(model.id).where(_due(model, now)).order_by(model.id)
-                            .limit(room)).scalars().all())
-    if ids:
-        conn.execute(update(model).where(model.id.in_(ids)).values(
-            verification_retry_at=now + timedelta(seconds=requeue_after)))
-    return ids
+    in_flight = select(func.count()).where(
+        model.verification_state == states.constant(VerificationState.STARTED)
+    ).scalar_subquery()
+    due = (select(model.id).where(_due(model, now)).order_by(model.id)
+           .limit(sync_rows.room_under(conn, limit, in_flight)))
+    return sorted(conn.execute(
+        update(model).where(sync_rows.among(conn, model, due), _due(model, now))
+        .values(verification_retry_at=now + timedelta(seconds=requeue_after))
+        .returning(model.id)).scalars().all())
 
 
 def claim(conn: Connection, model: Registry, ids: Sequence[int], lease_seconds: float
@@ -208,9 +208,9 @@ def _oldest_verified(conn: Connection, model: Registry, cutoff: datetime, limit:
     return ids
 
 
-def verified_count(conn: Connection, model: Registry) -> int:
-    """Rows the continuous re-verification walks (verified or disabled), from the
-    counts the triggers keep."""
-    walked = {VerificationState.SUCCEEDED.value, VerificationState.DISABLED.value}
-    counted = row_counts.counts(conn, model.__tablename__)  # type: ignore[attr-defined]
-    return sum(counted[key] for key in counted if key[1] in walked)
+def walked(counted: Counter[tuple[str, str]]) -> int:
+    """Rows the continuous re-verification walks (verified or disabled), from a
+    registry's counts (``row_counts``)."""
+    states_walked = {VerificationState.SUCCEEDED.value, VerificationState.DISABLED.value}
+    return sum(rows for (_, verification), rows in counted.items()
+               if verification in states_walked)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -92,3 +93,19 @@ def test_a_primary_status_leads_with_its_verdict_and_exits_with_it(
     seen = status(primary.config, "--json")
     assert seen.returncode == 0
     assert json.loads(seen.stdout)["verdict"]["verdict"] == "Healthy"
+
+
+def test_json_status_leaves_the_renderers_and_metrics_unloaded(
+        secondary: SecondarySite) -> None:
+    """Start-up is most of `status --json`: it loads no rich or pygments (tables;
+    structlog and httpx would load them for their own renderers) and no
+    prometheus_client (the heartbeat's gauge)."""
+    unwanted = ("rich", "pygments", "prometheus_client")
+    probe = ("import sys; from click.testing import CliRunner; "
+             "from geo_sync.cli.main import cli; "
+             f"CliRunner().invoke(cli, ['--config', {str(secondary.config)!r}, 'status', "
+             "'--json']); "
+             f"print(sorted(m for m in {unwanted!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert done.stdout.splitlines()[-1] == "[]", done.stdout

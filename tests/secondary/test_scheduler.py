@@ -16,7 +16,7 @@ from pathlib import Path
 import dramatiq
 import pytest
 from dramatiq.brokers.stub import StubBroker
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from geo_sync.db import utcnow, write_transaction
 from geo_sync.paths import TEMP_PREFIX
@@ -354,3 +354,30 @@ def test_a_lease_that_ran_out_puts_its_row_back_and_it_is_sent_again(
         state, holder = conn.execute(select(ArtifactRegistry.state,
                                             ArtifactRegistry.claimed_by)).one()
     assert (state, holder) == (SyncState.PENDING, None)
+
+
+def test_a_pass_with_nothing_to_do_costs_one_query_whatever_the_number_of_types(
+    runtime: Runtime,
+) -> None:
+    """The counts the triggers keep say which steps have rows to act on: idle types
+    (and idle steps of a busy one) cost no statement. The first pass also runs the
+    janitor and the dependency probe, which keep their own intervals."""
+    scheduler = Scheduler(runtime, bootstrap.setup(runtime.settings))
+    scheduler.run_once()
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement not in ("BEGIN", "BEGIN IMMEDIATE", "COMMIT"):  # SQLite's own
+            statements.append(statement)
+
+    event.listen(runtime.engine, "before_cursor_execute", record)
+    try:
+        scheduler.run_once()
+        assert len(statements) == 1, statements
+        (row_id,) = _pending_artifacts(runtime, 1)
+        statements.clear()
+        messaging = bootstrap.setup(runtime.settings)
+        Scheduler(runtime, messaging).run_once()
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", record)
+    assert [batch for _, batch in _sent(messaging)] == [[row_id]]

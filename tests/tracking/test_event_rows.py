@@ -1,6 +1,6 @@
 """Events applied to a registry: the PostgreSQL upsert against the portable path.
 
-The fast path (one INSERT … SELECT FROM unnest … ON CONFLICT DO UPDATE) must leave
+The fast path (one INSERT … SELECT FROM jsonb_to_recordset … ON CONFLICT DO UPDATE) must leave
 exactly the rows the portable path (lookup, INSERT, executemany UPDATE) leaves,
 from any history: generated runs of event pages, with rows moved by workers and
 verifiers into every state in between. Both run side by side in one PostgreSQL
@@ -10,6 +10,7 @@ database, on two registries with the same columns.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -28,14 +29,19 @@ from tests.services import temporary_database
 
 FAST, PORTABLE = ArtifactRegistry, JobLogRegistry
 IGNORED = {"id", "created_at", "updated_at"}
-RECORDS = ["a", "b", "c", "d", "e"]
+# Ids and paths with what a JSON document or an array literal must escape.
+RECORDS = ["a", "b", "c", 'quote"back\\slash', "{ü,n}"]
 
 change = st.builds(
-    lambda path, tombstone, size, checksum, events: (path, tombstone, size, checksum, events),
-    st.sampled_from(["x.bin", "y/z.bin", "renamed.bin"]), st.booleans(),
+    lambda *fields: fields,
+    st.sampled_from(["x.bin", "y/z.bin", "renamed.bin"])
+    | st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"),
+              min_size=1, max_size=40),
+    st.booleans(),
     st.none() | st.integers(0, 2**63 - 1),
     st.none() | st.text("0123456789abcdef", min_size=64, max_size=64),
-    st.integers(1, 5))
+    st.integers(1, 5),
+    st.none() | st.datetimes(datetime(1970, 1, 1), datetime(2100, 1, 1), timezones=st.just(UTC)))
 page = st.dictionaries(st.sampled_from(RECORDS), change, min_size=1, max_size=len(RECORDS))
 # What workers, verifiers and operators do to a row between pages.
 moved = st.tuples(st.sampled_from(RECORDS), st.sampled_from(list(SyncState)),
@@ -64,8 +70,9 @@ def _apply(engine: Engine, kind: str, payload: Any) -> None:
     with write_transaction(engine) as conn:
         if kind == "events":
             changes = [event_rows.NetChange(record_id, path, tombstone=tombstone, size=size,
-                                            checksum=checksum, events=events)
-                       for record_id, (path, tombstone, size, checksum, events)
+                                            checksum=checksum, events=events,
+                                            committed_at=committed_at)
+                       for record_id, (path, tombstone, size, checksum, events, committed_at)
                        in payload.items()]
             event_rows.note_changes(conn, FAST, changes)
             event_rows.note_changes_portable(conn, PORTABLE, changes)
