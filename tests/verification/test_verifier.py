@@ -7,6 +7,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+from structlog.testing import capture_logs
+
 from geo_sync.db import write_transaction
 from geo_sync.secondary.runtime import Runtime
 from geo_sync.secondary.tasks import sync_items
@@ -75,6 +78,51 @@ def test_a_copy_still_different_after_the_last_round_needs_an_operator(
     assert found.verification_state == VerificationState.FAILED
     assert found.state == SyncState.SYNCED  # no endless resync loop
     assert "needs attention" in found.verification_error
+
+
+class _NewerSyncMeanwhile:
+    """The primary, but a newer change of the item reaches the secondary (its event
+    applied: the row's generation moves) just after the primary re-took its checksum."""
+
+    def __init__(self, primary: PrimarySite, runtime: Runtime, path: str) -> None:
+        self.primary, self.runtime, self.path = primary, runtime, path
+        self.real = runtime.client
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+    def catalog_item(self, type_name: str, path: str, *, recompute: bool = False,
+                     cursor: str | None = None) -> object:
+        reply = self.real.catalog_item(type_name, path, recompute=recompute, cursor=cursor)
+        if recompute:
+            publish_artifact(self.primary, self.path, b"a newer version")
+            apply_events(self.runtime)
+        return reply
+
+
+@pytest.mark.parametrize("max_rounds", [3, 1])
+def test_a_copy_superseded_while_verified_is_left_to_the_newer_sync(
+    primary: PrimarySite, runtime: Runtime, max_rounds: int
+) -> None:
+    """Differing, but the row moved on meanwhile: no mismatch round counted, no give-up
+    (also on the last round), no warning; the row stays with the newer sync."""
+    copy = _synced(primary, runtime, "v/busy.zip", b"original bytes")
+    _corrupt(copy)
+    generation = row(runtime, "v/busy.zip").generation
+    busy = dataclasses.replace(
+        runtime, client=_NewerSyncMeanwhile(primary, runtime, "v/busy.zip"),
+        settings=runtime.settings.model_copy(update={"max_mismatch_rounds": max_rounds}))
+    with capture_logs() as logged:
+        outcomes = verify_items(busy, ARTIFACT.name, row_ids(runtime))
+    assert [o.verdict for o in outcomes] == [Verdict.SUPERSEDED]
+    found = row(runtime, "v/busy.zip")
+    assert found.generation > generation
+    assert (found.state, found.verification_state) == (SyncState.PENDING,
+                                                       VerificationState.PENDING)
+    assert found.mismatch_count == 0 and found.retry_at is None
+    assert "mismatch" not in (found.verification_error or "")
+    assert [(e["event"], e["log_level"]) for e in logged if e.get("component") == "verifier"
+            ] == [("verification_superseded", "info")]
 
 
 def test_an_item_deleted_on_the_primary_is_postponed_not_blamed(
