@@ -209,7 +209,8 @@ class CatalogPage:
 @dataclass(frozen=True)
 class CatalogItemReply:
     """One item's size and checksum on the primary; ``changed`` (asked with a cursor)
-    says whether an event about it lies beyond that cursor."""
+    says whether an event about it lies beyond that cursor (or, for a repository, a
+    push still waits in the primary's hook spool: its event will)."""
 
     type: str
     path: str

@@ -8,7 +8,9 @@ repository pushed a moment ago is behind, not corrupt: blaming it would count
 mismatch rounds towards "needs attention" and rebuild it from scratch). A real
 mismatch records both checksums and sends the item back to sync after a
 backoff, to be rebuilt rather than patched; after ``max_mismatch_rounds`` it
-stops and is shown as needing attention.
+stops and is shown as needing attention. A copy whose row moved on while it was
+verified (an event applied, a resync) is superseded: logged at info, nothing
+counted, the row left to the newer sync.
 """
 
 from __future__ import annotations
@@ -113,15 +115,23 @@ def verify_one(runtime: Runtime, replicator: type[Copy], item: verification_rows
                             retry_cap=settings.disabled_retry_cap_seconds)
             return Outcome(Verdict.DISABLED, mirror, None)
         if mirror == expected:
-            if not verification_rows.succeeded(conn, model, item, expected, fingerprint):
-                verification_rows.postpone(conn, model, item, "changed while verifying", 0)
-            return Outcome(Verdict.SUCCEEDED, mirror, expected)
-        resynced = verification_rows.mismatched(conn, model, item, mirror=mirror, primary=expected,
-                                     max_rounds=settings.max_mismatch_rounds,
-                                     retry_cap=settings.retry_cap_seconds)
-    log.warning("checksum_mismatch", path=item.path, mirror=mirror, primary=expected,
-                round=item.mismatch_count + 1, resync=resynced)
-    return Outcome(Verdict.MISMATCH if resynced else Verdict.GAVE_UP, mirror, expected)
+            verdict = (Verdict.SUCCEEDED if verification_rows.succeeded(
+                conn, model, item, expected, fingerprint)
+                else verification_rows.superseded(conn, model, item))
+        else:
+            verdict = verification_rows.mismatched(conn, model, item, mirror=mirror,
+                                                   primary=expected,
+                                                   max_rounds=settings.max_mismatch_rounds,
+                                                   retry_cap=settings.retry_cap_seconds)
+    if verdict is Verdict.SUPERSEDED:
+        # A newer sync started while we compared (a push's event, a resync): the copy
+        # we hashed is not the row's any more, so a difference says nothing about it.
+        log.info("verification_superseded", path=item.path, generation=item.generation,
+                 mirror=mirror, primary=expected)
+    elif verdict is not Verdict.SUCCEEDED:
+        log.warning("checksum_mismatch", path=item.path, mirror=mirror, primary=expected,
+                    round=item.mismatch_count + 1, resync=verdict is Verdict.MISMATCH)
+    return Outcome(verdict, mirror, expected)
 
 
 def verify_items(runtime: Runtime, type_name: str, ids: list[int]) -> list[Outcome]:

@@ -35,7 +35,8 @@ from geo_sync.errors import (
     TooLarge,
 )
 from geo_sync.logging import get_logger
-from geo_sync.primary import blobs, git_http, secondaries, site_state
+from geo_sync.paths import resolve_inside
+from geo_sync.primary import blobs, git_http, hooks, secondaries, site_state
 from geo_sync.primary.background import BackgroundJobs
 from geo_sync.primary.checksummer import take_checksum
 from geo_sync.primary.credentials import Credentials
@@ -323,15 +324,23 @@ class GeoApi:
             if recompute and take_checksum(self.engine, self.settings.storage_root,
                                            row_id) is None:
                 raise MissingOnPrimary(f"{replicator.name} {path} is missing on primary")
+            # A push still in the hook spool is on disk (and in a re-taken checksum) but
+            # not yet an event: it will be one beyond any cursor. The spool is read before
+            # the events (the drain unlinks an entry after committing its event).
+            pending = (cursor is not None and replicator.name == git_original().name
+                       and hooks.push_pending(self.settings.storage_root, resolve_inside(
+                           self.settings.storage_root / replicator.storage_dir, path)))
             with self.engine.connect() as conn:
                 row = conn.execute(select(CatalogItem.size, CatalogItem.checksum,
                                           CatalogItem.checksum_at, CatalogItem.record_id)
                                    .where(CatalogItem.id == row_id)).one()
-                changed = None if cursor is None else bool(conn.execute(select(exists().where(
-                    Event.replicable_type == replicator.name,
-                    Event.record_id == row.record_id,
-                    not_(self.feed.delivered(cursor))))).scalar())
-            # changed: whether an event about this item lies beyond the caller's cursor.
+                changed = None if cursor is None else pending or bool(conn.execute(
+                    select(exists().where(
+                        Event.replicable_type == replicator.name,
+                        Event.record_id == row.record_id,
+                        not_(self.feed.delivered(cursor))))).scalar())
+            # changed: whether an event about this item lies beyond the caller's cursor,
+            # or is about to (a push in the spool).
             return CatalogItemReply(replicator.name, path, row.size, row.checksum,
                                     row.checksum_at, changed).to_json()
 

@@ -193,6 +193,28 @@ def drain_spool(engine: Engine, storage_root: Path) -> int:
     return published
 
 
+def push_pending(storage_root: Path, repository: Path) -> bool:
+    """Whether the spool holds a push of ``repository`` not published yet: its change is
+    on disk, its event still to come. ``drain_spool`` removes an entry only after its
+    event is committed, so a caller that looks here first and at the events after sees
+    every recorded push in one or the other."""
+    try:
+        entries = list(spool_dir(storage_root).iterdir())
+    except FileNotFoundError:
+        return False
+    target = repository.resolve()
+    for entry in entries:
+        if entry.name.startswith((TEMP_PREFIX, ".")) or entry.name == REJECTED_DIR:
+            continue
+        try:
+            named = entry.read_text(errors="replace").strip()
+        except (FileNotFoundError, IsADirectoryError):  # drained meanwhile
+            continue
+        if named and Path(named).resolve() == target:
+            return True
+    return False
+
+
 def _remove_if_stale(entry: Path) -> None:
     try:
         if time.time() - entry.stat().st_mtime > STALE_TEMP_SECONDS:

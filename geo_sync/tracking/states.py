@@ -51,6 +51,9 @@ class Verdict(StrEnum):
     MISMATCH = "mismatch"
     GAVE_UP = "gave_up"
     POSTPONED = "postponed"
+    #: The row's generation moved while it was verified (an event, a resync): the copy
+    #: looked at is no longer the row's, so its outcome counts for nothing.
+    SUPERSEDED = "superseded"
 
 
 Transition = tuple[frozenset[SyncState], SyncState]

@@ -19,7 +19,7 @@ from geo_sync.db import is_postgres, utcnow
 from geo_sync.tracking import states, sync_rows
 from geo_sync.tracking.backoff import retry_delay
 from geo_sync.tracking.models import Registry
-from geo_sync.tracking.states import SyncState, VerificationState
+from geo_sync.tracking.states import SyncState, Verdict, VerificationState
 
 DISABLED_FIRST_RETRY = 2.0
 
@@ -133,26 +133,40 @@ def postpone(conn: Connection, model: Registry, item: ToVerify, reason: str,
 
 
 def mismatched(conn: Connection, model: Registry, item: ToVerify, *, mirror: str | None,
-               primary: str, max_rounds: int, retry_cap: float) -> bool:
+               primary: str, max_rounds: int, retry_cap: float) -> Verdict:
     """Record both checksums. Within ``max_rounds`` mark the sync failed so the copy is
-    fetched again after a backoff and return True; past it, give up (needs attention)."""
+    fetched again after a backoff (MISMATCH); past it, give up (GAVE_UP: needs
+    attention). If the row's generation moved meanwhile (a newer sync is underway) the
+    copy compared is not the row's any more: nothing is counted (SUPERSEDED)."""
     rounds = item.mismatch_count + 1
     error = (f"checksum mismatch (round {rounds} of {max_rounds}): mirror "
              f"{mirror or 'missing'}, primary {primary}")
     values = {"verification_checksum": mirror, "verification_expected": primary,
               "verified_at": utcnow(), "mismatch_count": rounds}
     if rounds >= max_rounds:
-        _verification(conn, model, "give_up", _current(model, item),
-                      verification_error=f"{error}; gave up: needs attention "
-                      "(check the item on the primary, then `geo-sync resync`)", **values)
-        return False
+        if _verification(conn, model, "give_up", _current(model, item),
+                         verification_error=f"{error}; gave up: needs attention "
+                         "(check the item on the primary, then `geo-sync resync`)", **values):
+            return Verdict.GAVE_UP
+        return superseded(conn, model, item)
     if not _verification(conn, model, "mismatch", _current(model, item),
                          verification_error=error, verification_retry_at=None, **values):
-        return False
+        return superseded(conn, model, item)
     states.apply_sync(conn, model, "mismatch", model.id == item.id,
                       generation=model.generation + 1, last_error=error, retry_count=rounds,
                       retry_at=utcnow() + retry_delay(rounds, cap_seconds=retry_cap))
-    return True
+    return Verdict.MISMATCH
+
+
+def superseded(conn: Connection, model: Registry, item: ToVerify) -> Verdict:
+    """The row moved on while it was verified: the newer sync (whose event or resync
+    already reset the verification to pending) decides. Only a claim still held at the
+    same generation is released; a newer generation's claim is another verifier's."""
+    _verification(conn, model, "postpone",
+                  and_(model.id == item.id, model.generation == item.generation),
+                  verification_error="superseded by a newer sync while verifying",
+                  verification_retry_at=utcnow())
+    return Verdict.SUPERSEDED
 
 
 def request(conn: Connection, model: Registry, ids: Sequence[int]) -> list[int]:

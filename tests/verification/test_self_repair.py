@@ -14,6 +14,7 @@ from geo_sync.primary.models import CatalogItem
 from geo_sync.secondary.cursor import LogCursor
 from geo_sync.secondary.runtime import open_runtime
 from geo_sync.tracking import sync_rows, verification_rows
+from geo_sync.tracking.states import Verdict
 from replicators.artifact import ArtifactRegistry
 from replicators.repository import RepositoryRegistry
 from replicators.type_map import REPLICATORS
@@ -123,7 +124,7 @@ def test_a_copy_that_keeps_mismatching_stops_after_the_bounded_rounds(
         row = conn.execute(select(ArtifactRegistry.verification_state,
                                   ArtifactRegistry.verification_error,
                                   ArtifactRegistry.state)).one()
-    assert outcomes == [True, True, False]
+    assert outcomes == [Verdict.MISMATCH, Verdict.MISMATCH, Verdict.GAVE_UP]
     assert row.verification_state == "failed"
     assert "needs attention" in row.verification_error
     assert row.state == "synced", "no further resync loop"

@@ -7,12 +7,21 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+from sqlalchemy import select
+from structlog.testing import capture_logs
+
 from geo_sync.db import write_transaction
+from geo_sync.primary.checksummer import take_checksum
+from geo_sync.primary.hooks import publish_push, spool_dir
+from geo_sync.primary.models import CatalogItem
 from geo_sync.secondary.runtime import Runtime
 from geo_sync.secondary.tasks import sync_items
 from geo_sync.tracking import verification_rows
 from geo_sync.tracking.states import SyncState, Verdict, VerificationState
-from tests.sites import PrimarySite
+from replicators.repository import RepositoryRegistry, RepositoryReplicator
+from tests.gitutil import git, make_repository
+from tests.sites import PrimarySite, set_keys
 from tests.steps import ARTIFACT, MODEL, apply_events, publish_artifact, row, row_ids
 from verification.verifier import verify_items
 
@@ -77,6 +86,51 @@ def test_a_copy_still_different_after_the_last_round_needs_an_operator(
     assert "needs attention" in found.verification_error
 
 
+class _NewerSyncMeanwhile:
+    """The primary, but a newer change of the item reaches the secondary (its event
+    applied: the row's generation moves) just after the primary re-took its checksum."""
+
+    def __init__(self, primary: PrimarySite, runtime: Runtime, path: str) -> None:
+        self.primary, self.runtime, self.path = primary, runtime, path
+        self.real = runtime.client
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+    def catalog_item(self, type_name: str, path: str, *, recompute: bool = False,
+                     cursor: str | None = None) -> object:
+        reply = self.real.catalog_item(type_name, path, recompute=recompute, cursor=cursor)
+        if recompute:
+            publish_artifact(self.primary, self.path, b"a newer version")
+            apply_events(self.runtime)
+        return reply
+
+
+@pytest.mark.parametrize("max_rounds", [3, 1])
+def test_a_copy_superseded_while_verified_is_left_to_the_newer_sync(
+    primary: PrimarySite, runtime: Runtime, max_rounds: int
+) -> None:
+    """Differing, but the row moved on meanwhile: no mismatch round counted, no give-up
+    (also on the last round), no warning; the row stays with the newer sync."""
+    copy = _synced(primary, runtime, "v/busy.zip", b"original bytes")
+    _corrupt(copy)
+    generation = row(runtime, "v/busy.zip").generation
+    busy = dataclasses.replace(
+        runtime, client=_NewerSyncMeanwhile(primary, runtime, "v/busy.zip"),
+        settings=runtime.settings.model_copy(update={"max_mismatch_rounds": max_rounds}))
+    with capture_logs() as logged:
+        outcomes = verify_items(busy, ARTIFACT.name, row_ids(runtime))
+    assert [o.verdict for o in outcomes] == [Verdict.SUPERSEDED]
+    found = row(runtime, "v/busy.zip")
+    assert found.generation > generation
+    assert (found.state, found.verification_state) == (SyncState.PENDING,
+                                                       VerificationState.PENDING)
+    assert found.mismatch_count == 0 and found.retry_at is None
+    assert "mismatch" not in (found.verification_error or "")
+    assert [(e["event"], e["log_level"]) for e in logged if e.get("component") == "verifier"
+            ] == [("verification_superseded", "info")]
+
+
 def test_an_item_deleted_on_the_primary_is_postponed_not_blamed(
     primary: PrimarySite, runtime: Runtime
 ) -> None:
@@ -96,3 +150,47 @@ def test_rows_not_yet_synced_are_not_verified(primary: PrimarySite, runtime: Run
     apply_events(runtime)
     assert verify_items(runtime, ARTIFACT.name, row_ids(runtime)) == []
     assert row(runtime, "v/pending.zip").verification_state == VerificationState.PENDING
+
+
+def test_a_repository_with_a_push_still_in_the_hook_spool_is_postponed_not_blamed(
+    primary: PrimarySite, runtime: Runtime, tmp_path: Path
+) -> None:
+    """A push on the primary's disk whose event the spool drain has not published yet
+    is in the re-taken checksum but beyond no cursor: the copy is behind, not wrong.
+    Once no push is pending, the same difference is a mismatch."""
+    primary.stop()  # no drain: the push stays recorded but unpublished
+    set_keys(primary.config, "primary", push_spool_interval_seconds=3600)
+    primary.start()
+    repos = primary.storage(RepositoryReplicator.storage_dir)
+    bare, work = repos / "g/busy.git", tmp_path / "work"
+    make_repository(bare, work, commits=1)
+    publish_push(primary.engine, repos, bare)
+    apply_events(runtime)
+    with runtime.engine.connect() as conn:
+        ids = list(conn.execute(select(RepositoryRegistry.id)).scalars().all())
+    sync_items(runtime, RepositoryReplicator.name, ids)
+    (work / "pushed.txt").write_text("a push\n")
+    git("add", ".", cwd=work)
+    git("commit", "-q", "-m", "a push", cwd=work)
+    git("push", "-q", "bare", "main", cwd=work)
+    spool = spool_dir(primary.settings.storage_root)
+    spool.mkdir(parents=True, exist_ok=True)
+    (spool / "1-1").write_text(f"{bare}\n")  # what the post-receive hook records
+    with primary.engine.connect() as conn:  # the checksummer (or another verifier) passes
+        [item] = conn.execute(select(CatalogItem.id)).scalars().all()
+    assert take_checksum(primary.engine, primary.settings.storage_root, item) is not None
+
+    def verify() -> Verdict:
+        with write_transaction(runtime.engine) as conn:
+            verification_rows.request(conn, RepositoryRegistry, ids)
+        [outcome] = verify_items(runtime, RepositoryReplicator.name, ids)
+        return outcome.verdict
+
+    assert verify() == Verdict.POSTPONED
+    with runtime.engine.connect() as conn:
+        found = conn.execute(select(RepositoryRegistry.state, RepositoryRegistry.mismatch_count,
+                                    RepositoryRegistry.verification_error)).one()
+    assert (found.state, found.mismatch_count) == (SyncState.SYNCED, 0)
+    assert "changed on the primary" in found.verification_error
+    (spool / "1-1").unlink()  # say the hook's entry was lost: nothing will come
+    assert verify() == Verdict.MISMATCH
