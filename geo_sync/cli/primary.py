@@ -43,7 +43,10 @@ log = get_logger("cli")
 def listen_socket(host: str, port: int) -> socket.socket:
     """A bound socket for the Geo API, or an error that says who to ask about the port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on connections whose socket
+    # says TCP, and without it a response's header and body writes wait ~40 ms for the
+    # client's delayed ACK (Nagle) on every keep-alive request after the first.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
