@@ -44,6 +44,7 @@ from sqlalchemy import (
     Connection,
     Text,
     and_,
+    bindparam,
     case,
     cast,
     func,
@@ -302,11 +303,13 @@ class SqliteFeed(Feed):
         known = [int(v) for v in (seq, newest) if v]
         return max(known) if known else None
 
+    #: Built once: read on every events request (most of them find nothing).
+    _PAGE = (select(*_EVENT_COLUMNS).where(Event.id > bindparam("after"))
+             .order_by(Event.id).limit(bindparam("rows")))
+
     def read(self, conn: Connection, cursor: str, limit: int) -> EventPage:
         after = self._parse(cursor)
-        rows = conn.execute(
-            select(*_EVENT_COLUMNS).where(Event.id > after).order_by(Event.id).limit(limit + 1)
-        ).all()
+        rows = conn.execute(self._PAGE, {"after": after, "rows": limit + 1}).all()
         events = _rows_to_events(rows[:limit])
         last = events[-1].id if events else after
         return EventPage(events, f"{self._PREFIX};{last}", more=len(rows) > limit)
