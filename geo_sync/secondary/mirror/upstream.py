@@ -7,7 +7,6 @@ burst of requests during an outage does not wait on a connect timeout each.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from geo_sync.auth import issue_token
 from geo_sync.files import CHUNK
 from geo_sync.logging import get_logger
 from geo_sync.secondary.client import url_path
-from geo_sync.secondary.mirror.ask import Asker, Unsupported
 from geo_sync.secondary.mirror.pending import INCOMPLETE, Pending, SingleFlight
 from geo_sync.settings import SecondarySettings
 from geo_sync.tls import client_verify
@@ -63,9 +61,8 @@ class Upstream:
     def __init__(self, settings: SecondarySettings) -> None:
         self.settings = settings
         self.base = f"{settings.primary_url}{API_PREFIX}"
-        verify = client_verify(settings.primary_ca_bundle)
         self.http = httpx.AsyncClient(
-            verify=verify,
+            verify=client_verify(settings.primary_ca_bundle),
             timeout=httpx.Timeout(settings.http_timeout_seconds, connect=5.0),
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
         self._down_until = 0.0
@@ -73,14 +70,8 @@ class Upstream:
         self._token = ("", 0.0)
         #: The events beyond a cursor, one ask shared by concurrent requests.
         self.pending = SingleFlight(self._pending)
-        #: The ask's own lean connections (``ask.py``); the same trust as ``http``.
-        self.asker = Asker(
-            self.base, httpx.create_ssl_context(verify=verify)
-            if self.base.startswith("https:") else None,
-            timeout=settings.http_timeout_seconds, connect_timeout=5.0)
 
     async def aclose(self) -> None:
-        await self.asker.aclose()
         await self.http.aclose()
 
     def authorization(self) -> str:
@@ -130,26 +121,17 @@ class Upstream:
             return Pending(False, unreachable=reason)
         if cursor is None:
             return INCOMPLETE
-        params: dict[str, str | int] = {"cursor": cursor, "limit": PENDING_PAGE}
         try:
-            status, body = await self.asker.get("/events", params, self.authorization())
-        except (OSError, TimeoutError) as exc:
+            response = await self.http.get(
+                f"{self.base}/events", params={"cursor": cursor, "limit": PENDING_PAGE},
+                headers={"Authorization": self.authorization()})
+        except httpx.HTTPError as exc:
             self._mark_down(f"{type(exc).__name__}: {exc}")
             return Pending(False, unreachable=self._down_reason)
-        except Unsupported:
-            # An answer the lean client does not read: ask again through httpx.
-            try:
-                response = await self.http.get(
-                    f"{self.base}/events", params=params,
-                    headers={"Authorization": self.authorization()})
-            except httpx.HTTPError as exc:
-                self._mark_down(f"{type(exc).__name__}: {exc}")
-                return Pending(False, unreachable=self._down_reason)
-            status, body = response.status_code, response.content
-        if status >= 500:
-            self._mark_down(f"primary answered {status}")
+        if response.status_code >= 500:
+            self._mark_down(f"primary answered {response.status_code}")
             return Pending(False, unreachable=self._down_reason)
-        return _pending_page(status, body)
+        return _pending_page(response)
 
     async def open(self, method: str, url: str, headers: dict[str, str],
                    body: AsyncIterator[bytes] | None = None) -> httpx.Response:
@@ -178,15 +160,15 @@ class Upstream:
         return f"/git/{url_path(rest)}"
 
 
-def _pending_page(status: int, body: bytes) -> Pending:
+def _pending_page(response: httpx.Response) -> Pending:
     """The primary's events page as Pending; anything but a page is incomplete."""
-    if status != 200:
+    if response.status_code != 200:
         # Our cursor past its retention (410), a refused credential: not ours to
         # judge here; the per-item question says what it means for each item.
         return INCOMPLETE
     try:
-        return Pending.from_page(json.loads(body))
-    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return Pending.from_page(response.json())
+    except ValueError:
         return INCOMPLETE
 
 
