@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from geo_sync.cli.context import CliContext, GeoGroup, pass_cli
+from geo_sync.cli.context import CliContext, GeoGroup, import_httpx_plain, pass_cli
 from geo_sync.errors import GeoSyncError
 
 if TYPE_CHECKING:
@@ -72,10 +72,7 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
     # Only what this command uses (see COMMANDS): a status query at scale is mostly
     # Python start-up otherwise.
     if as_json:
-        from geo_sync.logging import without  # noqa: PLC0415
-
-        with without("rich", "pygments"):  # httpx's own command line: JSON needs neither
-            import httpx  # noqa: F401, PLC0415
+        import_httpx_plain()  # httpx's own command line: JSON needs neither rich nor pygments
     import sqlalchemy.exc  # noqa: PLC0415
 
     from geo_sync.cli.check import load_or_report, site_checks  # noqa: PLC0415

@@ -13,7 +13,6 @@ from geo_sync.cli.context import CliContext, GeoGroup, make_console, pass_cli
 from geo_sync.db import make_engine
 from geo_sync.errors import InvalidInput
 from geo_sync.migrate import TRACKING
-from geo_sync.secondary import reselect
 from geo_sync.secondary.client import PrimaryClient
 from geo_sync.secondary.status import secondary_status
 from geo_sync.selection import Selection
@@ -219,6 +218,8 @@ def reselect_command(cli_ctx: CliContext, dry_run: bool) -> None:
     selected items are backfilled from the primary's catalog; items no longer selected
     stop being followed and counted, and their copies stay until `geo-sync orphans
     --delete`."""
+    from geo_sync.secondary import reselect  # noqa: PLC0415 - it loads the replicators
+
     settings = cli_ctx.settings.require_secondary()
     engine = make_engine(settings.database_url)
     try:
