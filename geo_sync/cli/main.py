@@ -81,6 +81,7 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
     settings = load_or_report(cli_ctx)
     if isinstance(settings, CheckResult):
         _status_failed(as_json, settings.message, settings.hint, [settings])
+    results: list[CheckResult] | None = None
     try:
         if settings.role == "primary":
             from geo_sync.cli.primary import (  # noqa: PLC0415
@@ -93,11 +94,14 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
                 render_secondary_status,
                 secondary_status_report,
             )
-            report, render = secondary_status_report(cli_ctx), render_secondary_status
+            # The checks share the report's connection and client (one of each).
+            (report, results), render = secondary_status_report(cli_ctx), \
+                render_secondary_status
     except (GeoSyncError, sqlalchemy.exc.SQLAlchemyError) as exc:
         message, hint = _explain(exc)
         _status_failed(as_json, message, hint, site_checks(settings))
-    results = site_checks(settings, report)
+    if results is None:
+        results = site_checks(settings, report)
     overall = verdict(results)
     report["verdict"] = overall.to_json()
     if as_json:

@@ -240,12 +240,17 @@ def _retention(site: _Site) -> CheckResult:
 
 
 def secondary_checks(settings: SecondarySettings,
-                     counts: dict[str, dict[str, int]] | None = None) -> list[CheckResult]:
+                     counts: dict[str, dict[str, int]] | None = None, *,
+                     engine: Engine | None = None,
+                     client: PrimaryClient | None = None) -> list[CheckResult]:
     """Every check of a secondary, in the order an operator fixes things (``counts``:
-    registry counts per type already read, so `status` scans the registry once)."""
+    registry counts per type already read, so `status` scans the registry once;
+    ``engine`` and ``client``: the caller's, left open, so `status` connects once and
+    builds one TLS context)."""
     results = [ok("config", "valid")]
-    client = PrimaryClient(settings)
-    engine = make_engine(settings.database_url)
+    own_client, own_engine = client is None, engine is None
+    client = client or PrimaryClient(settings)
+    engine = engine or make_engine(settings.database_url)
     try:
         view = probe_primary(client)
         site = _Site(settings, engine, view, counts)
@@ -271,8 +276,10 @@ def secondary_checks(settings: SecondarySettings,
             results.append(run_check("retention horizon", lambda: _retention(site)))
         return results
     finally:
-        client.close()
-        engine.dispose()
+        if own_client:
+            client.close()
+        if own_engine:
+            engine.dispose()
 
 
 def _first(into: list[CheckResult], site: _Site) -> CheckResult:
