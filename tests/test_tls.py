@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from geo_sync.errors import ConfigError
 from geo_sync.settings import load_settings
-from geo_sync.tls import is_loopback_url
+from geo_sync.tls import client_verify, is_loopback_url
 from tests.sites import GEO_SYNC
 from tests.tls import make_ca
 
@@ -114,3 +114,20 @@ def test_a_certificate_without_its_key_or_the_reverse_is_refused(
     with pytest.raises(ConfigError) as caught:
         load_settings(config)
     assert "tls_cert_file" in str(caught.value) and "tls_key_file" in str(caught.value)
+
+
+@given(host=st.sampled_from(["127.0.0.1", "primary.example", "[::1]"]),
+       scheme=st.sampled_from(["http", "HTTP", "https", "HTTPS"]),
+       bundle=st.booleans())
+def test_only_an_https_primary_gets_a_tls_context(host: str, scheme: str, bundle: bool) -> None:
+    """A plain-HTTP primary needs no CA bundle loaded (that cost every CLI command
+    ~40 ms); an https one is always verified: by the bundle when set, else public CAs."""
+    ca = Path(__file__).parent / "no-such-bundle.pem"
+    url = f"{scheme}://{host}:8443"
+    if scheme.lower() == "http":
+        assert client_verify(ca if bundle else None, url) is False
+    elif not bundle:
+        assert client_verify(None, url) is True
+    else:
+        with pytest.raises(FileNotFoundError):  # the bundle is read: https is verified
+            client_verify(ca, url)

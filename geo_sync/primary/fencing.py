@@ -83,7 +83,7 @@ def fence_target(target: _Target, epoch: int) -> tuple[bool, str | None]:
                EPOCH_HEADER: str(epoch)}
     try:
         with httpx.Client(verify=client_verify(Path(target.ca_bundle) if target.ca_bundle
-                                               else None),
+                                               else None, target.url),
                           timeout=REQUEST_TIMEOUT_SECONDS) as http:
             response = http.post(f"{target.url}{API_PREFIX}/fence", headers=headers,
                                  json={"new_primary_url": target.new_primary_url,

@@ -57,7 +57,7 @@ class PrimaryClient:
             base_url=self.base,
             timeout=httpx.Timeout(settings.http_timeout_seconds, connect=10.0),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-            verify=client_verify(settings.primary_ca_bundle),
+            verify=client_verify(settings.primary_ca_bundle, settings.primary_url),
         )
 
     @property

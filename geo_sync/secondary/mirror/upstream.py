@@ -62,7 +62,7 @@ class Upstream:
         self.settings = settings
         self.base = f"{settings.primary_url}{API_PREFIX}"
         self.http = httpx.AsyncClient(
-            verify=client_verify(settings.primary_ca_bundle),
+            verify=client_verify(settings.primary_ca_bundle, settings.primary_url),
             timeout=httpx.Timeout(settings.http_timeout_seconds, connect=5.0),
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
         self._down_until = 0.0
