@@ -224,6 +224,11 @@ def measure(base: str, args: argparse.Namespace, paths: list[str], scratch: Path
             token: str | None, mirror: Path) -> dict[str, float]:
     git_auth = ["-c", f"http.extraHeader=Authorization: Bearer {token}"] if token else []
     curl_auth = ["-H", f"Authorization: Bearer {token}"] if token else []
+    # Off the clock, for every server alike: a first clone and a few files, so that no
+    # load pays for a process's first request (a new process imports on first use,
+    # opens its database, connects to the primary).
+    time_clones(base, 2, scratch, git_auth)
+    time_small(base, paths[:100], scratch, [*curl_auth, "-Z", "--parallel-max", "4"])
     return {"git": time_clones(base, args.clones, scratch, git_auth),
             "big": time_big(base, curl_auth, mirror),
             "small": time_small(base, paths, scratch, curl_auth),

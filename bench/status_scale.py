@@ -102,7 +102,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     add_output_argument(parser)
     args = parser.parse_args()
+    load_before = os.getloadavg()
     results = run(args.rows)
+    load_after = os.getloadavg()
     table = "\n".join(["| command | registry rows | seconds (best of 5) | CPU seconds |",
                        "|---|---|---|---|"] + [
         f"| {r['tool']} | {r['rows']} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} |"
@@ -110,7 +112,12 @@ def main() -> None:
     print(json.dumps(results, indent=2) if args.json else table)
     append_section(args.output, "Status at scale", "bench.status_scale",
                    "PostgreSQL tracking DB, each command as a process (including Python "
-                   "start-up), primary not running", table)
+                   "start-up), primary not running, load average (1/5/15 min) "
+                   f"{_load(load_before)} before and {_load(load_after)} after", table)
+
+
+def _load(load: tuple[float, float, float]) -> str:
+    return "/".join(f"{value:.1f}" for value in load)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The map of data types: name -> replicator class. Add new types here.
+"""The map of data types: name -> replicator class, for the types registered in
+``replicators.type_names`` (add new types there).
 
 Each side asks for its own half of a type: the primary's code for the ``Original``
 (``original_for``, ``originals``), the secondary's and verification's for the ``Copy``
@@ -8,17 +9,24 @@ storage directories, registry tables).
 
 from __future__ import annotations
 
-import difflib
+import importlib
 
 from geo_sync.errors import ConfigError, InvalidInput
-from geo_sync.settings import SecondarySettings
-from replicators.artifact import ArtifactReplicator
 from replicators.base import Copy, Original, Replicator
-from replicators.job_log import JobLogReplicator
-from replicators.repository import RepositoryReplicator
+from replicators.type_names import DATA_TYPES
+
+
+def _load(name: str, where: str) -> type[Replicator]:
+    module, attribute = where.split(":")
+    cls = getattr(importlib.import_module(module), attribute)
+    if not (isinstance(cls, type) and issubclass(cls, Replicator)) or cls.name != name:
+        raise ConfigError(f"data type {name!r} is registered as {where}, which is not "
+                          f"a Replicator named {name!r}")
+    return cls
+
 
 REPLICATORS: dict[str, type[Replicator]] = {
-    cls.name: cls for cls in (RepositoryReplicator, ArtifactReplicator, JobLogReplicator)
+    name: _load(name, where) for name, where in DATA_TYPES.items()
 }
 
 
@@ -63,23 +71,3 @@ def served_over_git() -> type[Replicator]:
 def git_original() -> type[Original]:
     """The primary's side of the type served over git."""
     return served_over_git()
-
-
-PER_TYPE_SETTINGS = ("concurrency", "batch_size", "verification_concurrency")
-
-
-def check_type_settings(settings: SecondarySettings) -> None:
-    """Refuse a per-type setting that names no registered data type (a typo would
-    otherwise leave that type at its default without a word)."""
-    fields = [(field, getattr(settings, field)) for field in PER_TYPE_SETTINGS]
-    fields += [(f"selection.{rule}", getattr(settings.selection, rule))
-               for rule in ("include", "exclude")]
-    for field, setting in fields:
-        for key in setting:
-            if key == "*" or key in REPLICATORS:
-                continue
-            close = difflib.get_close_matches(key, list(REPLICATORS), n=1)
-            guess = f" (did you mean secondary.{field}.{close[0]}?)" if close else ""
-            raise ConfigError(
-                f"secondary.{field}.{key}: unknown data type{guess}",
-                hint=f"the data types are {', '.join(REPLICATORS)}; '*' sets every type")

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from geo_sync.errors import ConfigError
 from geo_sync.selection import EVERYTHING, Selection, compile_pattern, matches
 from geo_sync.settings import load_settings
-from replicators.type_map import REPLICATORS, check_type_settings
+from replicators.type_map import REPLICATORS
+from replicators.type_names import check_type_settings
 from tests.test_settings import SECONDARY
 
 # A small alphabet so that generated patterns and paths often meet.

@@ -6,7 +6,8 @@ import pytest
 
 from geo_sync.errors import ConfigError
 from geo_sync.settings import SecondarySettings, load_settings, per_type
-from replicators.type_map import REPLICATORS, check_type_settings
+from replicators.type_map import REPLICATORS
+from replicators.type_names import check_type_settings
 
 GOOD = """
 role = "primary"

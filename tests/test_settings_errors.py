@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from geo_sync.errors import ConfigError
 from geo_sync.settings import PrimarySettings, SecondarySettings, load_settings
-from replicators.type_map import check_type_settings
+from replicators.type_names import check_type_settings
 
 PRIMARY = """role = "primary"
 [primary]

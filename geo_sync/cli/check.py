@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from geo_sync.cli.context import CliContext, pass_cli
+from geo_sync.cli.context import CliContext, import_httpx_plain, pass_cli
 from geo_sync.errors import ConfigError
 from geo_sync.health.result import CheckResult, Level, verdict, worst
 from geo_sync.settings import Settings
@@ -46,6 +46,7 @@ def load_or_report(cli_ctx: CliContext) -> Settings | CheckResult:
 def check(cli_ctx: CliContext, as_json: bool) -> None:
     """Check this site: one line per check (OK, WARNING, CRITICAL or UNKNOWN), with a
     hint for each that is not OK."""
+    import_httpx_plain()  # lines, no tables: neither rich nor pygments
     settings = load_or_report(cli_ctx)
     if isinstance(settings, CheckResult):
         results, role = [settings], None

@@ -54,7 +54,7 @@ class CliContext:
     def settings(self) -> Settings:
         from geo_sync.logging import configure_logging  # noqa: PLC0415
         from geo_sync.settings import load_settings  # noqa: PLC0415
-        from replicators.type_map import check_type_settings  # noqa: PLC0415
+        from replicators.type_names import check_type_settings  # noqa: PLC0415
 
         if self._settings is None:
             self._settings = load_settings(self.config_path)
@@ -65,6 +65,16 @@ class CliContext:
 
 
 pass_cli = click.make_pass_decorator(CliContext)
+
+
+def import_httpx_plain() -> None:
+    """Import httpx (the client to the primary) without rich and pygments, which it
+    loads only for its own command line: for commands that print no tables (0.1 s or
+    more of start-up, see ``geo_sync.logging.without``)."""
+    from geo_sync.logging import without  # noqa: PLC0415 - see the module's imports
+
+    with without("rich", "pygments"):
+        import httpx  # noqa: F401, PLC0415
 
 
 class GeoGroup(click.Group):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from geo_sync.cli.context import CliContext, GeoGroup, pass_cli
+from geo_sync.cli.context import CliContext, GeoGroup, import_httpx_plain, pass_cli
 from geo_sync.errors import GeoSyncError
 
 if TYPE_CHECKING:
@@ -72,10 +72,7 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
     # Only what this command uses (see COMMANDS): a status query at scale is mostly
     # Python start-up otherwise.
     if as_json:
-        from geo_sync.logging import without  # noqa: PLC0415
-
-        with without("rich", "pygments"):  # httpx's own command line: JSON needs neither
-            import httpx  # noqa: F401, PLC0415
+        import_httpx_plain()  # httpx's own command line: JSON needs neither rich nor pygments
     import sqlalchemy.exc  # noqa: PLC0415
 
     from geo_sync.cli.check import load_or_report, site_checks  # noqa: PLC0415
@@ -84,6 +81,7 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
     settings = load_or_report(cli_ctx)
     if isinstance(settings, CheckResult):
         _status_failed(as_json, settings.message, settings.hint, [settings])
+    results: list[CheckResult] | None = None
     try:
         if settings.role == "primary":
             from geo_sync.cli.primary import (  # noqa: PLC0415
@@ -96,11 +94,14 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
                 render_secondary_status,
                 secondary_status_report,
             )
-            report, render = secondary_status_report(cli_ctx), render_secondary_status
+            # The checks share the report's connection and client (one of each).
+            (report, results), render = secondary_status_report(cli_ctx), \
+                render_secondary_status
     except (GeoSyncError, sqlalchemy.exc.SQLAlchemyError) as exc:
         message, hint = _explain(exc)
         _status_failed(as_json, message, hint, site_checks(settings))
-    results = site_checks(settings, report)
+    if results is None:
+        results = site_checks(settings, report)
     overall = verdict(results)
     report["verdict"] = overall.to_json()
     if as_json:

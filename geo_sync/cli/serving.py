@@ -19,6 +19,8 @@ import multiprocessing
 import os
 import signal
 import socket
+import threading
+import time
 from collections.abc import Callable
 from multiprocessing import resource_tracker
 from pathlib import Path
@@ -87,7 +89,7 @@ def serve_on(settings_all: Settings, sock: socket.socket, index: int = 0,
 
 
 def _child(config: Path, sock: socket.socket, index: int, processes: int,
-           serve: Serve) -> None:
+           serve: Serve, parent: int) -> None:
     """A spawned serving process: it inherited the supervisor's blocked stop signals
     (uvicorn handles them itself) and dies with the supervisor."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
@@ -95,7 +97,32 @@ def _child(config: Path, sock: socket.socket, index: int, processes: int,
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     settings_all = load_settings(config)
     configure_logging(settings_all.log.level, settings_all.log.format)
+    threading.Thread(target=_orphan_watchdog, args=(parent, ORPHAN_GRACE_SECONDS),
+                     name="orphan-watchdog", daemon=True).start()
     serve(settings_all, sock, index, processes)
+
+
+#: How long a serving process whose supervisor is gone may take to stop gracefully.
+ORPHAN_GRACE_SECONDS = float(os.environ.get("GEO_SYNC_ORPHAN_GRACE_SECONDS", "30"))
+
+
+def _orphan_watchdog(parent: int, grace: float) -> None:
+    """End this process if its supervisor is gone and the graceful stop hangs.
+
+    The death signal (SIGTERM when the supervisor dies) starts uvicorn's graceful stop,
+    but a stop can hang (a lifespan shutdown waiting on a database that went away): such
+    children were seen serving on, reparented to init, for most of an hour. Polling the
+    parent also covers a supervisor that died before the death signal was armed."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    log.warning("supervisor_gone", supervisor_pid=parent, grace_seconds=grace)
+    with contextlib.suppress(OSError):
+        os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(grace)
+    log.error("graceful_stop_hung", supervisor_pid=parent, grace_seconds=grace,
+              hint="the process is ended with exit code 70; its supervisor was killed "
+                   "before it; restart the command")
+    os._exit(70)
 
 
 def supervise(config: Path, sock: socket.socket, processes: int, serve: Serve = serve_on,
@@ -109,7 +136,8 @@ def supervise(config: Path, sock: socket.socket, processes: int, serve: Serve = 
     set_process_title(f"{command} {host}:{port} (supervisor of {processes} processes)")
     block_stop_signals()
     context = multiprocessing.get_context("spawn")
-    children = [context.Process(target=_child, args=(config, sock, index, processes, serve),
+    children = [context.Process(target=_child,
+                                args=(config, sock, index, processes, serve, os.getpid()),
                                 daemon=False) for index in range(processes)]
     for child in children:
         child.start()

@@ -30,7 +30,7 @@ from geo_sync.tls import is_loopback_url
 from geo_sync.tracking import sync_rows
 from geo_sync.tracking.models import CursorRow, Lease
 from geo_sync.tracking.states import SyncState
-from replicators.type_map import REPLICATORS
+from replicators.type_names import registry_tables
 
 
 def primary_checks(settings: SecondarySettings, view: PrimaryView) -> list[CheckResult]:
@@ -118,7 +118,7 @@ def _workers(site: _Site) -> CheckResult:
     stale = site.settings.checks.worker_stale_seconds
     with site.engine.connect() as conn:
         live = heartbeat.live_workers(conn, stale)
-        tables = [r.registry_table for r in REPLICATORS.values()]
+        tables = list(registry_tables().values())
         backlog = sum(conn.execute(select(t.id).where(
             t.state == SyncState.PENDING, t.enqueued_at.is_not(None)).limit(1)
         ).first() is not None for t in tables)
@@ -172,8 +172,8 @@ def _counts(site: _Site) -> list[CheckResult]:
     counts = site.counts
     if counts is None:
         with site.engine.connect() as conn:
-            counts = {name: sync_rows.counts(conn, r.registry_table)
-                      for name, r in REPLICATORS.items()}
+            counts = {name: sync_rows.counts(conn, table)
+                      for name, table in registry_tables().items()}
     rows = (
         ("failed items", SyncState.FAILED, checks.failed_warning, checks.failed_critical,
          "`geo-sync status` lists the last errors; `geo-sync resync --failed` retries now"),
@@ -240,12 +240,17 @@ def _retention(site: _Site) -> CheckResult:
 
 
 def secondary_checks(settings: SecondarySettings,
-                     counts: dict[str, dict[str, int]] | None = None) -> list[CheckResult]:
+                     counts: dict[str, dict[str, int]] | None = None, *,
+                     engine: Engine | None = None,
+                     client: PrimaryClient | None = None) -> list[CheckResult]:
     """Every check of a secondary, in the order an operator fixes things (``counts``:
-    registry counts per type already read, so `status` scans the registry once)."""
+    registry counts per type already read, so `status` scans the registry once;
+    ``engine`` and ``client``: the caller's, left open, so `status` connects once and
+    builds one TLS context)."""
     results = [ok("config", "valid")]
-    client = PrimaryClient(settings)
-    engine = make_engine(settings.database_url)
+    own_client, own_engine = client is None, engine is None
+    client = client or PrimaryClient(settings)
+    engine = engine or make_engine(settings.database_url)
     try:
         view = probe_primary(client)
         site = _Site(settings, engine, view, counts)
@@ -271,8 +276,10 @@ def secondary_checks(settings: SecondarySettings,
             results.append(run_check("retention horizon", lambda: _retention(site)))
         return results
     finally:
-        client.close()
-        engine.dispose()
+        if own_client:
+            client.close()
+        if own_engine:
+            engine.dispose()
 
 
 def _first(into: list[CheckResult], site: _Site) -> CheckResult:

@@ -33,12 +33,27 @@ Cursors are opaque strings for clients: ``pg1;<lo>;<hi or empty>;<after id>`` an
 
 from __future__ import annotations
 
+import json
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, func, not_, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.engine import Dialect
 
 from geo_sync.db import is_postgres
@@ -71,6 +86,12 @@ class Feed(ABC):
     def read(self, conn: Connection, cursor: str, limit: int) -> EventPage:
         """Up to ``limit`` events after ``cursor``, in delivery order."""
 
+    def read_json(self, conn: Connection, cursor: str, limit: int) -> JsonPage:
+        """``read``, as the response body the Geo API sends (see ``JsonPage``)."""
+        page = self.read(conn, cursor, limit)
+        return JsonPage([json.dumps(e.to_json(), ensure_ascii=False, separators=(",", ":"))
+                         for e in page.events], page.cursor, page.more)
+
     @abstractmethod
     def last_id(self, conn: Connection) -> int | None:
         """The id of the newest event ever written (pruned or not); None before the first."""
@@ -89,6 +110,24 @@ class Feed(ABC):
     @abstractmethod
     def beyond(self, cursor: str, other: str) -> bool:
         """Whether ``cursor`` claims events past ``other`` (both valid cursors)."""
+
+
+@dataclass(frozen=True)
+class JsonPage:
+    """A page of events as JSON text, one document per event: what ``GET /events``
+    sends, without building an object per event on the way (on PostgreSQL the
+    database writes each event's JSON; Python only joins them)."""
+
+    events: list[str]
+    cursor: str
+    more: bool
+
+    def body(self) -> bytes:
+        """``EventPage.to_json()``'s document, as bytes."""
+        cursor = json.dumps(self.cursor)
+        more = "true" if self.more else "false"
+        return (f'{{"events":[{",".join(self.events)}],"cursor":{cursor},"more":{more}}}'
+                .encode())
 
 
 def _rows_to_events(rows: Any) -> list[FeedEvent]:
@@ -115,6 +154,23 @@ _EVENT_COLUMNS = (
     Event.payload,
     Event.created_at,
 )
+
+def _event_json(row: Any) -> ColumnElement[str]:
+    """``FeedEvent.to_json()`` of ``row`` (columns named as geo_events'), written by
+    PostgreSQL: a missing or JSON-null payload is ``{}``; the time is UTC with
+    microseconds (``datetime.fromisoformat`` reads both spellings)."""
+    return cast(func.json_build_object(
+        literal_column("'id'"), row.id,
+        literal_column("'type'"), row.replicable_type,
+        literal_column("'event'"), row.event,
+        literal_column("'record_id'"), row.record_id,
+        literal_column("'path'"), row.path,
+        literal_column("'payload'"), case(
+            (or_(row.payload.is_(None), func.json_typeof(row.payload) == "null"),
+             literal_column("'{}'::json")), else_=row.payload),
+        literal_column("'created_at'"), func.to_char(
+            func.timezone("UTC", row.created_at),
+            literal_column("""'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'"""))), Text)
 
 
 @dataclass(frozen=True)
@@ -159,22 +215,39 @@ class PostgresFeed(Feed):
         return self._format(self._current(conn), None, 0)
 
     def read(self, conn: Connection, cursor: str, limit: int) -> EventPage:
-        lo, hi, after = self._parse(cursor)
-        if hi is None:
-            hi, after = self._current(conn), 0
-        txid = Event.txid
-        rows = conn.execute(
-            select(*_EVENT_COLUMNS)
-            .where(txid >= lo.xmin, txid < hi.xmax)
-            .where(hi.visible(txid), not_(lo.visible(txid)))
-            .where(Event.id > after)
-            .order_by(Event.id)
-            .limit(limit + 1)
-        ).all()
+        lo, hi, after = self._bounds(conn, cursor)
+        # One more than ``limit``, to tell whether more are ready.
+        rows = conn.execute(select(*_EVENT_COLUMNS).where(*self._between(lo, hi, after))
+                            .order_by(Event.id).limit(limit + 1)).all()
         events = _rows_to_events(rows[:limit])
         if len(rows) > limit:
             return EventPage(events, self._format(lo, hi, events[-1].id), more=True)
         return EventPage(events, self._format(hi, None, 0), more=False)
+
+    def read_json(self, conn: Connection, cursor: str, limit: int) -> JsonPage:
+        lo, hi, after = self._bounds(conn, cursor)
+        # The JSON of the page's rows only: over the table, PostgreSQL would build it
+        # for every row of the batch before its top-N sort (540 ms for 20,000).
+        page = (select(*_EVENT_COLUMNS).where(*self._between(lo, hi, after))
+                .order_by(Event.id).limit(limit + 1).subquery())
+        rows = conn.execute(select(page.c.id, _event_json(page.c)).order_by(page.c.id)).all()
+        events = [row[1] for row in rows[:limit]]
+        if len(rows) > limit:
+            return JsonPage(events, self._format(lo, hi, rows[limit - 1][0]), more=True)
+        return JsonPage(events, self._format(hi, None, 0), more=False)
+
+    def _bounds(self, conn: Connection, cursor: str) -> tuple[Snapshot, Snapshot, int]:
+        lo, hi, after = self._parse(cursor)
+        if hi is None:
+            hi, after = self._current(conn), 0
+        return lo, hi, after
+
+    @staticmethod
+    def _between(lo: Snapshot, hi: Snapshot, after: int) -> list[ColumnElement[bool]]:
+        """The events visible in ``hi`` but not in ``lo``, after id ``after``."""
+        txid = Event.txid
+        return [txid >= lo.xmin, txid < hi.xmax, hi.visible(txid), not_(lo.visible(txid)),
+                Event.id > after]
 
     def delivered(self, cursor: str) -> ColumnElement[bool]:
         lo, _, _ = self._parse(cursor)
@@ -230,11 +303,13 @@ class SqliteFeed(Feed):
         known = [int(v) for v in (seq, newest) if v]
         return max(known) if known else None
 
+    #: Built once: read on every events request (most of them find nothing).
+    _PAGE = (select(*_EVENT_COLUMNS).where(Event.id > bindparam("after"))
+             .order_by(Event.id).limit(bindparam("rows")))
+
     def read(self, conn: Connection, cursor: str, limit: int) -> EventPage:
         after = self._parse(cursor)
-        rows = conn.execute(
-            select(*_EVENT_COLUMNS).where(Event.id > after).order_by(Event.id).limit(limit + 1)
-        ).all()
+        rows = conn.execute(self._PAGE, {"after": after, "rows": limit + 1}).all()
         events = _rows_to_events(rows[:limit])
         last = events[-1].id if events else after
         return EventPage(events, f"{self._PREFIX};{last}", more=len(rows) > limit)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
 
 from geo_sync.auth import Credential, new_secret
 from geo_sync.db import utcnow
@@ -158,10 +158,13 @@ def _unreadable(feed: Any, cursor: str) -> bool:
     return False
 
 
+#: Built once: asked on every events read.
+_BACKFILL_REQUIRED = select(Secondary.backfill_required).where(
+    Secondary.name == bindparam("name"))
+
+
 def is_backfill_required(conn: Connection, name: str) -> bool:
-    return bool(
-        conn.execute(select(Secondary.backfill_required).where(Secondary.name == name)).scalar()
-    )
+    return bool(conn.execute(_BACKFILL_REQUIRED, {"name": name}).scalar())
 
 
 def restart_at_head(conn: Connection, name: str) -> str:

@@ -12,7 +12,7 @@ from geo_sync.primary.feed import feed_for
 from geo_sync.primary.hooks import REJECTED_DIR, SPOOL_DIR
 from geo_sync.primary.models import CatalogItem, Event
 from geo_sync.settings import PrimarySettings
-from replicators.type_map import REPLICATORS
+from replicators.type_names import type_names
 
 
 def primary_status(settings: PrimarySettings, engine: Engine) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def primary_status(settings: PrimarySettings, engine: Engine) -> dict[str, Any]:
         unfenced = fencing.unfenced(conn)
     return {
         "role": "primary",
-        "catalog": {name: counts.get(name, 0) for name in REPLICATORS},
+        "catalog": {name: counts.get(name, 0) for name in type_names()},
         "events_retained": retained,
         "last_event_id": last_event_id,
         "last_event_at": last_at.isoformat() if last_at else None,

@@ -9,14 +9,16 @@ import os
 import socket
 import threading
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Row, delete, insert, select, update
 
 from geo_sync.db import utcnow, write_transaction
 from geo_sync.logging import get_logger
-from geo_sync.secondary.runtime import Runtime
 from geo_sync.tracking.models import WorkerRow
+
+if TYPE_CHECKING:  # status reads heartbeats: the runtime would load the replicators
+    from geo_sync.secondary.runtime import Runtime
 
 log = get_logger("heartbeat")
 

@@ -18,7 +18,7 @@ from geo_sync.settings import SecondarySettings
 from geo_sync.tracking import epoch_row
 from replicators.base import SyncContext
 from replicators.repository import configure_git_timeouts
-from replicators.type_map import check_type_settings
+from replicators.type_names import check_type_settings
 
 
 @dataclass

@@ -15,7 +15,7 @@ from geo_sync.secondary.leader import CURSOR_LEASE
 from geo_sync.tracking import epoch_row, lag, selection_row, states, sync_rows
 from geo_sync.tracking.models import CursorRow, Lease
 from geo_sync.tracking.states import SyncState
-from replicators.type_map import REPLICATORS
+from replicators.type_names import registry_tables
 
 LAST_ERRORS = 10
 
@@ -33,12 +33,13 @@ def secondary_status(engine: Engine, client: PrimaryClient | None, name: str,
                      lag_window_seconds: float = 3600.0) -> dict[str, Any]:
     """Counts per type (of the selected items: the registries hold no others), the
     selection, cursor position and lag, per-item lag, workers, the recent errors."""
+    tables = registry_tables()  # names and tables only: no replicator class (type_names)
     with engine.connect() as conn:
-        types = {r.name: sync_rows.counts(conn, r.registry_table) for r in REPLICATORS.values()}
+        types = {name: sync_rows.counts(conn, table) for name, table in tables.items()}
         selection = selection_row.applied(conn)
         followed = epoch_row.read(conn)
-        item_lag = {r.name: lag.summary(conn, r.registry_table, lag_window_seconds,
-                                        utcnow()).to_json() for r in REPLICATORS.values()}
+        item_lag = {name: lag.summary(conn, table, lag_window_seconds, utcnow()).to_json()
+                    for name, table in tables.items()}
         cursor = conn.execute(select(CursorRow).where(CursorRow.id == 1)).one()
         lease = conn.execute(select(Lease.holder, Lease.lease_until)
                              .where(Lease.name == CURSOR_LEASE)).one()
@@ -49,12 +50,11 @@ def secondary_status(engine: Engine, client: PrimaryClient | None, name: str,
                     "items_done": w.items_done, "last_item_at": _iso(w.last_item_at)}
                    for w in heartbeat.all_workers(conn)]
         blocked: dict[str, int] = {}
-        for replicator in REPLICATORS.values():
-            for blocker, count in sync_rows.blocked_counts(conn, replicator.registry_table).items():
+        for table in tables.values():
+            for blocker, count in sync_rows.blocked_counts(conn, table).items():
                 blocked[blocker] = blocked.get(blocker, 0) + count
         errors = []
-        for replicator in REPLICATORS.values():
-            model = replicator.registry_table
+        for type_name, model in tables.items():
             rows = conn.execute(
                 select(model.record_id, model.path, model.last_error, model.updated_at,
                        model.retry_at, model.missing_on_primary)
@@ -62,7 +62,7 @@ def secondary_status(engine: Engine, client: PrimaryClient | None, name: str,
                        model.state != states.constant(SyncState.SYNCED))
                 .order_by(model.updated_at.desc()).limit(LAST_ERRORS)
             ).all()
-            errors += [{"type": replicator.name, "record_id": r.record_id, "path": r.path,
+            errors += [{"type": type_name, "record_id": r.record_id, "path": r.path,
                         "error": r.last_error, "at": _iso(r.updated_at),
                         "retry_at": _iso(r.retry_at),
                         "missing_on_primary": r.missing_on_primary} for r in rows]

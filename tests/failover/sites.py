@@ -4,6 +4,7 @@ third site (s3), each secondary with its real processes."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -12,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from geo_sync.db import make_engine, write_transaction
+from geo_sync.primary.publish import Change, publish
 from geo_sync.primary.secondaries import add_secondary
 from geo_sync.secondary.site import init_secondary
 from geo_sync.settings import load_settings
+from geo_sync.workload import Workload
 from tests.deployment import TUNING, Deployment, deployment_for, flush_queue, unique_queue
 from tests.services import REDIS_URL, temporary_database
 from tests.sites import GEO_SYNC, PrimarySite, SecondarySite, free_port
@@ -60,6 +63,29 @@ class Trio:
         self.stack.callback(site.engine.dispose)
         self.stack.callback(site.stop)
         return site
+
+    def repoint_three(self, new: PrimarySite) -> dict[str, Any]:
+        """Register s3 on the new primary, repoint the third site to it (stopped
+        meanwhile) and start it again; `repoint --json`'s report."""
+        env = dict(os.environ, S3_SECRET=self.three_secret)
+        added = geo_sync(new.config, "primary", "add-secondary", "s3", "--secret-env",
+                         "S3_SECRET", env=env)
+        assert added.returncode == 0, added.stderr
+        self.three.stop_all()
+        repointed = self.three.secondary.cli("secondary", "repoint", new.url, "--json",
+                                             check=False)
+        assert repointed.returncode == 0, repointed.stdout + repointed.stderr
+        self.three.start()
+        report: dict[str, Any] = json.loads(repointed.stdout)
+        return report
+
+    def write_on(self, new: PrimarySite, scratch: Path, seed: int) -> Workload:
+        """A workload that pushes and uploads on the new primary."""
+        def publish_new(change: Change) -> None:
+            with write_transaction(new.engine) as conn:
+                publish(conn, change)
+
+        return Workload(new.settings.storage_root, scratch, publish_new, seed=seed)
 
 
 @contextmanager

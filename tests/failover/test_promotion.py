@@ -14,12 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from geo_sync.db import write_transaction
 from geo_sync.errors import SplitBrain
 from geo_sync.primary.models import CatalogItem
-from geo_sync.primary.publish import Change, publish
 from geo_sync.secondary.runtime import open_runtime
-from geo_sync.workload import Workload, git
+from geo_sync.workload import git
 from tests.compare import differences
 from tests.deployment import Deployment, wait_for
 from tests.failover.sites import free_port, geo_sync, trio
@@ -93,28 +91,14 @@ def test_a_planned_promotion_loses_nothing_and_the_others_follow_without_copying
         assert status["primary"]["demoted"] is True
 
         new = sites.new_primary(port)
-        env = dict(os.environ, S3_SECRET=sites.three_secret)
-        added = geo_sync(new.config, "primary", "add-secondary", "s3", "--secret-env",
-                         "S3_SECRET", env=env)
-        assert added.returncode == 0, added.stderr
-        three.stop_all()
-        repointed = three.secondary.cli("secondary", "repoint", new.url, "--json",
-                                        check=False)
-        assert repointed.returncode == 0, repointed.stdout + repointed.stderr
-        moved = json.loads(repointed.stdout)
+        moved = sites.repoint_three(new)
         # The same data: at most 1 % of it is copied again (a repository whose
         # checksum arrived after its event may be fetched again: git sends nothing new).
         assert moved["epoch"] == 2 and moved["to_copy_bytes"] <= moved["kept_bytes"] / 100, \
             moved
-        three.start()
 
         # New writes on the new primary reach the third site.
-        def publish_new(change: Change) -> None:
-            with write_transaction(new.engine) as conn:
-                publish(conn, change)
-
-        fresh = Workload(new.settings.storage_root, tmp_path / "scratch-new", publish_new,
-                         seed=11)
+        fresh = sites.write_on(new, tmp_path / "scratch-new", seed=11)
         fresh.create_repository("after/failover.git", commits=2)
         fresh.push("after/failover.git")
         fresh.upload_artifact("after/failover.zip", 4096)
@@ -312,20 +296,8 @@ def test_a_crashed_primary_resumes_on_its_followers_poll_and_promote_serve_serve
         assert _served(proc, port), (tmp_path / "promote.log").read_text()
         new = sites.new_primary(port, serve=False)
         one.stop_all()
-        three.stop_all()
-        env = dict(os.environ, S3_SECRET=sites.three_secret)
-        assert geo_sync(new.config, "primary", "add-secondary", "s3", "--secret-env",
-                        "S3_SECRET", env=env).returncode == 0
-        repointed = three.secondary.cli("secondary", "repoint", new.url, check=False)
-        assert repointed.returncode == 0, repointed.stdout + repointed.stderr
-        three.start()
-
-        def publish_new(change: Change) -> None:
-            with write_transaction(new.engine) as conn:
-                publish(conn, change)
-
-        fresh = Workload(new.settings.storage_root, tmp_path / "scratch-new", publish_new,
-                         seed=12)
+        sites.repoint_three(new)
+        fresh = sites.write_on(new, tmp_path / "scratch-new", seed=12)
         fresh.create_repository("after/serve.git", commits=1)
         fresh.push("after/serve.git")
         Deployment("embedded", new, three.secondary, three.logs,

@@ -4,9 +4,14 @@ non-zero for its supervisor."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
+import socket
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from geo_sync.settings import Settings
 from tests.deployment import wait_for
 from tests.sites import GEO_SYNC, PrimarySite, primary_site, wait_for_port
 
@@ -87,3 +93,47 @@ def _alive(pid: int) -> bool:
     state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True,
                            text=True, check=False).stdout.strip()
     return bool(state) and not state.startswith("Z")
+
+
+def hang_on_stop(settings: Settings, sock: socket.socket, index: int, processes: int) -> None:
+    """A serving function whose graceful stop never ends (it ignores SIGTERM), as a
+    lifespan shutdown stuck on a vanished database would; it writes its pid first."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    Path(os.environ["HANG_PID_FILE"]).write_text(str(os.getpid()))
+    while True:
+        time.sleep(1)
+
+
+_SUPERVISE_HANGING = """
+import socket, sys
+from pathlib import Path
+from geo_sync.cli.serving import supervise
+from tests.primary.test_serve_processes import hang_on_stop
+sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+sock.bind(("127.0.0.1", 0))
+sock.set_inheritable(True)
+supervise(Path(sys.argv[1]), sock, 1, hang_on_stop, "hanging serve")
+"""
+
+
+def test_a_serving_process_whose_supervisor_is_killed_ends_even_if_its_stop_hangs(
+    stopped_primary: PrimarySite, tmp_path: Path,
+) -> None:
+    pid_file, log = tmp_path / "child.pid", tmp_path / "supervisor.log"
+    env = {**os.environ, "HANG_PID_FILE": str(pid_file), "GEO_SYNC_ORPHAN_GRACE_SECONDS": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", _SUPERVISE_HANGING, str(stopped_primary.config)], env=env,
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(pid_file.exists, "the serving process to start", timeout=90)
+        child = int(pid_file.read_text())
+        supervisor.kill()  # SIGKILL: the supervisor can neither stop nor wait for it
+        supervisor.wait()
+        wait_for(lambda: not _alive(child), "the orphaned serving process to end")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(supervisor.pid, signal.SIGKILL)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert [line["event"] for line in lines if line["event"] in (
+        "supervisor_gone", "graceful_stop_hung")] == ["supervisor_gone", "graceful_stop_hung"]

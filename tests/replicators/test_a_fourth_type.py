@@ -40,6 +40,7 @@ from geo_sync.tracking.models import Registry, registry_model
 from geo_sync.tracking.registry_tables import create_registry_table
 from replicators.blob import BlobReplicator
 from replicators.type_map import REPLICATORS
+from replicators.type_names import DATA_TYPES
 from tests.services import private_redis, temporary_database
 
 
@@ -89,6 +90,9 @@ def _workers(daemon: SecondaryDaemon) -> Iterator[None]:
 def test_a_blob_type_defined_only_in_tests_is_published_synced_verified_and_shown(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str, size: int
 ) -> None:
+    # Registering a type is one entry in DATA_TYPES; the map of classes is built from it
+    # when replicators.type_map is first imported, which this test already did.
+    monkeypatch.setitem(DATA_TYPES, WidgetReplicator.name, f"{__name__}:WidgetReplicator")
     monkeypatch.setitem(REPLICATORS, WidgetReplicator.name, WidgetReplicator)
     with ExitStack() as stack:
         urls: dict[str, Any] = {"primary": None, "tracking": None, "broker": "embedded"}

@@ -79,6 +79,12 @@ class Mirror:
         self.readers = Readers(engine, settings.mirror.allow_anonymous)
         self.upstream = Upstream(settings)
         self.push_url = (settings.mirror.push_url or settings.primary_url).rstrip("/")
+        #: Decide on the event loop itself: on SQLite the decision is a local read of
+        #: well under a millisecond, cheaper than the trip to a worker thread and back
+        #: (a queue put, a thread wake-up, a wake-up of the loop: measured as much CPU
+        #: as the decision itself). On PostgreSQL the query waits on the network, and
+        #: the loop must serve the other connections meanwhile: a thread.
+        self.decide_inline = engine.dialect.name == "sqlite"
 
     # -- deciding ---------------------------------------------------------------
 
@@ -96,7 +102,8 @@ class Mirror:
                       small_body: bool = False) -> tuple[Route_, Copy, str, int | None]:
         """As ``decide``, with the primary's size of the item when it was asked;
         ``small_body``: read a small copy's bytes in the same trip to a thread."""
-        copy = await run_in_threadpool(self._local, replicator, path, small_body)
+        copy = (self._local(replicator, path, small_body) if self.decide_inline
+                else await run_in_threadpool(self._local, replicator, path, small_body))
         if not copy.servable:
             return (*await self._unservable(copy), None)
         if not self.settings.mirror.confirm_with_primary:

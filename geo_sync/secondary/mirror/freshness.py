@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from stat import S_ISREG
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Executable, bindparam, select
 
 from geo_sync.errors import InvalidInput
 from geo_sync.paths import resolve_inside
@@ -65,22 +65,37 @@ def _selection(text: str | None) -> Selection:
     return Selection.from_json(text)
 
 
+@lru_cache(maxsize=32)
+def _statements(replicator: type[Replicator]) -> tuple[Executable, Executable]:
+    """Built once per type (they run on every request): the cursor row joined with the
+    item's registry row (the row's columns are NULL when there is none; ``state``
+    never is otherwise), and the registry row alone."""
+    model = replicator.registry_table
+    columns = (model.state, model.verification_state, model.change_verified_at,
+               model.tombstone, model.mirror_path, model.missing_on_primary,
+               model.verified_fingerprint, model.verification_checksum,
+               model.expected_size, model.record_id)
+    at_path = model.path == bindparam("path")
+    joined = (select(CursorRow.cursor, CursorRow.selection, *columns)
+              .select_from(CursorRow).outerjoin(model, at_path).where(CursorRow.id == 1))
+    return joined, select(*columns).where(at_path)
+
+
 def servable_copy(conn: Connection, replicator: type[Replicator], path: str,
                   mirror_root: Path) -> Copy:
     """Decide from the tracking DB (and one stat of the copy) whether ``path`` may be
     served from the mirror."""
-    # The cursor and the selection in one statement (they are one row).
-    cursor, selection = conn.execute(select(CursorRow.cursor, CursorRow.selection)
-                                     .where(CursorRow.id == 1)).one_or_none() or (None, None)
+    # The cursor, the selection and the item's row in one prebuilt statement.
+    both = conn.execute(_statements(replicator)[0], {"path": path}).first()
+    if both is None:  # no cursor row yet (before the first backfill): the row alone
+        cursor, selection = None, None
+        row = conn.execute(_statements(replicator)[1], {"path": path}).first()
+    else:
+        cursor, selection = both.cursor, both.selection
+        row = None if both.state is None else both
     nothing = Copy(None, None, None, cursor, False, False, "")
     if not _selection(selection).selects(replicator.name, path):
         return replace(nothing, reason="not selected on this secondary")
-    model = replicator.registry_table
-    row = conn.execute(select(
-        model.state, model.verification_state, model.change_verified_at, model.tombstone,
-        model.mirror_path, model.missing_on_primary, model.verified_fingerprint,
-        model.verification_checksum, model.expected_size, model.record_id,
-    ).where(model.path == path)).first()
     if row is None or row.tombstone:
         return replace(nothing, reason="not on this secondary")
     file, fingerprint = _on_disk(replicator, mirror_root, row.mirror_path or path)

@@ -12,8 +12,13 @@ from pathlib import Path
 import pytest
 
 from geo_sync.secondary.runtime import open_runtime
-from tests.deployment import wait_for
-from tests.secondary.mirror.world import MirrorServer, mirror_server, publish, replicate
+from tests.secondary.mirror.world import (
+    MirrorServer,
+    mirror_server,
+    publish,
+    replicate,
+    serving_children,
+)
 from tests.sites import SecondarySite, primary_site, secondary_site
 from tests.steps import apply_events
 
@@ -35,18 +40,10 @@ def two_processes(tmp_path: Path) -> Iterator[tuple[MirrorServer, SecondarySite]
 
 
 def _serving(server: MirrorServer) -> list[tuple[int, str]]:
-    """The serving children, once both have named themselves (the port is bound by
-    the supervisor before they start)."""
-    wait_for(lambda: len(_children(server)) == 2, "two serving processes", timeout=120)
-    return _children(server)
-
-
-def _children(server: MirrorServer) -> list[tuple[int, str]]:
-    assert server.process is not None
-    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(server.process.pid)],
-                         capture_output=True, text=True, check=False).stdout
-    rows = [line.strip().split(None, 1) for line in out.splitlines() if line.strip()]
-    return [(int(pid), args) for pid, args in rows if "secondary serve" in args]
+    """The serving children (``start`` waited for both to name themselves)."""
+    children = serving_children(server)
+    assert len(children) == 2
+    return children
 
 
 def test_two_processes_share_the_port_and_die_together(

@@ -30,6 +30,7 @@ from tests.sites import (
     SecondarySite,
     free_port,
     stop_process,
+    wait_for_http,
     wait_for_port,
 )
 from tests.steps import apply_events
@@ -58,6 +59,15 @@ class MirrorServer:
         self.process = subprocess.Popen(
             [GEO_SYNC, "--config", str(self.secondary.config), "secondary", "serve"], env=env)
         wait_for_port(self.port, self.process)
+        # With several processes the supervisor binds the port before its children
+        # have started (each imports and opens its engine: seconds on a loaded box),
+        # and connections wait in the backlog meanwhile: ready is when one answers and
+        # every child has named itself (it does so just before it serves).
+        wait_for_http(f"{self.url}/-/health", self.process, verify=False)
+        processes = int(env["GEO_SYNC_SECONDARY__MIRROR__PROCESSES"])
+        if processes > 1:
+            wait_for(lambda: len(serving_children(self)) == processes,
+                     f"{processes} serving processes", timeout=120)
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -90,6 +100,15 @@ class MirrorServer:
 
     def git_url(self, repo: str) -> str:
         return f"{self.url}/git/{repo}"
+
+
+def serving_children(server: MirrorServer) -> list[tuple[int, str]]:
+    """The serving children of a several-process server that have named themselves."""
+    assert server.process is not None
+    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(server.process.pid)],
+                         capture_output=True, text=True, check=False).stdout
+    rows = [line.strip().split(None, 1) for line in out.splitlines() if line.strip()]
+    return [(int(pid), args) for pid, args in rows if "secondary serve" in args]
 
 
 @contextmanager
