@@ -20,7 +20,6 @@ one run, each with its own tracking database on PostgreSQL:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -156,7 +155,7 @@ def main() -> None:
         f"| {r['tool']} | {r['events']} | {r['seconds']:.2f} | {r['rate']} | {r['ratio']}x | "
         + (", ".join(f"{k} {v:.1f}" for k, v in r["cpu_seconds"].items()) or "—") + " |"
         for r in rows])
-    print(json.dumps(rows, indent=2) if args.json else table)
+    print(table)  # with --json, append_section prints the rows as JSON on the last line
     append_section(args.output, "Event apply rate", "bench.event_apply",
                    f"PostgreSQL primary and tracking DB, pages of {PAGE_LIMIT} over the real "
                    "Geo API, every item new, the three rows one after the other", table)

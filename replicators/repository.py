@@ -8,6 +8,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from stat import S_ISREG
 from typing import ClassVar
 
 import pygit2
@@ -90,14 +91,32 @@ def _stat_line(path: Path, name: str) -> bytes:
 RepositoryRegistry = registry_model("repository")
 
 
+def size_on_disk(path: Path) -> int:
+    """Bytes in the regular files under ``path``. A file or directory that vanishes
+    while it is walked is skipped: a repository being pushed to has a quarantine
+    directory (``objects/tmp_objdir-incoming-*``) that git removes when the push ends,
+    and `Path.rglob` raised FileNotFoundError for it, which failed the whole drain of
+    the push spool (every repository in it waited for the next drain)."""
+    total = 0
+    for dirpath, _dirnames, filenames in os.walk(path):  # ignores vanished directories
+        for name in filenames:
+            try:
+                info = (Path(dirpath) / name).stat()
+            except FileNotFoundError:
+                continue
+            if S_ISREG(info.st_mode):
+                total += info.st_size
+    return total
+
+
 class RepositoryOriginal(Original):
     """The primary's side of a repository: its size on disk and the checksum over
     HEAD and refs; any change of them is an update."""
 
     @classmethod
     def describe(cls, path: Path, relpath: str) -> FoundItem:
-        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-        return FoundItem(path=relpath, size=size, checksum=repository_checksum(path))
+        return FoundItem(path=relpath, size=size_on_disk(path),
+                         checksum=repository_checksum(path))
 
     @classmethod
     def change_event(cls, known: KnownItem, found: FoundItem) -> str | None:
