@@ -31,7 +31,7 @@ from prometheus_client import REGISTRY
 from geo_sync.errors import DaemonFailed
 from geo_sync.logging import configure_logging, get_logger, set_process_title
 from geo_sync.metrics import serve_metrics
-from geo_sync.primary.api import create_app
+from geo_sync.primary.api import GeoApi, create_app
 from geo_sync.primary.site import open_primary
 from geo_sync.settings import Settings, load_settings
 from geo_sync.signals import STOP_SIGNALS, block_stop_signals, wait_for_stop_signal_while
@@ -71,7 +71,8 @@ def serve_on(settings_all: Settings, sock: socket.socket, index: int = 0,
                  openapi=f"{API_PREFIX}/openapi.json", processes=processes,
                  tls=settings.tls)
     cert, key = settings.tls_cert_file, settings.tls_key_file
-    server = uvicorn.Server(
+    server = _Server(
+        app.state.api,
         uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5,
                        ssl_certfile=str(cert) if cert else None,
                        ssl_keyfile=str(key) if key else None))
@@ -86,6 +87,21 @@ def serve_on(settings_all: Settings, sock: socket.socket, index: int = 0,
     if api.failed:
         raise DaemonFailed("`primary serve` stopped: one of its background loops died "
                            "(see the background_loop_died log line)")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which first answers the open long polls of GET /events when it
+    stops: otherwise each held the graceful stop for its full wait, and uvicorn then
+    cancelled it (a traceback in the log, no answer to the secondary)."""
+
+    def __init__(self, api: GeoApi, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.api = api
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.api.signal is not None:
+            self.api.signal.close()
+        await super().shutdown(sockets)
 
 
 def _child(config: Path, sock: socket.socket, index: int, processes: int,

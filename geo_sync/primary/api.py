@@ -241,7 +241,7 @@ class GeoApi:
             generation = self.signal.generation
             page = await run_in_threadpool(self._read_events, caller, cursor, limit)
             remaining = deadline - time.monotonic()
-            if page.events or remaining <= 0:
+            if page.events or remaining <= 0 or self.signal.closed:
                 return Response(page.body(), media_type="application/json")
             await self.signal.wait_for_change(generation, min(remaining, SAFETY_REREAD))
 

@@ -34,6 +34,14 @@ class ChangeSignal:
         self._loop = loop
         self._generation = 0
         self._changed = asyncio.Event()
+        #: Set when the server stops: waiters return at once, now and from then on.
+        self.closed = False
+
+    def close(self) -> None:
+        """Wake every waiter and make later waits return at once (the server is
+        stopping: a long poll answers with what it has instead of holding the stop)."""
+        self.closed = True
+        self._bump()
 
     @property
     def generation(self) -> int:
@@ -50,7 +58,7 @@ class ChangeSignal:
 
     async def wait_for_change(self, since: int, timeout: float) -> None:
         """Return when the generation differs from ``since``, or after ``timeout``."""
-        if self._generation != since:
+        if self._generation != since or self.closed:
             return
         with suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout)

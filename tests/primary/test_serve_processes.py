@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -137,3 +138,37 @@ def test_a_serving_process_whose_supervisor_is_killed_ends_even_if_its_stop_hang
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     assert [line["event"] for line in lines if line["event"] in (
         "supervisor_gone", "graceful_stop_hung")] == ["supervisor_gone", "graceful_stop_hung"]
+
+
+def _request_read_by_server(port: int) -> bool:
+    """A connection to ``port`` is established and the server has read all it was
+    sent (its receive queue is empty): the request is in the server's hands."""
+    listing = subprocess.run(["ss", "-Htn", "state", "established", f"sport = :{port}"],
+                             capture_output=True, text=True, check=True).stdout
+    return any(line.split()[0] == "0" for line in listing.splitlines())
+
+
+def test_sigterm_answers_an_open_long_poll_instead_of_cancelling_it(
+    stopped_primary: PrimarySite, tmp_path: Path,
+) -> None:
+    log = tmp_path / "serve.log"
+    port = int(stopped_primary.url.rsplit(":", 1)[1])
+    with _serving(stopped_primary, log, 1) as proc:
+        with httpx.Client(base_url=stopped_primary.api, timeout=120) as client:
+            head = client.get("/events/head", headers=stopped_primary.headers()).json()
+        answers: list[httpx.Response] = []
+
+        def long_poll() -> None:
+            answers.append(httpx.get(f"{stopped_primary.api}/events",
+                                     params={"cursor": head["cursor"], "wait": 60},
+                                     headers=stopped_primary.headers(), timeout=120))
+
+        poller = threading.Thread(target=long_poll)
+        poller.start()
+        wait_for(lambda: _request_read_by_server(port), "the long poll to reach the server")
+        proc.send_signal(signal.SIGTERM)
+        poller.join(timeout=120)
+        # One process is uvicorn itself, which re-raises the SIGTERM once it has stopped.
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+    assert [(a.status_code, a.json()["events"]) for a in answers] == [(200, [])]
+    assert "Exception in ASGI application" not in log.read_text()
