@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,4 +47,12 @@ def differences(primary_storage: Path, mirror_root: Path,
 
 
 def temp_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob(f"{TEMP}*")]
+    """geo-sync's temporary files and directories under ``root``, while it runs.
+
+    os.walk, not rglob: a temporary directory renamed into place during the walk made
+    rglob raise FileNotFoundError (a fault-matrix cell failed on it); os.walk skips a
+    directory that is gone by the time it is listed."""
+    found: list[Path] = []
+    for directory, dirs, files in os.walk(root):
+        found += [Path(directory, name) for name in (*dirs, *files) if name.startswith(TEMP)]
+    return found
