@@ -19,7 +19,7 @@ from __future__ import annotations
 import filecmp
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -74,6 +74,9 @@ class SyncContext:
 
     client: PrimarySource
     mirror_root: Path
+    #: Told right after an earlier copy was moved to its item's new path (a rename), so
+    #: the secondary records where the copy is before the transfer that follows.
+    copy_moved: Callable[[type[DataType], Claimed], None] | None = None
 
     def root(self, data_type: type[DataType]) -> Path:
         return self.mirror_root / data_type.storage_dir
@@ -226,6 +229,8 @@ class Copy(DataType):
             if previous.exists() and not dest.exists():
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 previous.rename(dest)
+                if ctx.copy_moved is not None:
+                    ctx.copy_moved(cls, item)
         return dest
 
 

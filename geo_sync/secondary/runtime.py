@@ -11,12 +11,13 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from geo_sync.db import make_engine, utcnow
+from geo_sync.db import make_engine, utcnow, write_transaction
 from geo_sync.migrate import TRACKING
 from geo_sync.secondary.client import PrimaryClient
 from geo_sync.settings import SecondarySettings
-from geo_sync.tracking import epoch_row
-from replicators.base import SyncContext
+from geo_sync.tracking import epoch_row, sync_rows
+from geo_sync.tracking.sync_rows import Claimed
+from replicators.base import DataType, SyncContext
 from replicators.repository import configure_git_timeouts
 from replicators.type_names import check_type_settings
 
@@ -43,7 +44,12 @@ class Runtime:
 
     @property
     def sync_context(self) -> SyncContext:
-        return SyncContext(client=self.client, mirror_root=self.settings.mirror_root)
+        return SyncContext(client=self.client, mirror_root=self.settings.mirror_root,
+                           copy_moved=self._copy_moved)
+
+    def _copy_moved(self, data_type: type[DataType], item: Claimed) -> None:
+        with write_transaction(self.engine) as conn:
+            sync_rows.copy_moved(conn, data_type.registry_table, item)
 
     def close(self) -> None:
         self.client.close()

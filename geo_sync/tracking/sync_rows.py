@@ -133,8 +133,12 @@ def claim(conn: Connection, model: Registry, ids: Sequence[int], worker: str,
             select(model.id).where(target, model.state == SyncState.PENDING.value)
             .with_for_update(skip_locked=True).scalar_subquery()
         )
+    # A first copy is written at the row's path: record that before any byte lands, so a
+    # worker that dies after its copy landed but before it finished leaves the row saying
+    # where that copy is (a rename meanwhile then moves it instead of orphaning it).
     claimed = _transition(conn, model, "claim", target, claimed_by=worker,
-                          lease_until=utcnow() + timedelta(seconds=lease_seconds))
+                          lease_until=utcnow() + timedelta(seconds=lease_seconds),
+                          mirror_path=func.coalesce(model.mirror_path, model.path))
     if not claimed:
         return []
     rows = conn.execute(
@@ -157,6 +161,15 @@ def claim_next(conn: Connection, model: Registry, limit: int, worker: str,
         ids = ids.with_for_update(skip_locked=True)
     return claim(conn, model, list(conn.execute(ids).scalars().all()), worker,
                  lease_seconds)
+
+
+def copy_moved(conn: Connection, model: Registry, item: Claimed) -> None:
+    """The copy that was at ``item.mirror_path`` is now at ``item.path`` (a rename moved
+    it): record it at once, not when the transfer that follows finishes, which a crash
+    may cut short (a later rename would then look for the copy where it no longer is)."""
+    conn.execute(update(model).where(model.id == item.id,
+                                     model.mirror_path == item.mirror_path)
+                 .values(mirror_path=item.path))
 
 
 def heartbeat(conn: Connection, model: Registry, ids: Sequence[int], worker: str,

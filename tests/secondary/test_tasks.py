@@ -3,10 +3,22 @@ outcome a batch can reach leaves its row in the state the transition table says.
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from geo_sync.db import utcnow, write_transaction
 from geo_sync.secondary.runtime import Runtime
 from geo_sync.secondary.tasks import sync_items
+from geo_sync.tracking import sync_rows
 from geo_sync.tracking.states import SyncState
 from replicators.artifact import ArtifactReplicator
+from replicators.repository import RepositoryReplicator
+from tests.gitutil import refs
+from tests.replicators.drivers import RepositoryDriver
 from tests.sites import PrimarySite
 from tests.steps import apply_events, publish_artifact, row, row_ids
 
@@ -85,3 +97,69 @@ def test_a_batch_started_while_stopping_gives_its_rows_back_as_pending(
         found = row(runtime, name)
         assert (found.state, found.claimed_by) == (SyncState.PENDING, None)
 
+
+
+# -- a worker that dies between its copy landing and its finish ----------------------
+
+REPO = RepositoryReplicator
+
+
+def _repository_row(runtime: Runtime) -> Any:
+    with Session(runtime.engine) as session:
+        return session.scalars(select(REPO.registry_table)).one()
+
+
+def _die_after_the_copy_landed(runtime: Runtime) -> None:
+    """Claim the repository's row and copy it as a worker does, then vanish without
+    finishing (SIGKILL between the rename into place and the registry commit), and
+    let the lease run out."""
+    model = REPO.registry_table
+    with write_transaction(runtime.engine) as conn:
+        (claimed,) = sync_rows.claim(conn, model, [_repository_row(runtime).id], "dead", 60)
+    REPO.sync(runtime.sync_context, claimed)
+    with write_transaction(runtime.engine) as conn:
+        sync_rows.release_expired(conn, model, utcnow() + timedelta(minutes=5))
+
+
+def _rename(driver: RepositoryDriver, old: str, new: str) -> None:
+    (driver.root / new).parent.mkdir(parents=True, exist_ok=True)
+    (driver.root / old).rename(driver.root / new)
+    driver.publish("renamed", new, old_path=old)
+
+
+def _mirrored_repositories(runtime: Runtime) -> list[str]:
+    return sorted(REPO.discover(runtime.settings.mirror_root / REPO.storage_dir))
+
+
+def test_a_first_copy_whose_worker_died_is_moved_by_a_rename_not_orphaned(
+    primary: PrimarySite, runtime: Runtime, tmp_path: Path
+) -> None:
+    driver = RepositoryDriver(primary, tmp_path)
+    driver.create("group/first.git")
+    apply_events(runtime)
+    _die_after_the_copy_landed(runtime)
+    assert _repository_row(runtime).mirror_path == "group/first.git"
+    _rename(driver, "group/first.git", "moved/first.git")
+    apply_events(runtime)
+    sync_items(runtime, REPO.name, [_repository_row(runtime).id])
+    assert _mirrored_repositories(runtime) == ["moved/first.git"]
+    assert refs(runtime.settings.mirror_root / REPO.storage_dir / "moved/first.git") == \
+        refs(driver.root / "moved/first.git")
+
+
+def test_a_copy_moved_by_a_rename_is_found_after_its_worker_died_and_a_second_rename(
+    primary: PrimarySite, runtime: Runtime, tmp_path: Path
+) -> None:
+    driver = RepositoryDriver(primary, tmp_path)
+    driver.create("a/r.git")
+    apply_events(runtime)
+    sync_items(runtime, REPO.name, [_repository_row(runtime).id])
+    _rename(driver, "a/r.git", "b/r.git")
+    apply_events(runtime)
+    _die_after_the_copy_landed(runtime)  # moved a/r.git to b/r.git, then died
+    _rename(driver, "b/r.git", "c/r.git")
+    apply_events(runtime)
+    sync_items(runtime, REPO.name, [_repository_row(runtime).id])
+    found = _repository_row(runtime)
+    assert (found.state, found.mirror_path) == (SyncState.SYNCED, "c/r.git")
+    assert _mirrored_repositories(runtime) == ["c/r.git"]
