@@ -112,9 +112,7 @@ class Deployment:
         return Workload(self.primary.settings.storage_root, scratch, self.publish)
 
     def status(self) -> dict[str, Any]:
-        # status exits with its verdict (0/1/2/3); its JSON is the report either way.
-        result = self.secondary.cli("status", "--json", check=False)
-        return dict(json.loads(result.stdout))
+        return self.secondary.status()
 
     def registry_busy(self) -> int:
         with self.secondary.engine.connect() as conn:

@@ -17,11 +17,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine
 
 from geo_sync.auth import issue_token
+from geo_sync.cli.context import CliContext
+from geo_sync.cli.main import site_status
 from geo_sync.db import make_engine, write_transaction
 from geo_sync.primary.secondaries import add_secondary
 from geo_sync.primary.site import init_primary
@@ -233,6 +236,23 @@ class SecondarySite:
 
     def mirror(self, type_dir: str) -> Path:
         return self.settings.mirror_root / type_dir
+
+    def status(self) -> dict[str, Any]:
+        """What `geo-sync status --json` prints (the report, or the error and the verdict
+        of the checks), made by the command's own function in this process: rigs poll
+        status many times a test, and a `status` process is ~1.3 s of CPU, mostly
+        start-up, taken from the daemons under test. tests/test_cli.py and
+        tests/cli/ run the command itself."""
+        return status_of(self.config)
+
+
+def status_of(config: Path) -> dict[str, Any]:
+    """`geo-sync --config CONFIG status --json`'s document, computed in this process."""
+    context = CliContext(str(config))
+    # The settings loaded as the command loads them, without its logging set-up, which
+    # would reconfigure this test process's logging.
+    context._settings = load_settings(context.config_path)
+    return site_status(context).report
 
 
 def secondary_site(directory: Path, primary: PrimarySite, database_url: str | None,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -69,10 +71,39 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
     """Show the state of this site and a verdict (Healthy, Degraded, Unhealthy):
     replication per type, events seen and processed, workers, cursor holder, last
     errors (secondary); catalog, event log and secondaries (primary)."""
-    # Only what this command uses (see COMMANDS): a status query at scale is mostly
-    # Python start-up otherwise.
     if as_json:
         import_httpx_plain()  # httpx's own command line: JSON needs neither rich nor pygments
+    outcome = site_status(cli_ctx)
+    if as_json:
+        click.echo(json.dumps(outcome.report, indent=2))
+    elif outcome.render is not None:
+        outcome.render(outcome.report)
+    else:
+        word = outcome.report["verdict"]["verdict"] if outcome.reasons else "Unknown"
+        hint = outcome.report["hint"]
+        click.echo(f"{word}: {outcome.report['error']}" + (f" (hint: {hint})" if hint else ""),
+                   err=True)
+    sys.exit(outcome.exit_code)
+
+
+@dataclass(frozen=True)
+class StatusOutcome:
+    """What `status` shows: the report (with its verdict), or, when there is none, the
+    error, its hint and the verdict the checks reach; and the exit code."""
+
+    report: dict[str, Any]
+    exit_code: int
+    #: Renders ``report`` for a terminal; None when there is no report, only an error.
+    render: Callable[[dict[str, Any]], None] | None = None
+    #: Whether the checks gave reasons (for the error line's first word).
+    reasons: bool = False
+
+
+def site_status(cli_ctx: CliContext) -> StatusOutcome:
+    """The status of the site ``cli_ctx`` configures, as `status` prints it (the test
+    rigs call this in their own process: a `status` process is mostly Python start-up)."""
+    # Only what this command uses (see COMMANDS): a status query at scale is mostly
+    # Python start-up otherwise.
     import sqlalchemy.exc  # noqa: PLC0415
 
     from geo_sync.cli.check import load_or_report, site_checks  # noqa: PLC0415
@@ -80,7 +111,7 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
 
     settings = load_or_report(cli_ctx)
     if isinstance(settings, CheckResult):
-        _status_failed(as_json, settings.message, settings.hint, [settings])
+        return _status_failed(settings.message, settings.hint, [settings])
     results: list[CheckResult] | None = None
     try:
         if settings.role == "primary":
@@ -99,16 +130,12 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
                 render_secondary_status
     except (GeoSyncError, sqlalchemy.exc.SQLAlchemyError) as exc:
         message, hint = _explain(exc)
-        _status_failed(as_json, message, hint, site_checks(settings))
+        return _status_failed(message, hint, site_checks(settings))
     if results is None:
         results = site_checks(settings, report)
     overall = verdict(results)
     report["verdict"] = overall.to_json()
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-    else:
-        render(report)
-    sys.exit(int(overall.level))
+    return StatusOutcome(report, int(overall.level), render)
 
 
 def _explain(exc: Exception) -> tuple[str, str]:
@@ -120,21 +147,14 @@ def _explain(exc: Exception) -> tuple[str, str]:
             "check that the database server is running and database_url in the config is right")
 
 
-def _status_failed(as_json: bool, message: str, hint: str,
-                   results: list[CheckResult]) -> NoReturn:
-    """No report: say why, with the verdict the checks reach, and exit with its code."""
+def _status_failed(message: str, hint: str, results: list[CheckResult]) -> StatusOutcome:
+    """No report: say why, with the verdict the checks reach (3 Unknown at best)."""
     from geo_sync.health.result import Level, verdict  # noqa: PLC0415
     overall = verdict(results)
     level = overall.level if overall.level is not Level.OK else Level.UNKNOWN
-    if as_json:
-        click.echo(json.dumps({"error": message, "hint": hint or None,
-                               "verdict": {**overall.to_json(), "exit_code": int(level)}},
-                              indent=2))
-    else:
-        click.echo(f"{overall.word if overall.reasons else 'Unknown'}: {message}"
-                   + (f" (hint: {hint})" if hint else ""), err=True)
-    sys.exit(int(level))
-
+    return StatusOutcome({"error": message, "hint": hint or None,
+                          "verdict": {**overall.to_json(), "exit_code": int(level)}},
+                         int(level), reasons=bool(overall.reasons))
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from geo_sync.workload import git
 from tests.compare import differences
 from tests.deployment import Deployment, wait_for
 from tests.failover.sites import free_port, geo_sync, trio
-from tests.sites import GEO_SYNC, wait_for_http
+from tests.sites import GEO_SYNC, status_of, wait_for_http
 
 MODES = ["production", "embedded"]
 
@@ -188,7 +188,7 @@ def test_an_unplanned_promotion_lists_what_it_lost_and_the_old_primary_never_wri
         assert "unclean shutdown" in refused.stderr or "demoted" in refused.stderr
 
         def site(config: Path) -> dict[str, Any]:
-            return dict(json.loads(geo_sync(config, "status", "--json").stdout)["site"])
+            return dict(status_of(config)["site"])
 
         def fenced() -> bool:
             return bool(site(primary.config)["new_primary_url"] == new.url)
@@ -225,7 +225,7 @@ def test_an_unplanned_promotion_lists_what_it_lost_and_the_old_primary_never_wri
                                start_new_session=True)
         try:
             def settled() -> bool:
-                report = json.loads(geo_sync(config, "status", "--json").stdout)
+                report = status_of(config)
                 return (not report["cursor"]["backfill_required"]
                         and all(t["synced"] == t["total"] for t in report["types"].values()))
             wait_for(settled, "the re-joined site to settle", 120)
@@ -271,7 +271,7 @@ def test_a_crashed_primary_resumes_on_its_followers_poll_and_promote_serve_serve
             refused.stderr
 
         def waiting() -> list[str]:
-            report = json.loads(primary.cli("status", "--json", check=False).stdout)
+            report = status_of(primary.config)
             return list(report["site"]["awaiting_confirmation"])
         one.start()
         wait_for(lambda: waiting() == ["s3"], "s1's poll to confirm the epoch")

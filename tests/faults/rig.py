@@ -6,7 +6,6 @@ checker sampling the mirror's final paths the whole time."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -181,12 +180,7 @@ class Rig:
 
     def status(self) -> dict[str, Any]:
         """`geo-sync status --json`, or {"error": ...} when it cannot answer."""
-        # status exits with its verdict (1 Degraded, 2 Unhealthy) and still prints JSON.
-        result = self.secondary.cli("status", "--json", check=False)
-        try:
-            return dict(json.loads(result.stdout))
-        except ValueError:
-            return {"error": (result.stderr or result.stdout).strip()}
+        return self.secondary.status()
 
     def wait_status(self, predicate: Callable[[dict[str, Any]], bool], what: str,
                     timeout: float = 90.0, more: Callable[[], None] | None = None
