@@ -229,8 +229,12 @@ def start_primary(site: PrimarySite, extra_env: dict[str, str] | None = None) ->
     port = int(site.url.rsplit(":", 1)[1])
     env = {**PRIMARY_TEST_ENV, **os.environ, "GEO_SYNC_PRIMARY__LISTEN_PORT": str(port),
            **(extra_env or {})}
+    # As many serving processes as the site started with (one): the default, a supervisor
+    # and a child per core, cost the cell's two cores three interpreters per restart, and
+    # kill_primary's SIGKILL would reach only the supervisor.
     site.process = subprocess.Popen(
-        [GEO_SYNC, "--config", str(site.config), "primary", "serve"], env=env,
+        [GEO_SYNC, "--config", str(site.config), "primary", "serve",
+         "--processes", str(site.processes)], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(port, site.process)
     wait_for_http(f"{site.api}/openapi.json", site.process, verify=site.verify)
