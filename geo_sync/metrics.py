@@ -61,3 +61,7 @@ MIRROR_REQUESTS = Counter(
     "Requests the mirror server answered, by type and where from: mirror (its verified "
     "copy), primary (proxied), stale (the primary unreachable: the newest verified copy) "
     "or refuse (503).", ["type", "served_by"])
+ZERO_COPY_BYTES = Counter(
+    "geo_sync_http_zero_copy_bytes",
+    "Response bytes the kernel sent straight from a file (sendfile), never read into "
+    "the server: whole-file downloads of artifacts and job logs of 256 KiB and more.")

@@ -29,6 +29,7 @@ import uvicorn
 from prometheus_client import REGISTRY
 
 from geo_sync.errors import DaemonFailed
+from geo_sync.file_response import ZeroCopyH11Protocol
 from geo_sync.logging import configure_logging, get_logger, set_process_title
 from geo_sync.metrics import serve_metrics
 from geo_sync.primary.api import GeoApi, create_app
@@ -73,7 +74,8 @@ def serve_on(settings_all: Settings, sock: socket.socket, index: int = 0,
     cert, key = settings.tls_cert_file, settings.tls_key_file
     server = _Server(
         app.state.api,
-        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5,
+        uvicorn.Config(app, http=ZeroCopyH11Protocol, log_config=None, access_log=False,
+                       timeout_graceful_shutdown=5,
                        ssl_certfile=str(cert) if cert else None,
                        ssl_keyfile=str(key) if key else None))
     api = app.state.api

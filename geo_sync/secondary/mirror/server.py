@@ -12,6 +12,7 @@ import uvicorn
 
 from geo_sync.db import make_engine
 from geo_sync.errors import ConfigError
+from geo_sync.file_response import ZeroCopyH11Protocol
 from geo_sync.logging import get_logger, set_process_title
 from geo_sync.metrics import serve_metrics
 from geo_sync.migrate import TRACKING
@@ -65,7 +66,7 @@ def serve_mirror(settings: SecondarySettings, sock: socket.socket, index: int = 
                  primary=settings.primary_url, processes=processes)
     try:
         uvicorn.Server(uvicorn.Config(
-            create_app(settings, engine),
+            create_app(settings, engine), http=ZeroCopyH11Protocol,
             ssl_certfile=str(mirror.tls_cert_file) if mirror.tls_cert_file else None,
             ssl_keyfile=str(mirror.tls_key_file) if mirror.tls_key_file else None,
             log_config=None, access_log=False, server_header=False,
