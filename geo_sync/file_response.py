@@ -6,7 +6,8 @@ not implement ASGI's zero-copy send extension, so ``ZeroCopyH11Protocol`` adds i
 (``http.response.zerocopysend``: a file, an offset and a count). h11 frames the body
 around a placeholder of that length (``send_with_data_passthrough``, made for
 sendfile) and ``loop.sendfile`` has the kernel copy the bytes from the page cache to
-the socket; over TLS asyncio falls back to reading and writing.
+the socket. Over TLS it is not offered (the kernel cannot encrypt for Python's ssl):
+the response reads and writes 1 MiB at a time there, as everywhere before.
 """
 
 from __future__ import annotations
@@ -94,7 +95,10 @@ class ZeroCopyH11Protocol(H11Protocol):
 
     def _offer_zero_copy(self, app: ASGIApp) -> ASGIApp:
         async def with_zero_copy(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
+            # Over TLS the kernel cannot encrypt (Python's ssl has no kernel TLS), and
+            # asyncio's fallback reads 256 KiB at a time through a thread: slower than the
+            # response's own 1 MiB reads, so the extension is not offered there.
+            if scope["type"] != "http" or self.transport.get_extra_info("sslcontext"):
                 await app(scope, receive, send)
                 return
             scope["extensions"] = {**scope.get("extensions", {}), ZERO_COPY: {}}
