@@ -121,10 +121,24 @@ def _die_after_the_copy_landed(runtime: Runtime) -> None:
         sync_rows.release_expired(conn, model, utcnow() + timedelta(minutes=5))
 
 
-def _rename(driver: RepositoryDriver, old: str, new: str) -> None:
+def _published(primary: PrimarySite, runtime: Runtime, tmp_path: Path, path: str
+               ) -> RepositoryDriver:
+    """A repository created on the primary, its event applied on the secondary."""
+    driver = RepositoryDriver(primary, tmp_path)
+    driver.create(path)
+    apply_events(runtime)
+    return driver
+
+
+def _rename(runtime: Runtime, driver: RepositoryDriver, old: str, new: str, *,
+            sync: bool) -> None:
+    """Rename on the primary and apply the event; ``sync``: then run a worker step."""
     (driver.root / new).parent.mkdir(parents=True, exist_ok=True)
     (driver.root / old).rename(driver.root / new)
     driver.publish("renamed", new, old_path=old)
+    apply_events(runtime)
+    if sync:
+        sync_items(runtime, REPO.name, [_repository_row(runtime).id])
 
 
 def _mirrored_repositories(runtime: Runtime) -> list[str]:
@@ -134,14 +148,10 @@ def _mirrored_repositories(runtime: Runtime) -> list[str]:
 def test_a_first_copy_whose_worker_died_is_moved_by_a_rename_not_orphaned(
     primary: PrimarySite, runtime: Runtime, tmp_path: Path
 ) -> None:
-    driver = RepositoryDriver(primary, tmp_path)
-    driver.create("group/first.git")
-    apply_events(runtime)
+    driver = _published(primary, runtime, tmp_path, "group/first.git")
     _die_after_the_copy_landed(runtime)
     assert _repository_row(runtime).mirror_path == "group/first.git"
-    _rename(driver, "group/first.git", "moved/first.git")
-    apply_events(runtime)
-    sync_items(runtime, REPO.name, [_repository_row(runtime).id])
+    _rename(runtime, driver, "group/first.git", "moved/first.git", sync=True)
     assert _mirrored_repositories(runtime) == ["moved/first.git"]
     assert refs(runtime.settings.mirror_root / REPO.storage_dir / "moved/first.git") == \
         refs(driver.root / "moved/first.git")
@@ -150,16 +160,11 @@ def test_a_first_copy_whose_worker_died_is_moved_by_a_rename_not_orphaned(
 def test_a_copy_moved_by_a_rename_is_found_after_its_worker_died_and_a_second_rename(
     primary: PrimarySite, runtime: Runtime, tmp_path: Path
 ) -> None:
-    driver = RepositoryDriver(primary, tmp_path)
-    driver.create("a/r.git")
-    apply_events(runtime)
+    driver = _published(primary, runtime, tmp_path, "a/r.git")
     sync_items(runtime, REPO.name, [_repository_row(runtime).id])
-    _rename(driver, "a/r.git", "b/r.git")
-    apply_events(runtime)
+    _rename(runtime, driver, "a/r.git", "b/r.git", sync=False)
     _die_after_the_copy_landed(runtime)  # moved a/r.git to b/r.git, then died
-    _rename(driver, "b/r.git", "c/r.git")
-    apply_events(runtime)
-    sync_items(runtime, REPO.name, [_repository_row(runtime).id])
+    _rename(runtime, driver, "b/r.git", "c/r.git", sync=True)
     found = _repository_row(runtime)
     assert (found.state, found.mirror_path) == (SyncState.SYNCED, "c/r.git")
     assert _mirrored_repositories(runtime) == ["c/r.git"]
