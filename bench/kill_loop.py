@@ -5,6 +5,11 @@ a final path was one the primary never published, no temp file is left.
     python -m bench.kill_loop [--seed N] [--kills 100]
 
 The seed is printed first; the same seed replays the same victims and pauses.
+
+A SIGKILLed `primary serve` restarts unclean: the site refuses writes until the
+secondary that follows it confirms its epoch on its next poll. The CI site's publishing
+retries such a refusal, as a CI system's job would (``refused_writes`` counts them);
+any other refusal, or one that outlasts ``CONFIRM_WAIT_SECONDS``, stops the workload.
 """
 
 from __future__ import annotations
@@ -18,10 +23,33 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from geo_sync.errors import SiteReadOnly
+from geo_sync.primary.publish import Change
+from geo_sync.primary.site_state import UNCONFIRMED_REASON
+from geo_sync.workload import Publisher
 from tests.faults.rig import Rig, fault_rig, kill_primary, start_primary
 from tests.faults.toxiproxy_api import toxiproxy_api
 
 VICTIMS = ("secondary run", "geo-sync worker", "primary serve")
+#: How long a write refused after an unclean restart is retried: the follower's next
+#: poll confirms the epoch, unless it is itself being restarted.
+CONFIRM_WAIT_SECONDS = 120.0
+
+
+def _retrying(publish: Publisher, counts: Counter[str]) -> Publisher:
+    """``publish``, retrying while the site waits for its epoch to be confirmed."""
+    def retry(change: Change) -> None:
+        deadline = time.monotonic() + CONFIRM_WAIT_SECONDS
+        while True:
+            try:
+                publish(change)
+                return
+            except SiteReadOnly as exc:
+                if UNCONFIRMED_REASON not in str(exc) or time.monotonic() > deadline:
+                    raise
+                counts["refused_writes"] += 1
+                time.sleep(0.2)
+    return retry
 
 
 def _drive(rig: Rig, stop: threading.Event, rng: random.Random,
@@ -57,6 +85,8 @@ def kill_loop(seed: int, kills: int, directory: Path) -> dict[str, object]:
         rig.workload.initial(repositories=3, artifacts=6, logs=3)
         rig.workload.round(1)
         rig.workload.round(2)
+        refusals: Counter[str] = Counter()
+        rig.workload.publish = _retrying(rig.workload.publish, refusals)
         rig.deployment.start()
         stop = threading.Event()
         errors: list[BaseException] = []
@@ -77,6 +107,7 @@ def kill_loop(seed: int, kills: int, directory: Path) -> dict[str, object]:
             raise AssertionError(f"the workload stopped: {errors[0]!r}")
         took = rig.converge()
         return {"kills": dict(counts), "changes": rig.workload.changes,
+                "refused_writes": refusals["refused_writes"],
                 "converge_seconds": round(took, 1), "samples": rig.checker.samples}
 
 
