@@ -48,6 +48,8 @@ MIB = 1024 * 1024
 SMALL = 16 * 1024
 REPO = "bench/big.git"
 BIG = "big/artifact.bin"
+#: Downloads of the large artifact per server; the fastest counts (see time_big).
+BIG_RUNS = 5
 
 NGINX_CONF = """
 user root;
@@ -199,14 +201,19 @@ def time_clones(base: str, clones: int, scratch: Path, auth: list[str]) -> float
 
 
 def time_big(base: str, auth: list[str], mirror: Path) -> float:
+    """The best of ``BIG_RUNS`` downloads: one takes well under a second from the page
+    cache, so a single run measures whatever else the two cores did meanwhile."""
     # The file in the page cache for every server alike: the first one measured would
     # otherwise pay for reading it from disk.
     subprocess.run(["cat", str(mirror / ArtifactReplicator.storage_dir / BIG)],
                    stdout=subprocess.DEVNULL, check=True)
-    started = time.monotonic()
-    subprocess.run(["curl", "-sSf", *auth, "-o", "/dev/null", f"{base}/artifacts/{BIG}"],
-                   check=True, timeout=1800)
-    return time.monotonic() - started
+    runs = []
+    for _ in range(BIG_RUNS):
+        started = time.monotonic()
+        subprocess.run(["curl", "-sSf", *auth, "-o", "/dev/null",
+                        f"{base}/artifacts/{BIG}"], check=True, timeout=1800)
+        runs.append(time.monotonic() - started)
+    return min(runs)
 
 
 def time_small(base: str, paths: list[str], scratch: Path, auth: list[str]) -> float:
