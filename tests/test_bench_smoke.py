@@ -152,6 +152,17 @@ def test_the_mirror_serve_benchmark_runs_against_nginx_and_prints_json() -> None
     assert len(printed) == 16  # 4 servers x 4 loads
 
 
+def test_the_git_fetch_benchmark_runs_against_nginx_and_counts_our_cpu() -> None:
+    printed = json.loads(_run("bench.git_fetch_cpu", "--fetches", "2",
+                              "--json").strip().splitlines()[-1])
+    ours, nginx = printed
+    assert ours["tool"].startswith("geo-sync primary serve")
+    assert nginx["tool"].startswith("nginx")
+    assert isinstance(ours["server CPU per fetch (ms)"], float)
+    assert ours["server CPU per fetch (ms)"] > 0
+    assert nginx["ratio"] == 1.0
+
+
 @pytest.mark.timeout(900)
 def test_the_failover_benchmark_runs_planned_and_unplanned() -> None:
     # Six sites' processes, one path after the other: a bound, not a speed check.

@@ -370,8 +370,7 @@ class GeoApi:
 
     async def git(self, request: Request, caller: str) -> Response:
         return await git_http.serve_git(
-            request, self.settings.storage_root / git_original().storage_dir, caller
-        )
+            request, self.settings.storage_root / git_original().storage_dir)
 
     async def _json_body(self, request: Request, example: str) -> dict[str, Any]:
         raw = await _bounded_body(request, MAX_BODY_BYTES)

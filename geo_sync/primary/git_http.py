@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from geo_sync.errors import MissingOnPrimary
-from geo_sync.git_http_backend import is_push, run_http_backend, split_upload_pack
+from geo_sync.git_http_backend import is_push, run_upload_pack, split_upload_pack
 from geo_sync.paths import resolve_inside
 from replicators.repository import is_bare_repository
 from replicators.type_map import git_original
@@ -27,7 +27,7 @@ def _refuse_push() -> Response:
     )
 
 
-async def serve_git(request: Request, repositories_root: Path, caller: str) -> Response:
+async def serve_git(request: Request, repositories_root: Path) -> Response:
     """Handle ``/git/<repo>.git/info/refs`` and ``/git/<repo>.git/git-upload-pack``."""
     rest, service = request.path_params["rest"], request.query_params.get("service")
     if is_push(rest, service):
@@ -37,4 +37,4 @@ async def serve_git(request: Request, repositories_root: Path, caller: str) -> R
     full = resolve_inside(repositories_root, repo)
     if not is_bare_repository(full):
         raise MissingOnPrimary(f"repository {repo} is missing on primary")
-    return await run_http_backend(request, repositories_root, repo, suffix, caller)
+    return await run_upload_pack(request, repositories_root, repo, suffix)

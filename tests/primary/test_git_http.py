@@ -1,12 +1,17 @@
-"""Git smart HTTP over the Geo API: real `git clone`, pygit2 fetch, pushes refused."""
+"""Git smart HTTP over the Geo API: real `git clone` (v0 and v2, gzipped negotiations),
+pygit2 fetch, pushes refused, hostile requests answered with a 4xx."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pygit2
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from geo_sync.git_http_backend import REQUEST_TYPE, pkt_line
 from tests.gitutil import git, make_repository, refs
 from tests.sites import PrimarySite
 
@@ -86,3 +91,75 @@ def test_a_repository_that_does_not_exist_is_missing_on_primary(primary: Primary
     assert response.status_code == 404
     assert response.json()["error"] == "missing_on_primary"
     assert traversal.status_code in (400, 404)
+
+
+@pytest.fixture
+def many_refs(primary: PrimarySite, tmp_path: Path) -> Path:
+    """A repository with 40 branches on 40 commits: a clone's wants pass 1 KiB, so git's
+    client gzips its negotiation."""
+    bare = primary.storage("repositories") / "group" / "many.git"
+    work = tmp_path / "many-work"
+    make_repository(bare, work, commits=40)
+    for n in range(40):
+        git("branch", f"b{n}", f"HEAD~{n}", cwd=work)
+    git("push", "-q", "bare", "refs/heads/*:refs/heads/*", cwd=work)
+    return bare
+
+
+@pytest.mark.parametrize("version", ["0", "2"])
+def test_a_clone_with_many_wants_gets_every_ref_in_protocol_v0_and_v2(
+    primary: PrimarySite, many_refs: Path, tmp_path: Path, version: str
+) -> None:
+    target = tmp_path / "clone.git"
+    git("-c", f"http.extraHeader={_auth_header(primary)}", "-c",
+        f"protocol.version={version}", "clone", "-q", "--mirror",
+        f"{primary.api}/git/group/many.git", str(target))
+    assert refs(target) == refs(many_refs)
+    assert len(refs(target)) > 40
+    assert git("fsck", "--strict", cwd=target).returncode == 0
+
+
+def _negotiation(wants: list[str]) -> bytes:
+    """A protocol v0 upload-pack request for ``wants``, as git's client writes it."""
+    lines = [f"want {wants[0]} ofs-delta\n", *(f"want {oid}\n" for oid in wants[1:])]
+    body = b"".join(pkt_line(line) for line in lines)
+    return body + b"0000" + pkt_line("done\n")
+
+
+def test_a_gzipped_negotiation_is_inflated_and_answered_with_a_pack(
+    primary: PrimarySite, many_refs: Path
+) -> None:
+    wants = sorted(set(refs(many_refs).values()))
+    with primary.client() as client:
+        response = client.post(
+            "/git/group/many.git/git-upload-pack", content=gzip.compress(_negotiation(wants)),
+            headers={**primary.headers(), "Content-Type": REQUEST_TYPE,
+                     "Content-Encoding": "gzip"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/x-git-upload-pack-result"
+    assert b"PACK" in response.content
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=2048), encoding=st.sampled_from(["", "gzip"]),
+       content_type=st.sampled_from([REQUEST_TYPE, "text/plain"]))
+def test_a_hostile_upload_pack_request_gets_a_clear_4xx_and_the_server_goes_on(
+    primary: PrimarySite, repo: Path, body: bytes, encoding: str, content_type: str
+) -> None:
+    headers = {**primary.headers(), "Content-Type": content_type}
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    with primary.client() as client:
+        response = client.post("/git/group/project.git/git-upload-pack", content=body,
+                               headers=headers)
+        advert = client.get("/git/group/project.git/info/refs",
+                            params={"service": "git-upload-pack"}, headers=primary.headers())
+    assert response.status_code in (200, 400), response.text
+    if response.status_code == 400:
+        assert response.json()["message"]
+    if content_type != REQUEST_TYPE:
+        assert response.status_code == 400
+        assert REQUEST_TYPE in response.json()["message"]
+    assert advert.status_code == 200
+    assert advert.content.startswith(pkt_line("# service=git-upload-pack\n") + b"0000")

@@ -32,7 +32,7 @@ from starlette.types import Receive, Scope, Send
 from geo_sync.errors import GeoSyncError, InvalidInput
 from geo_sync.file_response import LargeChunkFileResponse
 from geo_sync.files import CHUNK
-from geo_sync.git_http_backend import is_push, run_http_backend, split_upload_pack
+from geo_sync.git_http_backend import is_push, run_upload_pack, split_upload_pack
 from geo_sync.logging import get_logger
 from geo_sync.metrics import MIRROR_REQUESTS
 from geo_sync.secondary.mirror.access import Readers, refusal
@@ -248,9 +248,8 @@ class Mirror:
         self._count(served_over_git(), route)
         if route is Route_.REFUSE:
             return _unavailable(reason)
-        response = await run_http_backend(
-            request, self.settings.mirror_root / served_over_git().storage_dir, repo,
-            suffix, request.state.reader)
+        response = await run_upload_pack(
+            request, self.settings.mirror_root / served_over_git().storage_dir, repo, suffix)
         response.headers[SERVED_BY] = "mirror"
         if route is Route_.STALE:
             response.headers[STALE] = "true"
