@@ -229,12 +229,15 @@ def _room(limit: Any, in_flight: Any, name: str) -> Any:
     return select(room.c.n).scalar_subquery()
 
 
-def _first(candidates: Sequence[Any], model: Registry, room: Any, name: str) -> Any:
-    """The ``room`` lowest ids among the rows matching any of ``candidates``, as one
-    array computed once: each candidate set walks its own index in id order and stops
-    at ``room`` (an OR of them made PostgreSQL read every pending row)."""
-    parts = [select(model.id).where(*where).order_by(model.id).limit(room).subquery()
-             for where in candidates]
+def _first(waiting: Sequence[Any], moved: Sequence[Sequence[Any]], model: Registry,
+           room: Any, name: str) -> Any:
+    """The ``room`` lowest ids among the rows matching ``waiting`` or any of ``moved``,
+    as one array computed once. The waiting rows (many) are walked in id order and the
+    walk stops at ``room``; the rows the pass moves (lapsed, due for a retry, picked:
+    each an index range it updates anyway) are read whole, never walked in id order
+    (that walks every failed row). An OR of them made PostgreSQL read every pending row."""
+    parts = [select(model.id).where(*waiting).order_by(model.id).limit(room).subquery(),
+             *(select(model.id).where(*where).subquery() for where in moved)]
     merged = union_all(*(select(part.c.id) for part in parts)).subquery()
     ids = select(merged.c.id).order_by(merged.c.id).limit(room)
     taken = select(type_coerce(func.array(ids.scalar_subquery()), ARRAY(Integer))
@@ -269,10 +272,10 @@ def _sync_statement(models: tuple[Registry, ...]) -> Any:
                      - _count(model.state == started, expiring)
                      + _count(model.state == pending, model.enqueued_at >= recent),
                      f"room_{n}")
-        taken = _first([(model.state == pending,
-                         or_(model.enqueued_at.is_(None), model.enqueued_at < recent)),
-                        (model.state == started, expiring),
-                        (model.state == failed, retrying)], model, room, f"take_{n}")
+        taken = _first((model.state == pending,
+                        or_(model.enqueued_at.is_(None), model.enqueued_at < recent)),
+                       [(model.state == started, expiring), (model.state == failed, retrying)],
+                       model, room, f"take_{n}")
         handed_out = model.id == any_(taken)
         marked = case((handed_out, now), else_=null())
         expired = states.sync_update(
@@ -314,10 +317,10 @@ def _verification_statement(models: tuple[Registry, ...]) -> Any:
         due = and_(model.state == synced, model.verification_state == pending,
                    or_(model.verification_retry_at.is_(None),
                        model.verification_retry_at <= now))
-        taken = _first([(due,),
-                        (model.state == synced, model.verification_state == started, lapsed),
-                        (model.state == synced, retrying),
-                        (model.state == synced, model.id.in_(picked))],
+        taken = _first((due,),
+                       [(model.verification_state == started, lapsed, model.state == synced),
+                        (retrying, model.state == synced),
+                        (model.id.in_(picked), model.state == synced)],
                        model, room, f"verify_take_{n}")
         handed_out = model.id == any_(taken)
         marked = case((handed_out, requeue_at), else_=null())
