@@ -6,7 +6,10 @@ handed to workers in messages sized by how much is due (``message_sizes``), neve
 more per type than its concurrency limit in flight; then verification's share
 (``verification_enqueuer``), the recovery chores (``janitor``) and folding the row
 counts (``row_counts``). Every query reads an index range bounded by the work in
-flight, not the table (t0004). It needs no queue state of its own: the registry is the truth.
+flight, not the table (t0004). On PostgreSQL the registry work of a pass is three
+statements on one autocommit connection whatever the number of types: the counts, the
+sync work, the verification work (``pass_work``). It needs no queue state of its own:
+the registry is the truth.
 """
 
 from __future__ import annotations
