@@ -67,10 +67,23 @@ _WRITE_OPTION = "geo_sync_write"
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that will write: on SQLite it takes the write lock at BEGIN."""
-    with engine.connect() as plain:
-        conn = plain.execution_options(**{_WRITE_OPTION: True})
+    with engine.connect() as plain, write_on(plain) as conn:
+        yield conn
+
+
+@contextmanager
+def write_on(conn: Connection) -> Iterator[Connection]:
+    """A transaction that will write, on a connection that may have read already (its
+    read transaction ends first): on SQLite it takes the write lock at BEGIN; later
+    transactions on ``conn`` are plain ones again (a reader holds no write lock)."""
+    if conn.in_transaction():
+        conn.commit()
+    conn.execution_options(**{_WRITE_OPTION: True})
+    try:
         with conn.begin():
             yield conn
+    finally:
+        conn.execution_options(**{_WRITE_OPTION: False})
 
 
 def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True,

@@ -8,14 +8,16 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from geo_sync.db import write_transaction
+from sqlalchemy import Connection
+
 from geo_sync.logging import get_logger
 from geo_sync.secondary.bootstrap import Messaging
 from geo_sync.secondary.runtime import Runtime
 from geo_sync.settings import per_type
-from geo_sync.tracking import row_counts, verification_rows
+from geo_sync.tracking import pass_work, row_counts, verification_rows
 from geo_sync.tracking.states import SyncState, VerificationState
 from replicators.base import Copy
+from replicators.type_map import copies
 from verification.sweep import sweep_chunk
 
 log = get_logger("scheduler")
@@ -47,41 +49,40 @@ class VerificationEnqueuer:
         self._sweeps: dict[str, _Sweep] = {}
         self._pacing: dict[str, _Pacing] = {}
 
-    def run_once(self, replicator: type[Copy], batch: int,
-                 counted: Counter[tuple[str, str]] | None = None) -> tuple[int, int]:
-        """One pass for ``replicator``: (rows sent to verification, suspicious copies).
-        ``counted``: its registry's rows per (sync state, verification state), read at
-        the start of the pass; a step with no row to act on is skipped (None: read them)."""
-        settings, model = self.runtime.settings, replicator.registry_table
-        if counted is None:
-            with self.runtime.engine.connect() as conn:
-                counted = row_counts.snapshot(conn).of(model.__tablename__)  # type: ignore[attr-defined]
-        in_state = Counter[str]()
-        for (_, verification), number in counted.items():
-            in_state[verification] += number
-        budget = self._reverify_budget(replicator.name, verification_rows.walked(counted))
-        due = counted[(SyncState.SYNCED.value, VerificationState.PENDING.value)]
-        to_verify: list[int] = []
-        if in_state[VerificationState.STARTED] or in_state[VerificationState.DISABLED] \
-                or budget > 0 or due:
-            with write_transaction(self.runtime.engine) as conn:
-                moved = []
-                if in_state[VerificationState.STARTED]:
-                    moved += verification_rows.release_expired(conn, model)
-                if in_state[VerificationState.DISABLED]:
-                    moved += verification_rows.retry_disabled(conn, model)
-                if budget > 0:
-                    moved += verification_rows.reverify_due(
-                        conn, model, settings.reverify_after_seconds, budget)
-                if due or moved:
-                    to_verify = verification_rows.take_for_verify(
-                        conn, model,
-                        per_type(settings.verification_concurrency, replicator.name,
-                                 replicator.default_verification_concurrency),
-                        settings.requeue_after_seconds)
-        for start in range(0, len(to_verify), batch):
-            self.messaging.send_verify(replicator.name, to_verify[start:start + batch])
-        return len(to_verify), self._sweep(replicator)
+    def run_once(self, conn: Connection, counted: row_counts.Snapshot,
+                 batches: dict[str, int]) -> dict[str, tuple[int, int]]:
+        """One pass for every type: (rows sent to verification, suspicious copies) per
+        type name. ``counted``: the registries' rows per (sync state, verification
+        state), read at the start of the pass; a type with no row to act on is left
+        out of the statement; ``batches``: rows per message, per type."""
+        settings = self.runtime.settings
+        asks = {}
+        for replicator in copies():
+            rows = counted.of(replicator.registry_table.__tablename__)  # type: ignore[attr-defined]
+            in_state = Counter[str]()
+            for (_, verification), number in rows.items():
+                in_state[verification] += number
+            budget = self._reverify_budget(replicator.name, verification_rows.walked(rows))
+            due = rows[(SyncState.SYNCED.value, VerificationState.PENDING.value)]
+            if in_state[VerificationState.STARTED] or in_state[VerificationState.DISABLED] \
+                    or budget > 0 or due:
+                asks[replicator.name] = pass_work.VerifyAsk(
+                    replicator.registry_table,
+                    per_type(settings.verification_concurrency, replicator.name,
+                             replicator.default_verification_concurrency),
+                    budget, started=bool(in_state[VerificationState.STARTED]),
+                    disabled=bool(in_state[VerificationState.DISABLED]), due=bool(due))
+        work = pass_work.take_verification_work(conn, list(asks.values()),
+                                                settings.requeue_after_seconds,
+                                                settings.reverify_after_seconds)
+        result = {}
+        for replicator in copies():
+            to_verify = work.get(replicator.registry_table.__tablename__, [])  # type: ignore[attr-defined]
+            batch = batches[replicator.name]
+            for start in range(0, len(to_verify), batch):
+                self.messaging.send_verify(replicator.name, to_verify[start:start + batch])
+            result[replicator.name] = (len(to_verify), self._sweep(replicator))
+        return result
 
     def _reverify_budget(self, name: str, walked: int) -> int:
         """How many copies to send to re-verification this pass: the verified rows

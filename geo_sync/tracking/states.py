@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Connection, String, case, literal, or_, update
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from geo_sync.db import utcnow
 from geo_sync.logging import get_logger
@@ -130,17 +131,24 @@ def apply_sync(conn: Connection, model: Registry, name: str, where: Any,
                **values: Any) -> list[int]:
     """Apply sync transition ``name`` to the rows matching ``where`` that are in one of
     its source states; set ``values`` on them too. Returns the ids that moved."""
-    sources, target = SYNC_TRANSITIONS[name]
-    ids = list(conn.execute(
-        update(model)
-        .where(where, model.state.in_([s.value for s in sources]))
-        .values(state=target.value, updated_at=utcnow(), **values)
-        .returning(model.id)
-    ).scalars().all())
+    ids = list(conn.execute(sync_update(model, name, where, **values)).scalars().all())
     if ids:
         log.debug("registry_transition", table=model.__tablename__,  # type: ignore[attr-defined]
-                  transition=name, to=target.value, count=len(ids))
+                  transition=name, to=SYNC_TRANSITIONS[name][1].value, count=len(ids))
     return ids
+
+
+def sync_update(model: Registry, name: str, where: Any, **values: Any
+                ) -> ReturningUpdate[int]:
+    """The conditional UPDATE of sync transition ``name`` (rows matching ``where`` that
+    are in one of its source states), returning the ids that moved: executed alone by
+    ``apply_sync``, or as one part of a scheduler pass's statement (``pass_work``).
+    ``values`` may give ``updated_at`` (a bound parameter, for a statement built once)."""
+    sources, target = SYNC_TRANSITIONS[name]
+    return (update(model)
+            .where(where, model.state.in_([s.value for s in sources]))
+            .values(state=target.value, **{"updated_at": utcnow(), **values})
+            .returning(model.id))
 
 
 def sync_state_after(model: Registry, name: str) -> Any:
@@ -166,14 +174,19 @@ def verification_state_after(model: Registry, name: str) -> Any:
 def apply_verification(conn: Connection, model: Registry, name: str, where: Any,
                        **values: Any) -> list[int]:
     """Apply verification transition ``name`` (see ``apply_sync``)."""
-    sources, target = VERIFICATION_TRANSITIONS[name]
-    ids = list(conn.execute(
-        update(model)
-        .where(where, model.verification_state.in_([s.value for s in sources]))
-        .values(verification_state=target.value, updated_at=utcnow(), **values)
-        .returning(model.id)
-    ).scalars().all())
+    ids = list(conn.execute(verification_update(model, name, where, **values))
+               .scalars().all())
     if ids:
         log.debug("verification_transition", table=model.__tablename__,  # type: ignore[attr-defined]
-                  transition=name, to=target.value, count=len(ids))
+                  transition=name, to=VERIFICATION_TRANSITIONS[name][1].value, count=len(ids))
     return ids
+
+
+def verification_update(model: Registry, name: str, where: Any, **values: Any
+                        ) -> ReturningUpdate[int]:
+    """The conditional UPDATE of verification transition ``name`` (see ``sync_update``)."""
+    sources, target = VERIFICATION_TRANSITIONS[name]
+    return (update(model)
+            .where(where, model.verification_state.in_([s.value for s in sources]))
+            .values(verification_state=target.value, **{"updated_at": utcnow(), **values})
+            .returning(model.id))

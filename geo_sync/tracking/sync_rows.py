@@ -363,7 +363,7 @@ def resync(conn: Connection, model: Registry, where: Any) -> list[int]:
 
 
 def take_for_enqueue(conn: Connection, model: Registry, limit: int,
-                     requeue_after: float) -> list[int]:
+                     requeue_after: float, now: datetime | None = None) -> list[int]:
     """Pending rows to hand to workers, at most ``limit`` in flight, marked as enqueued
     now; in id order.
 
@@ -371,7 +371,7 @@ def take_for_enqueue(conn: Connection, model: Registry, limit: int,
     claim (lost with a Redis restart) is handed out again. One statement: the room
     left under the limit, the rows and their marking (a pass runs this per type).
     """
-    now = utcnow()
+    now = now or utcnow()
     recent = now - timedelta(seconds=requeue_after)
     pending = states.constant(SyncState.PENDING)
     # Two bounded counts (rows in flight), each from its own index: an OR of the two

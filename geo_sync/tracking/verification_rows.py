@@ -48,12 +48,12 @@ def _due(model: Registry, now: datetime) -> Any:
                 or_(model.verification_retry_at.is_(None), model.verification_retry_at <= now))
 
 
-def take_for_verify(conn: Connection, model: Registry, limit: int, requeue_after: float
-                    ) -> list[int]:
+def take_for_verify(conn: Connection, model: Registry, limit: int, requeue_after: float,
+                    now: datetime | None = None) -> list[int]:
     """Rows due for verification, at most ``limit`` in flight; not handed out again
     for ``requeue_after`` seconds (a lost message is re-sent after that). In id order,
     in one statement (the room left, the rows and their marking)."""
-    now = utcnow()
+    now = now or utcnow()
     in_flight = select(func.count()).where(
         model.verification_state == states.constant(VerificationState.STARTED)
     ).scalar_subquery()
@@ -117,11 +117,12 @@ def disabled(conn: Connection, model: Registry, item: ToVerify, checksum: str | 
                   verification_retry_at=utcnow() + timedelta(seconds=delay))
 
 
-def retry_disabled(conn: Connection, model: Registry) -> list[int]:
+def retry_disabled(conn: Connection, model: Registry, now: datetime | None = None
+                   ) -> list[int]:
     """Disabled rows whose short retry time has come are verified again."""
     return _verification(conn, model, "reverify",
                          and_(model.verification_state == VerificationState.DISABLED.value,
-                              model.verification_retry_at <= utcnow()),
+                              model.verification_retry_at <= (now or utcnow())),
                          verification_retry_at=None)
 
 
@@ -185,18 +186,20 @@ def suspect(conn: Connection, model: Registry, ids: Sequence[int]) -> list[int]:
                              "or packs); verifying again"))
 
 
-def release_expired(conn: Connection, model: Registry) -> list[int]:
+def release_expired(conn: Connection, model: Registry, now: datetime | None = None
+                    ) -> list[int]:
     """Verifications whose lease ran out go back to pending."""
-    return _verification(conn, model, "expire", model.verification_retry_at < utcnow(),
+    return _verification(conn, model, "expire",
+                         model.verification_retry_at < (now or utcnow()),
                          verification_retry_at=None)
 
 
 def reverify_due(conn: Connection, model: Registry, window_seconds: float,
-                 budget: int | None = None) -> list[int]:
+                 budget: int | None = None, now: datetime | None = None) -> list[int]:
     """Continuous re-verification: verified (or disabled) rows verified more than half
     the window ago go back to pending, oldest first, at most ``budget`` of them (the
     caller paces it so every copy is covered within ``window_seconds``)."""
-    cutoff = utcnow() - timedelta(seconds=window_seconds / 2)
+    cutoff = (now or utcnow()) - timedelta(seconds=window_seconds / 2)
     due = and_(model.verification_state != VerificationState.FAILED.value,
                or_(model.verified_at.is_(None), model.verified_at < cutoff))
     if budget is not None:
@@ -214,7 +217,7 @@ def _oldest_verified(conn: Connection, model: Registry, cutoff: datetime, limit:
     walked = model.verification_state.in_([
         states.constant(VerificationState.SUCCEEDED), states.constant(VerificationState.DISABLED)])
     ids = list(conn.execute(select(model.id).where(walked, model.verified_at.is_(None))
-                            .limit(limit)).scalars().all())
+                            .order_by(model.id).limit(limit)).scalars().all())
     if len(ids) < limit:
         ids += conn.execute(select(model.id).where(walked, model.verified_at < cutoff)
                             .order_by(model.verified_at).limit(limit - len(ids))

@@ -18,7 +18,7 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import event, select, update
 
-from geo_sync.db import utcnow, write_transaction
+from geo_sync.db import is_postgres, utcnow, write_transaction
 from geo_sync.paths import TEMP_PREFIX
 from geo_sync.primary import checksummer
 from geo_sync.primary.publish import Change, publish
@@ -280,17 +280,22 @@ def test_a_failure_that_only_looks_site_wide_keeps_its_own_backoff(
 # -- sending sync work ----------------------------------------------------------------
 
 
-def _sent(messaging: bootstrap.Messaging) -> list[tuple[str, list[int]]]:
-    """The sync messages the scheduler sent, taken off the in-process queue."""
+def _messages(messaging: bootstrap.Messaging) -> list[tuple[str, str, list[int]]]:
+    """The messages the scheduler sent (actor, type, ids), taken off the in-process queue."""
     broker = messaging.broker
     assert isinstance(broker, StubBroker)
     sent = []
     for queue in list(broker.queues.values()):
         while not queue.empty():
             message = dramatiq.Message.decode(queue.get_nowait())
-            if message.actor_name == bootstrap.ACTOR:
-                sent.append((message.args[0], list(message.args[1])))
+            sent.append((message.actor_name, message.args[0], list(message.args[1])))
     return sent
+
+
+def _sent(messaging: bootstrap.Messaging) -> list[tuple[str, list[int]]]:
+    """The sync messages the scheduler sent, taken off the in-process queue."""
+    return [(kind, ids) for actor, kind, ids in _messages(messaging)
+            if actor == bootstrap.ACTOR]
 
 
 def _pending_artifacts(runtime: Runtime, count: int) -> list[int]:
@@ -381,3 +386,43 @@ def test_a_pass_with_nothing_to_do_costs_one_query_whatever_the_number_of_types(
     finally:
         event.remove(runtime.engine, "before_cursor_execute", record)
     assert [batch for _, batch in _sent(messaging)] == [[row_id]]
+
+
+def test_a_busy_pass_is_three_statements_on_postgresql_whatever_the_number_of_types(
+    runtime: Runtime,
+) -> None:
+    """The counts, then the sync work and the verification work of every type with work,
+    one statement each (``pass_work``); SQLite runs the per-type steps instead. The
+    work handed out is the same either way."""
+    messaging = bootstrap.setup(runtime.settings)
+    scheduler = Scheduler(runtime, messaging)
+    scheduler.run_once()  # the janitor and the probe, which keep their own intervals
+    expected: dict[tuple[str, str], list[int]] = {}
+    with write_transaction(runtime.engine) as conn:
+        for kind, model in (("artifact", ArtifactRegistry), ("repository", RepositoryRegistry)):
+            sync_rows.insert_ignore(conn, model, [
+                sync_rows.new_row(f"r{n}", f"p/{n}") for n in range(4)])
+            ids = sorted(conn.execute(select(model.id)).scalars())
+            conn.execute(update(model).where(model.id.in_(ids[:2]))
+                         .values(state=SyncState.SYNCED))
+            expected[(bootstrap.VERIFY_ACTOR, kind)] = ids[:2]
+            expected[(bootstrap.ACTOR, kind)] = ids[2:]
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(runtime.engine, "before_cursor_execute", record)
+    try:
+        scheduler.run_once()
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", record)
+    sent: dict[tuple[str, str], list[int]] = {}
+    for actor, kind, ids in _messages(messaging):
+        sent.setdefault((actor, kind), []).extend(ids)
+    assert sent == expected
+    if is_postgres(runtime.engine):
+        plan_mode = [s for s in statements if s.endswith("plan_cache_mode")
+                     or "plan_cache_mode =" in s]
+        assert len(statements) - len(plan_mode) == 3, statements
+        assert [s.split()[0] for s in plan_mode] == ["SET", "RESET"], statements
