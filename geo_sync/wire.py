@@ -35,6 +35,15 @@ from geo_sync.errors import (
 
 API_PREFIX = "/api/geo/v1"
 
+#: The largest page of events the feed serves (``GET /events?limit=``). A page is one
+#: request, one read of the feed and one tracking-DB transaction on the secondary, so
+#: the apply rate grows with it: 5,000 applied 21,000+ events/s where 1,000 applied
+#: 14,000 (docs/benchmarks.md, "Event apply rate"), in 1-2 MB of JSON.
+EVENTS_MAX_LIMIT = 5000
+#: What primaries before that change allow; a secondary falls back to it when a
+#: primary refuses a larger page.
+EVENTS_MAX_LIMIT_BEFORE = 1000
+
 #: Headers of a blob response: the primary's record of the item it is sending.
 SIZE_HEADER = "x-geo-size"
 CHECKSUM_HEADER = "x-geo-checksum-sha256"

@@ -7,9 +7,7 @@ and over TLS (where the kernel cannot encrypt: read and written)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
@@ -27,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from geo_sync.file_response import ZERO_COPY_MIN, LargeChunkFileResponse, ZeroCopyH11Protocol
+from tests.asgi import served_in_thread
 from tests.deployment import wait_for
 from tests.tls import TestCA, make_ca
 
@@ -63,25 +61,10 @@ def file_server(root: Path, tls: TestCA | None = None) -> Iterator[FileServer]:
         return LargeChunkFileResponse(path, stat_result=path.stat())  # as both servers do
 
     app = Starlette(routes=[Route("/{name}", download, methods=["GET", "HEAD"])])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(
-        app, http=ZeroCopyH11Protocol, log_config=None, access_log=False,
-        ssl_certfile=str(tls.cert) if tls else None,
-        ssl_keyfile=str(tls.key) if tls else None))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            if not thread.is_alive():
-                raise AssertionError("the test server did not start")
-            threading.Event().wait(0.02)
-        yield FileServer(root, f"{'https' if tls else 'http'}://127.0.0.1:{port}")
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with served_in_thread(app, https=tls is not None, http=ZeroCopyH11Protocol,
+                          ssl_certfile=str(tls.cert) if tls else None,
+                          ssl_keyfile=str(tls.key) if tls else None) as url:
+        yield FileServer(root, url)
 
 
 @pytest.fixture(scope="module")

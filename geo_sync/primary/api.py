@@ -51,6 +51,7 @@ from geo_sync.wire import (
     BATCH_BODY_BYTES,
     BATCH_MAX_PATHS,
     EPOCH_HEADER,
+    EVENTS_MAX_LIMIT,
     MISSING_HEADER,
     NEW_PRIMARY_HEADER,
     CatalogEntry,
@@ -61,6 +62,7 @@ from geo_sync.wire import (
 from replicators.type_map import git_original, original_for
 
 log = get_logger("api")
+#: The largest catalog page (events: geo_sync.wire.EVENTS_MAX_LIMIT).
 MAX_LIMIT = 1000
 MAX_WAIT = 60.0
 SAFETY_REREAD = 1.0
@@ -233,7 +235,7 @@ class GeoApi:
         if cursor is None:
             raise InvalidInput("query parameter cursor is required (GET /events/head gives one)")
         self.feed.validate(cursor)
-        limit = _int_param(request, "limit", 100, 1, MAX_LIMIT)
+        limit = _int_param(request, "limit", 100, 1, EVENTS_MAX_LIMIT)
         wait = _int_param(request, "wait", 0, 0, int(MAX_WAIT))
         deadline = time.monotonic() + wait
         assert self.signal is not None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from geo_sync.wire import API_PREFIX, BATCH_INLINE_MAX, BATCH_MAX_PATHS
+from geo_sync.wire import API_PREFIX, BATCH_INLINE_MAX, BATCH_MAX_PATHS, EVENTS_MAX_LIMIT
 from replicators.type_map import REPLICATORS
 
 OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
@@ -126,8 +126,9 @@ def openapi_document() -> dict[str, Any]:
             "operationId": "events",
             "parameters": [
                 {**cursor_param, "required": True},
-                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000,
-                                 "default": 100}, "events per page"),
+                _query("limit", {"type": "integer", "minimum": 1,
+                                 "maximum": EVENTS_MAX_LIMIT, "default": 100},
+                       "events per page"),
                 _query("wait", {"type": "integer", "minimum": 0, "maximum": 60,
                                 "default": 0}, "seconds to wait for an event"),
             ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,17 +19,21 @@ from geo_sync.errors import (
     AuthError,
     BackfillRequired,
     GeoSyncError,
+    InvalidInput,
     MissingOnPrimary,
     SiteReadOnly,
     SplitBrain,
     TransientError,
 )
 from geo_sync.files import CHUNK
+from geo_sync.logging import get_logger
 from geo_sync.settings import SecondarySettings
 from geo_sync.tls import client_verify, tls_failure, untrusted_hint
 from geo_sync.wire import (
     API_PREFIX,
     EPOCH_HEADER,
+    EVENTS_MAX_LIMIT,
+    EVENTS_MAX_LIMIT_BEFORE,
     MISSING_HEADER,
     NEW_PRIMARY_HEADER,
     BatchEntry,
@@ -38,7 +43,10 @@ from geo_sync.wire import (
     read_batch,
 )
 
+log = get_logger("client")
 TOKEN_TTL = 60
+#: The range in the Geo API's 400 for an out-of-range parameter.
+_LIMIT_RANGE = re.compile(r"between 1 and ([0-9]{1,9})")
 
 
 class PrimaryClient:
@@ -53,6 +61,9 @@ class PrimaryClient:
         self.epoch_floor = epoch_floor
         #: The highest epoch the primary answered with (the cursor records it).
         self.seen_epoch: int | None = None
+        #: The largest page of events this primary serves: lowered, once, by a primary
+        #: from before EVENTS_MAX_LIMIT was raised (it refuses a larger page with a 400).
+        self.events_limit = EVENTS_MAX_LIMIT
         self._http = httpx.Client(
             base_url=self.base,
             timeout=httpx.Timeout(settings.http_timeout_seconds, connect=10.0),
@@ -132,6 +143,24 @@ class PrimaryClient:
         return str(self._request("GET", "/events/head", params=params).json()["cursor"])
 
     def events(self, cursor: str, *, limit: int, wait: int) -> EventPage:
+        """Up to ``limit`` events after ``cursor`` (fewer if the primary's pages are
+        smaller), waiting up to ``wait`` seconds for the first."""
+        asked = min(limit, self.events_limit)
+        try:
+            return self._events(cursor, asked, wait)
+        except InvalidInput as exc:
+            # A primary from before pages of EVENTS_MAX_LIMIT refuses a larger page, its
+            # message naming the parameter and the range it takes.
+            if asked <= EVENTS_MAX_LIMIT_BEFORE or "parameter limit" not in exc.message:
+                raise
+            found = _LIMIT_RANGE.search(exc.message)
+            self.events_limit = min(int(found[1]), asked - 1) if found else \
+                EVENTS_MAX_LIMIT_BEFORE
+        log.info("events_page_limit_lowered", asked=asked, limit=self.events_limit,
+                 reason="the primary refused larger pages of events (an older version)")
+        return self._events(cursor, self.events_limit, wait)
+
+    def _events(self, cursor: str, limit: int, wait: int) -> EventPage:
         return EventPage.from_json(self._request(
             "GET", "/events", params={"cursor": cursor, "limit": limit, "wait": wait},
             timeout=self.settings.http_timeout_seconds + wait,
@@ -267,6 +296,8 @@ def check(response: httpx.Response) -> None:
         raise MissingOnPrimary(message)
     if code >= 500 or code == 429:
         raise TransientError(f"primary answered {code}: {message}")
+    if code == 400:
+        raise InvalidInput(f"primary answered {code}: {message}", hint=hint)
     raise GeoSyncError(f"primary answered {code}: {message}", hint=hint or None)
 
 

@@ -30,13 +30,13 @@ from geo_sync.secondary.runtime import Runtime
 from geo_sync.selection import Selection
 from geo_sync.tracking import epoch_row, event_rows, selection_row
 from geo_sync.tracking.models import CursorRow
-from geo_sync.wire import EventPage
+from geo_sync.wire import EVENTS_MAX_LIMIT, EventPage
 from replicators.type_map import REPLICATORS
 
 log = get_logger("cursor")
-#: The primary's largest page (geo_sync.primary.api.MAX_LIMIT): fewer round trips and
-#: transactions per event.
-PAGE_LIMIT = 1000
+#: The primary's largest page: fewer round trips and transactions per event (the client
+#: asks an older primary for its smaller pages).
+PAGE_LIMIT = EVENTS_MAX_LIMIT
 #: While pages keep coming, wake the scheduler at most this often (seconds): each pass
 #: costs it some queries, and it runs on its own interval anyway.
 WAKE_INTERVAL = 0.5

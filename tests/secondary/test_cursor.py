@@ -9,14 +9,19 @@ import pytest
 from sqlalchemy import func, insert, select, update
 
 from geo_sync.db import utcnow, write_transaction
+from geo_sync.errors import InvalidInput
+from geo_sync.primary import api
+from geo_sync.primary.api import create_app
 from geo_sync.primary.models import Event, Secondary
 from geo_sync.primary.publish import Change, publish
 from geo_sync.primary.retention import prune
 from geo_sync.secondary.cursor import PAGE_LIMIT, CursorMoved, LogCursor
 from geo_sync.secondary.runtime import Runtime, open_runtime
 from geo_sync.tracking.models import CursorRow
+from geo_sync.wire import EVENTS_MAX_LIMIT, EVENTS_MAX_LIMIT_BEFORE
 from replicators.artifact import ArtifactRegistry
 from replicators.job_log import JobLogRegistry
+from tests.asgi import served_in_thread
 from tests.sites import PrimarySite, SecondarySite
 
 
@@ -168,3 +173,50 @@ def test_a_page_fetched_ahead_for_a_position_another_cursor_moved_past_is_droppe
     assert _rows(runtime) == expected
     with runtime.engine.connect() as conn:
         assert conn.execute(select(CursorRow.events_applied)).scalar_one() == events
+
+
+def test_a_primary_that_serves_smaller_pages_is_followed_in_pages_of_its_size(
+    primary: PrimarySite, secondary: SecondarySite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same primary code as `primary serve`, in this process, with the page limit
+    # every primary had before pages of EVENTS_MAX_LIMIT: it refuses larger ones.
+    monkeypatch.setattr(api, "EVENTS_MAX_LIMIT", EVENTS_MAX_LIMIT_BEFORE)
+    with served_in_thread(create_app(primary.settings, primary.engine)) as url:
+        runtime = open_runtime(secondary.settings.model_copy(update={"primary_url": url}))
+        cursor = LogCursor(runtime)
+        cursor.run_once(wait=0)
+        events, items = 2 * EVENTS_MAX_LIMIT_BEFORE + 10, 300
+        _backlog(primary, events, items)
+        assert cursor.run_once(wait=0) == EVENTS_MAX_LIMIT_BEFORE
+        assert runtime.client.events_limit == EVENTS_MAX_LIMIT_BEFORE
+        applied = EVENTS_MAX_LIMIT_BEFORE
+        while applied < events:
+            applied += cursor.run_once(wait=0)
+        cursor.close()
+        # Any other refusal is still an error, and does not lower the pages again.
+        with pytest.raises(InvalidInput, match="cursor"):
+            runtime.client.events("not-a-cursor", limit=PAGE_LIMIT, wait=0)
+        assert runtime.client.events_limit == EVENTS_MAX_LIMIT_BEFORE
+        runtime.close()
+    assert applied == events
+    expected = {f"r{k}": (len(range(k, events, items)), False) for k in range(items)}
+    assert _rows(runtime) == expected
+
+
+def test_the_feed_serves_pages_of_its_maximum_and_refuses_larger_ones_by_name(
+    primary: PrimarySite, runtime: Runtime
+) -> None:
+    cursor = LogCursor(runtime)
+    cursor.run_once(wait=0)
+    start, _ = cursor.position()
+    assert start is not None
+    _backlog(primary, EVENTS_MAX_LIMIT + 1, 50)
+    page = runtime.client.events(start, limit=PAGE_LIMIT, wait=0)
+    assert PAGE_LIMIT == EVENTS_MAX_LIMIT == len(page.events) and page.more
+    with primary.client() as http:
+        refused = http.get("/events", headers=primary.headers(), params={
+            "cursor": start, "limit": EVENTS_MAX_LIMIT + 1})
+    assert refused.status_code == 400
+    assert f"limit must be between 1 and {EVENTS_MAX_LIMIT}" in refused.json()["message"]
+    assert runtime.client.events_limit == EVENTS_MAX_LIMIT
+    cursor.close()
