@@ -10,7 +10,9 @@ primary is not running, so the figure excludes its /status round trip (the
 command says so). Next to the wall time, the CPU time the process used (user +
 system), which a loaded machine inflates much less than the wall time; and the
 report's queries alone (``secondary_status`` in this process, best of five), the
-only part whose cost could grow with the registry.
+only part whose cost could grow with the registry. And `status --json` once more with
+`secondary run` running, which then computes the report and the command prints it
+(geo_sync.local_status), with the daemon's CPU per answer.
 """
 
 from __future__ import annotations
@@ -26,13 +28,18 @@ from typing import Any
 
 from sqlalchemy import text
 
+from bench.event_apply import cpu_seconds
 from bench.report import add_output_argument, append_section
 from geo_sync.db import write_transaction
+from geo_sync.local_status import ask
 from geo_sync.secondary.status import secondary_status
-from tests.services import temporary_database
+from tests.deployment import flush_queue, unique_queue
+from tests.services import REDIS_URL, temporary_database
 from tests.sites import GEO_SYNC, primary_site, secondary_site
 
 ROUNDS = 5
+#: Seconds the daemon's CPU is sampled without status requests (its background rate).
+IDLE_SECONDS = 5.0
 FILL = """
 INSERT INTO geo_artifact_registry
   (record_id, path, state, generation, tombstone, retry_count, missing_on_primary,
@@ -66,10 +73,50 @@ def timed(command: list[str], check: bool = True) -> tuple[float, float, str]:
     return best
 
 
+def answered_by_daemon(config: Path, rows: int) -> dict[str, Any]:
+    """`status --json` with `secondary run` running (primary down, no worker): the
+    daemon computes the report and the command prints it (geo_sync.local_status). The
+    daemon's CPU per answer is measured from /proc over the same rounds, less its idle
+    rate."""
+    daemon = subprocess.Popen([GEO_SYNC, "--config", str(config), "secondary", "run"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while ask(config) is None:
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("`secondary run` did not answer status on its socket")
+            time.sleep(0.2)
+        # The daemon's own work meanwhile (scheduler passes, the cursor retrying the
+        # primary) is not the answers': measured idle first, then taken off.
+        idle_started, idle_before = time.perf_counter(), cpu_seconds(daemon.pid)
+        time.sleep(IDLE_SECONDS)
+        idle_rate = ((cpu_seconds(daemon.pid) - idle_before)
+                     / (time.perf_counter() - idle_started))
+        started, before = time.perf_counter(), cpu_seconds(daemon.pid)
+        wall, cpu, out = timed([GEO_SYNC, "--config", str(config), "status", "--json"],
+                               check=False)
+        busy = cpu_seconds(daemon.pid) - before
+        daemon_cpu = max(0.0, busy - idle_rate * (time.perf_counter() - started)) / ROUNDS
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=120)
+    report = json.loads(out)
+    assert report["answered_by"]["pid"] == daemon.pid, report.get("answered_by")
+    assert report["types"]["artifact"]["total"] == rows, report["types"]["artifact"]
+    return {"tool": "geo-sync status --json, answered by a running `secondary run`",
+            "rows": rows, "seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
+            "daemon_cpu_seconds": round(daemon_cpu, 3)}
+
+
 def run(rows: int) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp, temporary_database("geo_tracking") as url, \
             primary_site(Path(tmp) / "p", None, serve=False) as primary:
-        secondary = secondary_site(Path(tmp) / "s", primary, url)
+        # Production mode: a Redis queue no worker reads, so that the daemon of the third
+        # row runs its cursor and scheduler only (embedded workers would be retrying
+        # 100,000 items against the stopped primary in the same process).
+        queue = unique_queue()
+        secondary = secondary_site(Path(tmp) / "s", primary, url, broker_url=REDIS_URL,
+                                   queue_name=queue)
         with write_transaction(secondary.engine) as conn:
             conn.execute(text(FILL), {"rows": rows})
             conn.execute(text("ANALYZE geo_artifact_registry"))
@@ -84,6 +131,7 @@ def run(rows: int) -> list[dict[str, Any]]:
         assert report["types"]["artifact"]["total"] == rows, report["types"]["artifact"]
         results.append({"tool": "geo-sync status --json", "rows": rows,
                         "seconds": round(wall, 3), "cpu_seconds": round(cpu, 3)})
+        results.append(answered_by_daemon(secondary.config, rows))
         # The part that depends on the registry's size: the report's queries, in process.
         queries = []
         for _ in range(ROUNDS):
@@ -94,6 +142,7 @@ def run(rows: int) -> list[dict[str, Any]]:
         results.append({"tool": "its queries (secondary_status() in process)", "rows": rows,
                         "seconds": round(wall, 3), "cpu_seconds": round(cpu, 3)})
         secondary.engine.dispose()
+        flush_queue(queue)
     return results
 
 
@@ -105,9 +154,10 @@ def main() -> None:
     load_before = os.getloadavg()
     results = run(args.rows)
     load_after = os.getloadavg()
-    table = "\n".join(["| command | registry rows | seconds (best of 5) | CPU seconds |",
-                       "|---|---|---|---|"] + [
-        f"| {r['tool']} | {r['rows']} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} |"
+    table = "\n".join(["| command | registry rows | seconds (best of 5) | CPU seconds "
+                       "| the daemon's CPU seconds per answer |", "|---|---|---|---|---|"] + [
+        f"| {r['tool']} | {r['rows']} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} | "
+        + (f"{r['daemon_cpu_seconds']:.2f} |" if "daemon_cpu_seconds" in r else "— |")
         for r in results])
     print(json.dumps(results, indent=2) if args.json else table)
     append_section(args.output, "Status at scale", "bench.status_scale",

@@ -1,4 +1,5 @@
-"""Relative storage paths: validation and safe resolution inside a storage root.
+"""Relative storage paths: validation and safe resolution inside a storage root; and
+where the config file is (for commands that must not load the settings to know it).
 
 Paths arrive from events, catalog rows and URLs, i.e. from the network. We refuse
 anything that is not already a normalized relative path instead of normalizing
@@ -11,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from geo_sync.errors import UnsafePath
+from geo_sync.errors import ConfigError, UnsafePath
 
 MAX_PATH_BYTES = 4096
 #: Names of temporary files and directories geo-sync writes before renaming into place.
@@ -103,3 +104,18 @@ class InsideRoot:
         if candidate.is_symlink():  # False when it does not exist
             return resolve_inside(self.root, relpath, field=field)
         return candidate
+
+
+#: The environment variable naming the config file when ``--config`` is not given.
+CONFIG_ENV = "GEO_SYNC_CONFIG"
+
+
+def config_path_from(option: str | None) -> Path:
+    """The config file named by ``--config`` or ``GEO_SYNC_CONFIG``; one of them is required."""
+    raw = option or os.environ.get(CONFIG_ENV)
+    if not raw:
+        raise ConfigError(
+            "no config file given",
+            hint=f"pass --config FILE or set {CONFIG_ENV}; `geo-sync primary init` writes one",
+        )
+    return Path(raw)

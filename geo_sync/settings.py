@@ -7,7 +7,6 @@ Relative paths in the file are taken relative to the file's directory.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,7 +32,6 @@ from geo_sync.selection import Selection, check_rules
 from geo_sync.settings_errors import describe_env_parse, describe_toml, describe_validation
 from geo_sync.tls import check_ca_bundle, is_loopback_url
 
-CONFIG_ENV = "GEO_SYNC_CONFIG"
 DEFAULT_PORT = 8650
 # HS256 keys shorter than the hash (32 bytes) are brute-forceable; PyJWT warns below it.
 MIN_SECRET_BYTES = 32
@@ -414,17 +412,6 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
                 if isinstance(value[key], str) and not Path(value[key]).is_absolute():
                     value[key] = str(base / value[key])
             _resolve_relative_paths(value, base)  # nested sections: [secondary.mirror]
-
-
-def config_path_from(option: str | None) -> Path:
-    """The config file named by ``--config`` or ``GEO_SYNC_CONFIG``; one of them is required."""
-    raw = option or os.environ.get(CONFIG_ENV)
-    if not raw:
-        raise ConfigError(
-            "no config file given",
-            hint=f"pass --config FILE or set {CONFIG_ENV}; `geo-sync primary init` writes one",
-        )
-    return Path(raw)
 
 
 def load_settings(path: Path) -> Settings:

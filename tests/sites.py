@@ -248,11 +248,9 @@ class SecondarySite:
 
 def status_of(config: Path) -> dict[str, Any]:
     """`geo-sync --config CONFIG status --json`'s document, computed in this process."""
-    context = CliContext(str(config))
     # The settings loaded as the command loads them, without its logging set-up, which
     # would reconfigure this test process's logging.
-    context._settings = load_settings(context.config_path)
-    return site_status(context).report
+    return site_status(CliContext(str(config), configures_logging=False)).report
 
 
 def secondary_site(directory: Path, primary: PrimarySite, database_url: str | None,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from geo_sync.errors import GeoSyncError
+from geo_sync.paths import config_path_from
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -40,14 +41,14 @@ class CliContext:
     """Lazily loaded settings: `init` commands run before any config exists."""
 
     config_option: str | None
+    #: False for a daemon computing a report for `status`: its own logging stays as is.
+    configures_logging: bool = True
     _settings: Settings | None = field(default=None, init=False)
     # Set by long-running commands: their errors are log lines (JSON) like the rest.
     daemon: bool = field(default=False, init=False)
 
     @property
     def config_path(self) -> Path:
-        from geo_sync.settings import config_path_from  # noqa: PLC0415
-
         return config_path_from(self.config_option).resolve()
 
     @property
@@ -60,7 +61,8 @@ class CliContext:
             self._settings = load_settings(self.config_path)
             if self._settings.secondary is not None:
                 check_type_settings(self._settings.secondary)
-            configure_logging(self._settings.log.level, self._settings.log.format)
+            if self.configures_logging:
+                configure_logging(self._settings.log.level, self._settings.log.format)
         return self._settings
 
 
@@ -108,14 +110,17 @@ class GeoGroup(click.Group):
                 formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> object:
-        import sqlalchemy.exc  # noqa: PLC0415 - see the module's imports
-
         try:
             return super().invoke(ctx)
         except GeoSyncError as exc:
             _fail(ctx, exc.message, exc.hint)
-        except sqlalchemy.exc.OperationalError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        except Exception as exc:
+            # Not imported at start-up: without SQLAlchemy loaded, this is not its error.
+            sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+            if sqlalchemy_exc is None or not isinstance(exc, sqlalchemy_exc.OperationalError):
+                raise
+            orig = getattr(exc, "orig", None)
+            reason = str(orig).strip().splitlines()[0] if orig else str(exc)
             _fail(ctx, f"database unreachable: {reason}", "check that the database server "
                   "is running and database_url in the config is right")
 

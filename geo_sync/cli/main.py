@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -14,6 +16,7 @@ from geo_sync.cli.context import CliContext, GeoGroup, import_httpx_plain, pass_
 from geo_sync.errors import GeoSyncError
 
 if TYPE_CHECKING:
+    from geo_sync.cli.secondary import ReportConnections
     from geo_sync.health.result import CheckResult
 
 #: Each subcommand's module, imported only when that command runs, and its one-line
@@ -71,9 +74,11 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
     """Show the state of this site and a verdict (Healthy, Degraded, Unhealthy):
     replication per type, events seen and processed, workers, cursor holder, last
     errors (secondary); catalog, event log and secondaries (primary)."""
-    if as_json:
-        import_httpx_plain()  # httpx's own command line: JSON needs neither rich nor pygments
-    outcome = site_status(cli_ctx)
+    outcome = daemon_status(cli_ctx)
+    if outcome is None:
+        if as_json:
+            import_httpx_plain()  # httpx's own command line: JSON needs neither rich nor pygments
+        outcome = site_status(cli_ctx)
     if as_json:
         click.echo(json.dumps(outcome.report, indent=2))
     elif outcome.render is not None:
@@ -99,9 +104,11 @@ class StatusOutcome:
     reasons: bool = False
 
 
-def site_status(cli_ctx: CliContext) -> StatusOutcome:
+def site_status(cli_ctx: CliContext, connections: ReportConnections | None = None
+                ) -> StatusOutcome:
     """The status of the site ``cli_ctx`` configures, as `status` prints it (the test
-    rigs call this in their own process: a `status` process is mostly Python start-up)."""
+    rigs call this in their own process: a `status` process is mostly Python start-up);
+    a secondary's over ``connections`` when given (a daemon's, kept across reports)."""
     # Only what this command uses (see COMMANDS): a status query at scale is mostly
     # Python start-up otherwise.
     import sqlalchemy.exc  # noqa: PLC0415
@@ -126,7 +133,7 @@ def site_status(cli_ctx: CliContext) -> StatusOutcome:
                 secondary_status_report,
             )
             # The checks share the report's connection and client (one of each).
-            (report, results), render = secondary_status_report(cli_ctx), \
+            (report, results), render = secondary_status_report(cli_ctx, connections), \
                 render_secondary_status
     except (GeoSyncError, sqlalchemy.exc.SQLAlchemyError) as exc:
         message, hint = _explain(exc)
@@ -136,6 +143,39 @@ def site_status(cli_ctx: CliContext) -> StatusOutcome:
     overall = verdict(results)
     report["verdict"] = overall.to_json()
     return StatusOutcome(report, int(overall.level), render)
+
+
+def daemon_status(cli_ctx: CliContext) -> StatusOutcome | None:
+    """The status as the daemon running on this machine with this config computed it
+    (geo_sync.local_status), or None when none answers."""
+    from geo_sync.local_status import ask  # noqa: PLC0415
+
+    try:
+        config_path = cli_ctx.config_path
+    except GeoSyncError:
+        return None  # site_status says what is wrong
+    answer = ask(config_path)
+    if answer is None:
+        return None
+    return StatusOutcome(answer["report"], int(answer["exit_code"]),
+                         _render_secondary if answer.get("render") else None,
+                         bool(answer.get("reasons")))
+
+
+def _render_secondary(report: dict[str, Any]) -> None:
+    from geo_sync.cli.secondary import render_secondary_status  # noqa: PLC0415 - for people
+
+    render_secondary_status(report)
+
+
+def status_answer(config_path: Path, connections: ReportConnections) -> dict[str, Any]:
+    """What `secondary run` sends `status` (geo_sync.local_status): the report it would
+    compute itself, from the config file as it is now, and who computed it."""
+    outcome = site_status(CliContext(str(config_path), configures_logging=False),
+                          connections)
+    outcome.report["answered_by"] = {"process": "secondary run", "pid": os.getpid()}
+    return {"report": outcome.report, "exit_code": outcome.exit_code,
+            "render": outcome.render is not None, "reasons": outcome.reasons}
 
 
 def _explain(exc: Exception) -> tuple[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,10 @@ from geo_sync.secondary.status import secondary_status
 from geo_sync.selection import Selection
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from geo_sync.health.result import CheckResult
+    from geo_sync.settings import SecondarySettings
 
 # The daemons (dramatiq, the replicators' transports), `init` and the rich rendering
 # are imported where they are used: `geo-sync status --json` imports this module
@@ -125,10 +129,17 @@ def migrate(cli_ctx: CliContext) -> None:
 @pass_cli
 def run(cli_ctx: CliContext) -> None:
     """Follow the primary: log cursor and scheduler (and embedded workers)."""
+    from geo_sync.cli.main import status_answer  # noqa: PLC0415
+    from geo_sync.local_status import StatusSocket  # noqa: PLC0415
     from geo_sync.secondary.daemon import run_secondary  # noqa: PLC0415
 
     cli_ctx.daemon = True
-    run_secondary(cli_ctx.settings.require_secondary())
+    config_path, connections = cli_ctx.config_path, ReportConnections(owned=False)
+    try:
+        run_secondary(cli_ctx.settings.require_secondary(), StatusSocket(
+            config_path, lambda: status_answer(config_path, connections)))
+    finally:
+        connections.close()
 
 
 @secondary.command()
@@ -264,14 +275,51 @@ def worker(cli_ctx: CliContext, processes: int, threads: int,
     run_workers(cli_ctx.config_path, processes, threads, metrics_port)
 
 
-def secondary_status_report(cli_ctx: CliContext) -> tuple[dict[str, Any], list[CheckResult]]:
+class ReportConnections:
+    """The tracking-DB engine and the client to the primary that status reports use. A
+    command makes them for its one report (``owned``: closed after it); `secondary run`
+    keeps them across the reports it answers (geo_sync.local_status), so each answer
+    reuses compiled statements, pooled connections and one TLS context, and makes new
+    ones only when the config file's settings changed."""
+
+    def __init__(self, *, owned: bool) -> None:
+        self.owned = owned
+        self._lock = threading.Lock()
+        self._key: str | None = None
+        self._engine: Engine | None = None
+        self._client: PrimaryClient | None = None
+
+    def get(self, settings: SecondarySettings) -> tuple[Engine, PrimaryClient]:
+        key = settings.model_dump_json()
+        with self._lock:
+            if self._key != key or self._engine is None or self._client is None:
+                self.close()
+                self._engine = make_engine(settings.database_url)
+                self._client, self._key = PrimaryClient(settings), key
+            return self._engine, self._client
+
+    def release(self) -> None:
+        """After a report: a command's are closed, a daemon's kept."""
+        if self.owned:
+            self.close()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._engine is not None:
+            self._engine.dispose()
+        self._engine, self._client, self._key = None, None, None
+
+
+def secondary_status_report(cli_ctx: CliContext, connections: ReportConnections | None = None
+                            ) -> tuple[dict[str, Any], list[CheckResult]]:
     """The status report and the checks of its verdict, over one tracking-DB engine and
     one client to the primary (each client builds a TLS context: 40 ms of CPU)."""
     from geo_sync.health.secondary import secondary_checks  # noqa: PLC0415
 
     settings = cli_ctx.settings.require_secondary()
-    engine = make_engine(settings.database_url)
-    client = PrimaryClient(settings)
+    connections = connections or ReportConnections(owned=True)
+    engine, client = connections.get(settings)
     try:
         TRACKING.require_current(engine)
         report = secondary_status(engine, client, settings.name,
@@ -284,8 +332,7 @@ def secondary_status_report(cli_ctx: CliContext) -> tuple[dict[str, Any], list[C
         return report, secondary_checks(settings, report["types"], engine=engine,
                                         client=client)
     finally:
-        client.close()
-        engine.dispose()
+        connections.release()
 
 
 def render_secondary_status(report: dict[str, Any]) -> None:

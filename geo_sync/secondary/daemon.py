@@ -18,6 +18,7 @@ import dramatiq
 from prometheus_client import REGISTRY
 
 from geo_sync.errors import DaemonFailed, GeoSyncError
+from geo_sync.local_status import StatusSocket
 from geo_sync.logging import get_logger, set_process_title
 from geo_sync.metrics import declare_types, serve_metrics
 from geo_sync.secondary import bootstrap, leader, reselect
@@ -250,8 +251,9 @@ class SecondaryDaemon:
             self.wake.clear()
 
 
-def run_secondary(settings: SecondarySettings) -> None:
-    """The body of `geo-sync secondary run`: run until SIGTERM or SIGINT."""
+def run_secondary(settings: SecondarySettings, status: StatusSocket | None = None) -> None:
+    """The body of `geo-sync secondary run`: run until SIGTERM or SIGINT, answering
+    `geo-sync status` on ``status`` meanwhile."""
     set_process_title(f"secondary run {settings.name}")
     block_stop_signals()
     daemon = SecondaryDaemon(settings)
@@ -265,6 +267,8 @@ def run_secondary(settings: SecondarySettings) -> None:
             hint="run `geo-sync --config <its primary config> primary serve` instead")
     # In the main thread, so that a busy metrics port stops the process with its hint.
     daemon.start_metrics()
+    if status is not None:
+        status.start(daemon._spawn)
     thread = threading.Thread(target=daemon._guarded("geo-sync-daemon", daemon.run),
                               name="geo-sync-daemon")
     thread.start()
@@ -273,6 +277,8 @@ def run_secondary(settings: SecondarySettings) -> None:
     if received is not None:
         log.info("stopping", signal=received.name)
     daemon.stop()
+    if status is not None:
+        status.close()
     thread.join()
     if received is None or daemon.failed.is_set():
         raise DaemonFailed("`secondary run` stopped: one of its loops died (see the log)")

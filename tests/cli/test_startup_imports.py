@@ -36,9 +36,10 @@ NOT_FOR_HELP = NOT_FOR_STATUS | {"httpx", "sqlalchemy", "psycopg", "pydantic",
 LIGHT_REPLICATORS = {"replicators", "replicators.type_names"}
 
 
-def _run(*args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+def _run(*args: str, env: dict[str, str] | None = None
+         ) -> tuple[subprocess.CompletedProcess[str], set[str]]:
     done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True,
-                          text=True, check=False, timeout=120)
+                          text=True, check=False, timeout=120, env=env)
     lines = [line for line in done.stderr.splitlines() if line.startswith(MARK)]
     assert lines, done.stderr[-2000:]
     return done, set(json.loads(lines[-1].removeprefix(MARK)))
