@@ -73,13 +73,14 @@ def timed(command: list[str], check: bool = True) -> tuple[float, float, str]:
     return best
 
 
-def answered_by_daemon(config: Path, rows: int) -> dict[str, Any]:
-    """`status --json` with `secondary run` running (primary down, no worker): the
-    daemon computes the report and the command prints it (geo_sync.local_status). The
-    daemon's CPU per answer is measured from /proc over the same rounds, less its idle
-    rate."""
+def answered_by_daemon(config: Path, rows: int) -> list[dict[str, Any]]:
+    """`status --json` and `check --json` with `secondary run` running (primary down, no
+    worker): the daemon computes the answer and the command prints it
+    (geo_sync.local_status). The daemon's CPU per answer is measured from /proc over
+    the same rounds, less its idle rate."""
     daemon = subprocess.Popen([GEO_SYNC, "--config", str(config), "secondary", "run"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = []
     try:
         deadline = time.monotonic() + 120
         while ask(config) is None:
@@ -92,20 +93,24 @@ def answered_by_daemon(config: Path, rows: int) -> dict[str, Any]:
         time.sleep(IDLE_SECONDS)
         idle_rate = ((cpu_seconds(daemon.pid) - idle_before)
                      / (time.perf_counter() - idle_started))
-        started, before = time.perf_counter(), cpu_seconds(daemon.pid)
-        wall, cpu, out = timed([GEO_SYNC, "--config", str(config), "status", "--json"],
-                               check=False)
-        busy = cpu_seconds(daemon.pid) - before
-        daemon_cpu = max(0.0, busy - idle_rate * (time.perf_counter() - started)) / ROUNDS
+        for command in ("status", "check"):
+            started, before = time.perf_counter(), cpu_seconds(daemon.pid)
+            wall, cpu, out = timed([GEO_SYNC, "--config", str(config), command, "--json"],
+                                   check=False)
+            busy = cpu_seconds(daemon.pid) - before
+            daemon_cpu = max(0.0, busy - idle_rate * (time.perf_counter() - started))
+            document = json.loads(out)
+            assert document["answered_by"]["pid"] == daemon.pid, document["answered_by"]
+            results.append({
+                "tool": f"geo-sync {command} --json, answered by a running `secondary run`",
+                "rows": rows, "seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
+                "daemon_cpu_seconds": round(daemon_cpu / ROUNDS, 3)})
+            if command == "status":
+                assert document["types"]["artifact"]["total"] == rows, document["types"]
     finally:
         daemon.terminate()
         daemon.wait(timeout=120)
-    report = json.loads(out)
-    assert report["answered_by"]["pid"] == daemon.pid, report.get("answered_by")
-    assert report["types"]["artifact"]["total"] == rows, report["types"]["artifact"]
-    return {"tool": "geo-sync status --json, answered by a running `secondary run`",
-            "rows": rows, "seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
-            "daemon_cpu_seconds": round(daemon_cpu, 3)}
+    return results
 
 
 def run(rows: int) -> list[dict[str, Any]]:
@@ -131,7 +136,12 @@ def run(rows: int) -> list[dict[str, Any]]:
         assert report["types"]["artifact"]["total"] == rows, report["types"]["artifact"]
         results.append({"tool": "geo-sync status --json", "rows": rows,
                         "seconds": round(wall, 3), "cpu_seconds": round(cpu, 3)})
-        results.append(answered_by_daemon(secondary.config, rows))
+        wall, cpu, out = timed([GEO_SYNC, "--config", str(secondary.config), "check",
+                                "--json"], check=False)
+        assert json.loads(out)["role"] == "secondary"
+        results.append({"tool": "geo-sync check --json", "rows": rows,
+                        "seconds": round(wall, 3), "cpu_seconds": round(cpu, 3)})
+        results.extend(answered_by_daemon(secondary.config, rows))
         # The part that depends on the registry's size: the report's queries, in process.
         queries = []
         for _ in range(ROUNDS):

@@ -1,13 +1,14 @@
-"""`geo-sync status` answered by the daemon running on this machine.
+"""`geo-sync status` and `geo-sync check` answered by the daemon running on this machine.
 
 A `status` process spends about a second importing SQLAlchemy, pydantic, psycopg and
 httpx before its first query (docs/benchmarks.md, "Status at scale"), where the
 queries themselves take 0.04 s at a million registry rows. `secondary run` has all of
-that loaded, so it answers status requests on a Unix socket: it computes the report
-with the same code the command runs (``geo_sync.cli.main.site_status``), from the
-config file as it is now, and sends the report, its verdict and exit code as one JSON
-document. The command asks there first and computes the report itself when nothing
-answers (no daemon, a stale socket, another user's daemon, no reply in time).
+that loaded, so it answers both commands on a Unix socket: it computes the report (or
+the checks) with the same code the command runs (``geo_sync.cli.main.site_status``,
+``geo_sync.cli.check.check_answer``), from the config file as it is now, and sends it
+with its exit code as one JSON document. The command asks there first and computes
+the answer itself when nothing answers (no daemon, a stale socket, another user's
+daemon, no reply in time).
 
 The socket is named after the config file's absolute path, in a directory only this
 user may enter: ``$XDG_RUNTIME_DIR/geo-sync``, else /run/geo-sync (systemd's
@@ -36,7 +37,9 @@ log = get_logger("local_status")
 #: How long the command waits for the daemon's report (it checks the primary, whose
 #: requests have their own timeout) before computing the report itself.
 REPLY_TIMEOUT = 45.0
-#: The largest request line read: ``status <environment key>``.
+#: What the daemon answers: `geo-sync status` and `geo-sync check`.
+COMMANDS = ("status", "check")
+#: The largest request line read: ``<command> <environment key>``.
 MAX_REQUEST = 128
 
 
@@ -45,16 +48,24 @@ MAX_REQUEST = 128
 SYSTEMD_RUNTIME_DIR = Path("/run/geo-sync")
 
 
+#: sun_path's size on Linux, and the length of our sockets' names.
+SOCKET_PATH_MAX = 108
+_NAME_LENGTH = 24 + len(".sock")
+
+
 def runtime_dirs() -> list[Path]:
     """Where the socket may be, in order: ``$XDG_RUNTIME_DIR/geo-sync``, /run/geo-sync,
-    ``/tmp/geo-sync-<uid>``."""
+    ``/tmp/geo-sync-<uid>`` (one whose socket path would be too long is passed over)."""
     base = os.environ.get("XDG_RUNTIME_DIR")
     return [*([Path(base) / "geo-sync"] if base else []), SYSTEMD_RUNTIME_DIR,
             Path(tempfile.gettempdir()) / f"geo-sync-{os.getuid()}"]
 
 
 def _private(directory: Path) -> bool:
-    """Whether ``directory`` is a directory of this user's that no one else may enter."""
+    """Whether ``directory`` is a directory of this user's that no one else may enter,
+    short enough for a socket path (108 bytes on Linux, the final NUL included)."""
+    if len(os.fsencode(directory)) + 1 + _NAME_LENGTH >= SOCKET_PATH_MAX:
+        return False
     try:
         info = directory.lstat()
     except OSError:
@@ -87,40 +98,41 @@ def environment_key() -> str:
                           ).hexdigest()[:32]
 
 
-def _request() -> bytes:
-    return f"status {environment_key()}\n".encode()
+def _request(command: str) -> bytes:
+    return f"{command} {environment_key()}\n".encode()
 
 
 def socket_name(config_path: Path) -> str:
     """The socket's file name for the daemon started with ``config_path``."""
     key = str(config_path.resolve()).encode("utf-8", "surrogateescape")
-    return hashlib.sha256(key).hexdigest()[:24] + ".sock"
+    return hashlib.sha256(key).hexdigest()[:_NAME_LENGTH - 5] + ".sock"
 
 
-def ask(config_path: Path, timeout: float = REPLY_TIMEOUT) -> dict[str, Any] | None:
-    """The status the daemon for ``config_path`` sends, or None when none answers
-    (the command's environment may name a runtime directory the daemon's did not: each
-    private one is tried)."""
+def ask(config_path: Path, command: str = "status", timeout: float = REPLY_TIMEOUT
+        ) -> dict[str, Any] | None:
+    """What the daemon for ``config_path`` answers ``command`` with, or None when none
+    answers (the command's environment may name a runtime directory the daemon's did
+    not: each private one is tried)."""
     for directory in filter(_private, runtime_dirs()):
-        answer = _ask(directory / socket_name(config_path), timeout)
+        answer = _ask(directory / socket_name(config_path), _request(command), timeout)
         if answer is not None:
             return answer
     return None
 
 
-def _ask(path: Path, timeout: float) -> dict[str, Any] | None:
+def _ask(path: Path, request: bytes, timeout: float) -> dict[str, Any] | None:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(timeout)
             conn.connect(str(path))
-            conn.sendall(_request())
+            conn.sendall(request)
             reply = bytearray()
             while chunk := conn.recv(1 << 16):
                 reply += chunk
         answer = json.loads(reply)
     except (OSError, ValueError):  # none there, stale, refused, timed out, cut short
         return None
-    return answer if isinstance(answer, dict) and "report" in answer else None
+    return answer if isinstance(answer, dict) and "error" not in answer else None
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -129,15 +141,16 @@ class _Handler(socketserver.StreamRequestHandler):
     timeout = 10.0
 
     def handle(self) -> None:
-        if self.rfile.readline(MAX_REQUEST) != self.server.expected:
+        command = self.server.expected.get(self.rfile.readline(MAX_REQUEST))
+        if command is None:
             # Another request, or a command whose GEO_SYNC_* overrides differ from ours.
             self.wfile.write(b'{"error": "not answered: the request or its settings differ"}')
             return
         try:
-            answer = self.server.answer()
+            answer = self.server.answer(command)
         except Exception as exc:  # the command computes the report itself, and says why
             log.warning("status_not_answered", error=repr(exc),
-                        hint="`geo-sync status` computed the report itself")
+                        hint="the command computed its answer itself")
             answer = {"error": repr(exc)}
         self.wfile.write(json.dumps(answer).encode())
 
@@ -145,9 +158,10 @@ class _Handler(socketserver.StreamRequestHandler):
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
-    def __init__(self, path: str, answer: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, path: str, answer: Callable[[str], dict[str, Any]]) -> None:
         self.answer = answer
-        self.expected = _request()
+        #: The request lines answered (with our own environment key), to their command.
+        self.expected = {_request(command): command for command in COMMANDS}
         super().__init__(path, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -157,9 +171,10 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 
 class StatusSocket:
-    """Answers status requests for the daemon started with ``config_path``."""
+    """Answers `status` and `check` for the daemon started with ``config_path``:
+    ``answer(command)`` is the document sent (it must not have an ``error`` key)."""
 
-    def __init__(self, config_path: Path, answer: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, config_path: Path, answer: Callable[[str], dict[str, Any]]) -> None:
         self.config_path = config_path
         self.answer = answer
         self._server: _Server | None = None
@@ -168,12 +183,13 @@ class StatusSocket:
     def start(self, spawn: Callable[[str, Callable[[], None]], object]) -> bool:
         """Bind the socket and answer on a thread ``spawn`` starts (the daemon's guarded
         threads: if that loop dies, so does the process). False (logged) when it cannot
-        be bound: `status` then computes its report itself, as without a daemon."""
+        be bound: `status` and `check` then compute their answers themselves, as
+        without a daemon."""
         directory = runtime_dir(create=True)
         if directory is None:
             log.warning("status_socket_not_served", hint="no private runtime directory "
-                        f"({', '.join(map(str, runtime_dirs()))}): `geo-sync status` "
-                        "computes its report itself")
+                        f"({', '.join(map(str, runtime_dirs()))}): `geo-sync status` and "
+                        "`check` compute their answers themselves")
             return False
         path = directory / socket_name(self.config_path)
         if ask(self.config_path, timeout=5.0) is not None:
@@ -185,7 +201,7 @@ class StatusSocket:
             server = _Server(str(path), self.answer)
         except OSError as exc:
             log.warning("status_socket_not_served", socket=str(path), error=str(exc),
-                        hint="`geo-sync status` computes its report itself")
+                        hint="`geo-sync status` and `check` compute their answers themselves")
             return False
         self._server, self._inode = server, path.stat().st_ino
         spawn("geo-sync-status", lambda: server.serve_forever(poll_interval=0.5))

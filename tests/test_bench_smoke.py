@@ -60,8 +60,9 @@ def test_the_repository_checksum_benchmark_runs() -> None:
 
 def test_the_status_scale_benchmark_runs() -> None:
     rows = _rows(_run("bench.status_scale", "--rows", "1000"))
-    assert set(rows) == {"geo-sync --help", "geo-sync status --json",
+    assert set(rows) == {"geo-sync --help", "geo-sync status --json", "geo-sync check --json",
                          "geo-sync status --json, answered by a running `secondary run`",
+                         "geo-sync check --json, answered by a running `secondary run`",
                          "its queries (secondary_status() in process)"}
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -67,6 +67,18 @@ class CliContext:
 
 
 pass_cli = click.make_pass_decorator(CliContext)
+
+
+def daemon_answer(cli_ctx: CliContext, command: str) -> dict[str, Any] | None:
+    """``command``'s answer from the `secondary run` on this machine with this config
+    (geo_sync.local_status), or None when none answers: then the command computes it."""
+    from geo_sync.local_status import ask  # noqa: PLC0415 - see the module's imports
+
+    try:
+        config_path = cli_ctx.config_path
+    except GeoSyncError:
+        return None  # the command itself says what is wrong
+    return ask(config_path, command)
 
 
 def import_httpx_plain() -> None:

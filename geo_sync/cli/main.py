@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from geo_sync.cli.context import CliContext, GeoGroup, import_httpx_plain, pass_cli
+from geo_sync.cli.context import CliContext, GeoGroup, daemon_answer, import_httpx_plain, pass_cli
 from geo_sync.errors import GeoSyncError
 
 if TYPE_CHECKING:
@@ -148,13 +148,7 @@ def site_status(cli_ctx: CliContext, connections: ReportConnections | None = Non
 def daemon_status(cli_ctx: CliContext) -> StatusOutcome | None:
     """The status as the daemon running on this machine with this config computed it
     (geo_sync.local_status), or None when none answers."""
-    from geo_sync.local_status import ask  # noqa: PLC0415
-
-    try:
-        config_path = cli_ctx.config_path
-    except GeoSyncError:
-        return None  # site_status says what is wrong
-    answer = ask(config_path)
+    answer = daemon_answer(cli_ctx, "status")
     if answer is None:
         return None
     return StatusOutcome(answer["report"], int(answer["exit_code"]),
@@ -168,12 +162,21 @@ def _render_secondary(report: dict[str, Any]) -> None:
     render_secondary_status(report)
 
 
-def status_answer(config_path: Path, connections: ReportConnections) -> dict[str, Any]:
-    """What `secondary run` sends `status` (geo_sync.local_status): the report it would
-    compute itself, from the config file as it is now, and who computed it."""
-    outcome = site_status(CliContext(str(config_path), configures_logging=False),
-                          connections)
-    outcome.report["answered_by"] = {"process": "secondary run", "pid": os.getpid()}
+def daemon_answers(config_path: Path, connections: ReportConnections, command: str
+                   ) -> dict[str, Any]:
+    """What `secondary run` sends `status` or `check` (geo_sync.local_status): the
+    answer the command would compute itself, from the config file as it is now, and
+    who computed it."""
+    cli_ctx = CliContext(str(config_path), configures_logging=False)
+    answered_by = {"process": "secondary run", "pid": os.getpid()}
+    if command == "check":
+        from geo_sync.cli.check import check_answer  # noqa: PLC0415
+
+        answer = check_answer(cli_ctx, connections)
+        answer["document"]["answered_by"] = answered_by
+        return answer
+    outcome = site_status(cli_ctx, connections)
+    outcome.report["answered_by"] = answered_by
     return {"report": outcome.report, "exit_code": outcome.exit_code,
             "render": outcome.render is not None, "reasons": outcome.reasons}
 

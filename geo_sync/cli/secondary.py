@@ -129,7 +129,7 @@ def migrate(cli_ctx: CliContext) -> None:
 @pass_cli
 def run(cli_ctx: CliContext) -> None:
     """Follow the primary: log cursor and scheduler (and embedded workers)."""
-    from geo_sync.cli.main import status_answer  # noqa: PLC0415
+    from geo_sync.cli.main import daemon_answers  # noqa: PLC0415
     from geo_sync.local_status import StatusSocket  # noqa: PLC0415
     from geo_sync.secondary.daemon import run_secondary  # noqa: PLC0415
 
@@ -137,7 +137,7 @@ def run(cli_ctx: CliContext) -> None:
     config_path, connections = cli_ctx.config_path, ReportConnections(owned=False)
     try:
         run_secondary(cli_ctx.settings.require_secondary(), StatusSocket(
-            config_path, lambda: status_answer(config_path, connections)))
+            config_path, lambda command: daemon_answers(config_path, connections, command)))
     finally:
         connections.close()
 

@@ -253,7 +253,7 @@ class SecondaryDaemon:
 
 def run_secondary(settings: SecondarySettings, status: StatusSocket | None = None) -> None:
     """The body of `geo-sync secondary run`: run until SIGTERM or SIGINT, answering
-    `geo-sync status` on ``status`` meanwhile."""
+    `geo-sync status` and `check` on ``status`` meanwhile."""
     set_process_title(f"secondary run {settings.name}")
     block_stop_signals()
     daemon = SecondaryDaemon(settings)

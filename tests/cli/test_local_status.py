@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from geo_sync.cli.check import check_answer
+from geo_sync.cli.context import CliContext
 from geo_sync.local_status import MAX_REQUEST, StatusSocket, ask, runtime_dir, socket_name
 from tests.cli.test_startup_imports import NOT_FOR_STATUS, _packages, _run
 from tests.deployment import Deployment, deployment_for, wait_for
@@ -69,6 +73,24 @@ def test_the_daemon_answers_status_with_the_report_the_command_computes(
     assert report["verdict"]["verdict"] in text.stdout
 
 
+def test_the_daemon_answers_check_with_the_checks_the_command_runs(
+        running: Deployment) -> None:
+    done, modules = _run("--config", str(running.secondary.config), "check", "--json")
+    document = json.loads(done.stdout)
+    assert document.pop("answered_by") == {"process": "secondary run",
+                                           "pid": running.processes["run"].pid}
+    assert not _packages(modules) & NOT_WHEN_ANSWERED, _packages(modules) & NOT_WHEN_ANSWERED
+    computed = check_answer(CliContext(str(running.secondary.config),
+                                       configures_logging=False))
+    assert {c["check"] for c in document["checks"]} == {
+        c["check"] for c in computed["document"]["checks"]}
+    assert document["role"] == "secondary" and done.returncode == computed["exit_code"]
+    lines = subprocess.run([GEO_SYNC, "--config", str(running.secondary.config), "check"],
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert lines.returncode == done.returncode
+    assert lines.stdout.splitlines()[-1] == computed["lines"][-1]
+
+
 def test_a_command_with_other_overrides_computes_the_report_itself(
         running: Deployment) -> None:
     env = {**os.environ, "GEO_SYNC_LOG__LEVEL": "debug"}
@@ -101,9 +123,9 @@ def answering(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     config = tmp_path_factory.mktemp("status") / "config.toml"
     calls: list[int] = []
 
-    def answer() -> dict[str, Any]:
+    def answer(command: str) -> dict[str, Any]:
         calls.append(1)
-        return {"report": {"calls": len(calls)}, "exit_code": 0}
+        return {"report": {"calls": len(calls), "command": command}, "exit_code": 0}
 
     status = StatusSocket(config, answer)
     threads: list[threading.Thread] = []
@@ -132,8 +154,10 @@ def test_whatever_arrives_on_the_socket_it_answers_only_a_status_request(
             reply += chunk
     assert "error" in json.loads(reply)
     assert len(calls) == before  # nothing computed for it
-    answered = ask(config)  # and it still answers the real request
+    answered = ask(config)  # and it still answers the real requests
     assert answered is not None and answered["report"]["calls"] == len(calls) == before + 1
+    checked = ask(config, "check")
+    assert checked is not None and checked["report"]["command"] == "check"
 
 
 def _spawn(name: str, target: Any) -> threading.Thread:
@@ -144,8 +168,21 @@ def _spawn(name: str, target: Any) -> threading.Thread:
 
 def test_only_a_private_runtime_directory_is_used(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    shared = tmp_path / "geo-sync"
+    too_long = tmp_path / ("x" * 100)
+    (too_long / "geo-sync").mkdir(parents=True, mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(too_long))
+    assert runtime_dir(create=True) != too_long / "geo-sync", "no socket path fits there"
+    short = Path(tempfile.mkdtemp(prefix="xdg-", dir="/tmp"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(short))
+    try:
+        _private_directory_only(short, tmp_path, monkeypatch)
+    finally:
+        shutil.rmtree(short)
+
+
+def _private_directory_only(runtime: Path, tmp_path: Path,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = runtime / "geo-sync"
     shared.mkdir(mode=0o755)
     shared.chmod(0o755)  # whatever the umask: others may enter
     fallback = runtime_dir(create=True)
@@ -153,7 +190,7 @@ def test_only_a_private_runtime_directory_is_used(
     shared.chmod(0o700)
     assert runtime_dir(create=True) == shared
     config = tmp_path / "config.toml"
-    status = StatusSocket(config, lambda: {"report": {"here": True}, "exit_code": 0})
+    status = StatusSocket(config, lambda _: {"report": {"here": True}, "exit_code": 0})
     assert status.start(_spawn)
     try:
         assert (shared / socket_name(config)).exists()
