@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, select
@@ -163,11 +163,18 @@ class RecordedLags:
     """What geo-sync itself recorded (registry: the change's commit on the primary to
     its copy synced), sampled from the tracking DB on a side thread while the driver
     runs: each change that got its own sync counts once (one superseded by the next
-    push before it synced has no record of its own)."""
+    push before it synced has no record of its own). The samples also catch when each
+    change's row was sent to the queue (``enqueued_at``) and claimed by a worker thread
+    (its first lease, less ``lease_seconds``), which split the lag into stages."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, lease_seconds: float) -> None:
         self.engine = engine
+        self.lease = timedelta(seconds=lease_seconds)
         self.lags: dict[tuple[str, datetime], float] = {}
+        #: Per change (record id, commit): when it was enqueued, claimed, synced.
+        self.enqueued: dict[tuple[str, datetime], datetime] = {}
+        self.claimed: dict[tuple[str, datetime], datetime] = {}
+        self.synced: dict[tuple[str, datetime], datetime] = {}
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -175,12 +182,37 @@ class RecordedLags:
         model = RepositoryRegistry
         while not self._done.wait(0.02):
             with self.engine.connect() as conn:
-                for row in conn.execute(select(model.record_id, model.change_committed_at,
-                                               model.change_synced_at).where(
-                        model.change_synced_at.is_not(None),
-                        model.change_committed_at.is_not(None))):
-                    self.lags[(row.record_id, row.change_committed_at)] = (
-                        row.change_synced_at - row.change_committed_at).total_seconds()
+                for row in conn.execute(select(
+                        model.record_id, model.change_committed_at, model.change_synced_at,
+                        model.enqueued_at, model.lease_until).where(
+                            model.change_committed_at.is_not(None))):
+                    key = (row.record_id, row.change_committed_at)
+                    if row.enqueued_at is not None:
+                        self.enqueued.setdefault(key, row.enqueued_at)
+                    if row.lease_until is not None:
+                        self.claimed.setdefault(key, row.lease_until - self.lease)
+                    if row.change_synced_at is not None:
+                        self.synced[key] = row.change_synced_at
+                        self.lags[key] = (
+                            row.change_synced_at - row.change_committed_at).total_seconds()
+
+    def stages(self, since: datetime) -> dict[str, list[float]]:
+        """Seconds of each stage, for the changes committed since ``since`` whose three
+        moments were all caught in order (a change whose row was already queued or being
+        synced when it was committed has no stage of its own)."""
+        found: dict[str, list[float]] = {"commit → enqueued": [], "enqueued → claimed": [],
+                                         "claimed → synced": []}
+        for key, synced in self.synced.items():
+            committed = key[1]
+            enqueued, claimed = self.enqueued.get(key), self.claimed.get(key)
+            if committed < since or enqueued is None or claimed is None:
+                continue
+            if not committed <= enqueued <= claimed <= synced:
+                continue
+            found["commit → enqueued"].append((enqueued - committed).total_seconds())
+            found["enqueued → claimed"].append((claimed - enqueued).total_seconds())
+            found["claimed → synced"].append((synced - claimed).total_seconds())
+        return found
 
     def __enter__(self) -> RecordedLags:
         self._thread.start()
@@ -192,8 +224,10 @@ class RecordedLags:
 
 
 def geo_sync_lags(primary: PrimarySite, driver: PushDriver, rate: float, seconds: float,
-                  recorded: list[float] | None = None) -> list[float]:
-    """Lags measured from outside; ``recorded`` gets the ones geo-sync recorded."""
+                  recorded: list[float] | None = None,
+                  stages: dict[str, list[float]] | None = None) -> list[float]:
+    """Lags measured from outside; ``recorded`` gets the ones geo-sync recorded, and
+    ``stages`` their split (see RecordedLags.stages)."""
     with running_secondary(primary) as secondary:
         secondary.start_workers(1, THREADS)
         repos = len(driver.repos)
@@ -201,12 +235,14 @@ def geo_sync_lags(primary: PrimarySite, driver: PushDriver, rate: float, seconds
                               RepositoryRegistry.state == "synced") < repos:
             time.sleep(0.1)
         began = datetime.now(UTC)
-        with RecordedLags(secondary.site.engine) as own:
+        with RecordedLags(secondary.site.engine, secondary.site.settings.lease_seconds) as own:
             lags = driver.run(rate, seconds, secondary.site.mirror("repositories"),
                               notify=lambda name: None)
         if recorded is not None:
             # Only the changes pushed during the run (not the initial backfill's).
             recorded += [lag for (_, committed), lag in own.lags.items() if committed >= began]
+        if stages is not None:
+            stages.update(own.stages(began))
         return lags
 
 
@@ -259,9 +295,10 @@ def main() -> None:
         with primary_for_pushes(args.repos, scratch) as (primary, repos):
             driver = PushDriver(primary, repos)
             recorded: list[float] = []
+            stages: dict[str, list[float]] = {}
             rows.append(("geo-sync (hook + spool, cursor, 1 worker process)",
                          summary(geo_sync_lags(primary, driver, args.rate, args.seconds,
-                                               recorded))))
+                                               recorded, stages))))
             rows.append(("grokmirror grok-pull -o (socket notify, refresh=1)",
                          summary(grokmirror_lags(primary, driver, args.rate, args.seconds,
                                                  scratch))))
@@ -275,6 +312,11 @@ def main() -> None:
     p50, p99, worst, _ = summary(recorded)
     table.append(f"| recorded by geo-sync itself ({len(recorded)} changes, commit → "
                  f"synced) | {p50:.3f} | {p99:.3f} | {worst:.3f} | - | - |")
+    # And where that went, for the changes whose stages were all caught.
+    for stage, seconds in stages.items():
+        p50, p99, worst, _ = summary(seconds)
+        table.append(f"| stage: {stage} ({len(seconds)} changes) | {p50:.3f} | {p99:.3f} "
+                     f"| {worst:.3f} | - | - |")
     print("\n".join(table))
     append_section(args.output, f"Push-to-mirror lag at {args.rate:g} pushes/s",
                    "bench.push_lag",
