@@ -15,6 +15,7 @@ from geo_sync.errors import (
     AuthError,
     BackfillRequired,
     GeoSyncError,
+    InvalidInput,
     MissingOnPrimary,
     SiteReadOnly,
     TransientError,
@@ -94,9 +95,10 @@ def test_an_error_goes_out_as_its_status_and_comes_back_as_its_class_or_the_root
                               request=httpx.Request("GET", "http://primary/x"))
     with pytest.raises(GeoSyncError) as caught:
         check(response)
-    # The client acts on auth, backfill, missing items and a read-only (demoted) site;
-    # the rest it reports as is.
-    acted_on = cls in (AuthError, BackfillRequired, MissingOnPrimary, SiteReadOnly)
+    # The client acts on auth, backfill, missing items, a read-only (demoted) site and a
+    # refused request (a smaller page of events); the rest it reports as is.
+    acted_on = cls in (AuthError, BackfillRequired, MissingOnPrimary, SiteReadOnly,
+                       InvalidInput)
     assert type(caught.value) is (cls if acted_on else GeoSyncError)
     assert "boom" in caught.value.message
 
