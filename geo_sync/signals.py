@@ -32,6 +32,10 @@ def wait_for_stop_signal_while(alive: Callable[[], bool], poll: float = 0.5
     (the work the process exists for has stopped: it must exit, non-zero)."""
     while alive():
         received = signal.sigtimedwait(STOP_SIGNALS, poll)
-        if received is not None:
+        # When the wait is interrupted (EINTR: the process was stopped and continued,
+        # SIGSTOP/SIGCONT, a debugger, a frozen cgroup) after its timeout has passed,
+        # CPython returns a siginfo the kernel never filled: its si_signo is garbage.
+        # Only a signal we wait for is one.
+        if received is not None and received.si_signo in STOP_SIGNALS:
             return signal.Signals(received.si_signo)
     return None
