@@ -34,9 +34,14 @@ from geo_sync.logging import get_logger
 from geo_sync.paths import CONFIG_ENV
 
 log = get_logger("local_status")
-#: How long the command waits for the daemon's report (it checks the primary, whose
-#: requests have their own timeout) before computing the report itself.
+#: How long the command waits for the daemon to take the request (a line, at once: a
+#: stopped or wedged daemon does not, though the kernel accepts the connection), and
+#: then for its answer (it checks the primary, whose requests have their own timeout),
+#: before computing the answer itself.
+ACCEPT_TIMEOUT = 2.0
 REPLY_TIMEOUT = 45.0
+#: The line the daemon sends when it takes a request, before computing the answer.
+TAKEN = b"taken\n"
 #: What the daemon answers: `geo-sync status` and `geo-sync check`.
 COMMANDS = ("status", "check")
 #: The largest request line read: ``<command> <environment key>``.
@@ -123,10 +128,18 @@ def ask(config_path: Path, command: str = "status", timeout: float = REPLY_TIMEO
 def _ask(path: Path, request: bytes, timeout: float) -> dict[str, Any] | None:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.settimeout(timeout)
+            conn.settimeout(min(timeout, ACCEPT_TIMEOUT))
             conn.connect(str(path))
             conn.sendall(request)
             reply = bytearray()
+            while len(reply) < len(TAKEN):
+                if not (chunk := conn.recv(len(TAKEN) - len(reply))):
+                    break
+                reply += chunk
+            if reply != TAKEN:
+                return None  # refused (its reason is all it sent), or cut short
+            conn.settimeout(timeout)
+            reply.clear()
             while chunk := conn.recv(1 << 16):
                 reply += chunk
         answer = json.loads(reply)
@@ -146,6 +159,7 @@ class _Handler(socketserver.StreamRequestHandler):
             # Another request, or a command whose GEO_SYNC_* overrides differ from ours.
             self.wfile.write(b'{"error": "not answered: the request or its settings differ"}')
             return
+        self.wfile.write(TAKEN)  # unbuffered: the command knows at once we are alive
         try:
             answer = self.server.answer(command)
         except Exception as exc:  # the command computes the report itself, and says why

@@ -24,7 +24,14 @@ from hypothesis import strategies as st
 
 from geo_sync.cli.check import check_answer
 from geo_sync.cli.context import CliContext
-from geo_sync.local_status import MAX_REQUEST, StatusSocket, ask, runtime_dir, socket_name
+from geo_sync.local_status import (
+    MAX_REQUEST,
+    REPLY_TIMEOUT,
+    StatusSocket,
+    ask,
+    runtime_dir,
+    socket_name,
+)
 from tests.cli.test_startup_imports import NOT_FOR_STATUS, _packages, _run
 from tests.deployment import Deployment, deployment_for, wait_for
 from tests.sites import GEO_SYNC, status_of
@@ -98,6 +105,20 @@ def test_a_command_with_other_overrides_computes_the_report_itself(
     assert "answered_by" not in report
     assert "sqlalchemy" in _packages(modules)
     assert done.returncode == report["verdict"]["exit_code"]
+
+
+def test_a_stopped_daemon_is_not_waited_for(running: Deployment) -> None:
+    daemon = running.processes["run"]
+    os.kill(daemon.pid, signal.SIGSTOP)  # the kernel still accepts its connections
+    try:
+        # Bounded below the wait for an answer: the command must not wait for one.
+        done = subprocess.run([GEO_SYNC, "--config", str(running.secondary.config), "status",
+                               "--json"], capture_output=True, text=True, check=False,
+                              timeout=REPLY_TIMEOUT - 5)
+    finally:
+        os.kill(daemon.pid, signal.SIGCONT)
+    report = json.loads(done.stdout)
+    assert "answered_by" not in report and report["types"]
 
 
 def test_after_the_daemon_is_killed_status_is_computed_and_a_new_daemon_takes_the_socket(
