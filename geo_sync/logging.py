@@ -8,6 +8,7 @@ daemon writes is one JSON object, and so is an uncaught exception's traceback.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import types
@@ -131,6 +132,12 @@ def _log_uncaught(kind: type[BaseException], value: BaseException,
         return
     structlog.get_logger(component="process").critical(
         "uncaught_exception", exc_info=(kind, value, traceback))
+    # The interpreter would now wait for every non-daemon thread, such as a daemon's
+    # loops, whose stop signals are blocked: the process would go on without its main
+    # thread and ignore SIGTERM. A process whose main thread died exits, non-zero.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:

@@ -105,6 +105,24 @@ def test_warnings_and_uncaught_exceptions_become_json_lines() -> None:
     assert "RuntimeError: boom" in str(uncaught[1]["exception"])
 
 
+def test_a_process_whose_main_thread_dies_exits_though_other_threads_run() -> None:
+    # As `secondary run`: a non-daemon thread that never ends, stop signals blocked.
+    program = (
+        "import threading\n"
+        "from geo_sync.logging import configure_logging\n"
+        "from geo_sync.signals import block_stop_signals\n"
+        "configure_logging('info', 'json')\n"
+        "block_stop_signals()\n"
+        "threading.Thread(target=threading.Event().wait, name='loop').start()\n"
+        "raise RuntimeError('main thread died')\n")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 1
+    [uncaught] = [line for line in _json_lines(result.stderr)
+                  if line.get("event") == "uncaught_exception"]
+    assert "main thread died" in str(uncaught["exception"])
+
+
 @pytest.mark.parametrize("mode", ["embedded", "production"])
 def test_secondary_processes_write_only_json_and_carry_readable_names(
         mode: str, tmp_path: Path) -> None:
