@@ -48,8 +48,11 @@ class ChangeSignal:
         return self._generation
 
     def bump_threadsafe(self) -> None:
-        """Called from the watcher thread."""
-        self._loop.call_soon_threadsafe(self._bump)
+        """Called from the watcher thread; once the server's loop has closed there is no
+        one left to wake (the watcher may outlive it by one wait)."""
+        with suppress(RuntimeError):  # "Event loop is closed", between a check and the call
+            if not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(self._bump)
 
     def _bump(self) -> None:
         self._generation += 1
@@ -86,6 +89,8 @@ class Watcher(threading.Thread):
                     self._poll()
                 backoff = 0.1
             except Exception as exc:  # the database went away: keep readers polling, retry
+                if self._stop_event.is_set():
+                    return  # the server is stopping: its database may go first
                 log.warning("event_watcher_disconnected", error=str(exc), retry_in=backoff)
                 self._signal.bump_threadsafe()
                 self._stop_event.wait(backoff)

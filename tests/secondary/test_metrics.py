@@ -82,6 +82,10 @@ def test_every_process_serves_the_series_the_rules_and_the_dashboard_use(
                        for r in REPLICATORS.values())
 
         wait_for(counted, "the secondary's gauges to show the synced registry", 60)
+        # The first worker process may have synced everything before the second one's
+        # first heartbeat (it starts as slowly as the machine is loaded).
+        wait_for(lambda: value(scrape(secondary_port), "geo_sync_workers_alive") == 2,
+                 "both worker processes' heartbeats in the gauge", 60)
         secondary = scrape(secondary_port)
         workers = [scrape(worker_port), scrape(worker_port + 1)]
         primary_samples = scrape(primary_port)
