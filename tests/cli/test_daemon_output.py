@@ -86,18 +86,23 @@ def test_serve_writes_only_json_and_names_its_process(primary: PrimarySite,
     assert any(line.get("event") == "geo_api_listening" for line in lines)
 
 
-def test_warnings_and_uncaught_exceptions_become_json_lines() -> None:
-    program = (
-        "import warnings, threading\n"
-        "from geo_sync.logging import configure_logging\n"
-        "configure_logging('info', 'json')\n"
-        "warnings.warn('key too short for HS256')\n"
-        "t = threading.Thread(target=lambda: 1 / 0, name='loop'); t.start(); t.join()\n"
-        "raise RuntimeError('boom')\n")
+def _python_with_json_logging(*lines: str) -> tuple[int, list[dict[str, object]]]:
+    """Run ``lines`` in a fresh interpreter after configure_logging('info', 'json');
+    its exit status and the JSON lines of its stderr."""
+    program = "\n".join(["from geo_sync.logging import configure_logging",
+                         "configure_logging('info', 'json')", *lines])
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                             timeout=60, check=False)
-    assert result.returncode == 1
-    lines = _json_lines(result.stderr)
+    return result.returncode, _json_lines(result.stderr)
+
+
+def test_warnings_and_uncaught_exceptions_become_json_lines() -> None:
+    status, lines = _python_with_json_logging(
+        "import warnings, threading",
+        "warnings.warn('key too short for HS256')",
+        "t = threading.Thread(target=lambda: 1 / 0, name='loop'); t.start(); t.join()",
+        "raise RuntimeError('boom')")
+    assert status == 1
     assert any("key too short" in str(line.get("event")) for line in lines)
     uncaught = [line for line in lines if line.get("event") == "uncaught_exception"]
     assert len(uncaught) == 2
@@ -107,19 +112,14 @@ def test_warnings_and_uncaught_exceptions_become_json_lines() -> None:
 
 def test_a_process_whose_main_thread_dies_exits_though_other_threads_run() -> None:
     # As `secondary run`: a non-daemon thread that never ends, stop signals blocked.
-    program = (
-        "import threading\n"
-        "from geo_sync.logging import configure_logging\n"
-        "from geo_sync.signals import block_stop_signals\n"
-        "configure_logging('info', 'json')\n"
-        "block_stop_signals()\n"
-        "threading.Thread(target=threading.Event().wait, name='loop').start()\n"
-        "raise RuntimeError('main thread died')\n")
-    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                            timeout=60, check=False)
-    assert result.returncode == 1
-    [uncaught] = [line for line in _json_lines(result.stderr)
-                  if line.get("event") == "uncaught_exception"]
+    status, lines = _python_with_json_logging(
+        "import threading",
+        "from geo_sync.signals import block_stop_signals",
+        "block_stop_signals()",
+        "threading.Thread(target=threading.Event().wait, name='loop').start()",
+        "raise RuntimeError('main thread died')")
+    assert status == 1
+    [uncaught] = [line for line in lines if line.get("event") == "uncaught_exception"]
     assert "main thread died" in str(uncaught["exception"])
 
 
