@@ -131,10 +131,15 @@ class GeoGroup(click.Group):
             sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
             if sqlalchemy_exc is None or not isinstance(exc, sqlalchemy_exc.OperationalError):
                 raise
-            orig = getattr(exc, "orig", None)
-            reason = str(orig).strip().splitlines()[0] if orig else str(exc)
-            _fail(ctx, f"database unreachable: {reason}", "check that the database server "
-                  "is running and database_url in the config is right")
+            _fail(ctx, *database_unreachable(exc))
+
+
+def database_unreachable(exc: Exception) -> tuple[str, str]:
+    """The one-line message and hint for a SQLAlchemy error reaching the database."""
+    orig = getattr(exc, "orig", None)
+    reason = str(orig or exc).strip().splitlines()[0]
+    return (f"database unreachable: {reason}",
+            "check that the database server is running and database_url in the config is right")
 
 
 def _fail(ctx: click.Context, message: str, hint: str) -> NoReturn:

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from geo_sync.cli.context import CliContext, GeoGroup, daemon_answer, import_httpx_plain, pass_cli
+from geo_sync.cli.context import (
+    CliContext,
+    GeoGroup,
+    daemon_answer,
+    database_unreachable,
+    import_httpx_plain,
+    pass_cli,
+)
 from geo_sync.errors import GeoSyncError
 
 if TYPE_CHECKING:
@@ -184,10 +191,7 @@ def daemon_answers(config_path: Path, connections: ReportConnections, command: s
 def _explain(exc: Exception) -> tuple[str, str]:
     if isinstance(exc, GeoSyncError):
         return exc.message, exc.hint
-    orig = getattr(exc, "orig", None)
-    reason = str(orig or exc).strip().splitlines()[0]
-    return (f"database unreachable: {reason}",
-            "check that the database server is running and database_url in the config is right")
+    return database_unreachable(exc)
 
 
 def _status_failed(message: str, hint: str, results: list[CheckResult]) -> StatusOutcome:
