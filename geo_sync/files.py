@@ -120,28 +120,33 @@ class StagedFiles:
         while view:
             view = view[os.write(fd, view):]
 
-    def commit(self) -> list[Path]:
-        """Sync all, rename all, sync the renames; the destinations, in order."""
-        # One fd per filesystem the batch writes to (a mirror may span mounts).
-        per_device = {os.fstat(fd).st_dev: fd for fd, _tmp, _dest in self._staged}
+    def commit(self) -> list[tuple[Path, os.stat_result]]:
+        """Sync all, rename all, sync the renames; each destination with what a stat of
+        it shows now (taken from the open file: no second lookup by path), in order."""
+        # One fd per filesystem the batch writes to (a mirror may span mounts), found
+        # with one stat per directory rather than one per file.
+        first_in: dict[Path, int] = {}
+        for fd, _tmp, dest in self._staged:
+            first_in.setdefault(dest.parent, fd)
+        per_device = {os.fstat(fd).st_dev: fd for fd in first_in.values()}
         synced = all([syncfs(fd) for fd in per_device.values()]) if per_device else False
         if not synced:
             for fd, _tmp, _dest in self._staged:
                 os.fsync(fd)
-        done: list[Path] = []
+        done: list[tuple[Path, os.stat_result]] = []
         try:
-            for _fd, tmp, dest in self._staged:
+            for fd, tmp, dest in self._staged:
                 tmp.replace(dest)
-                done.append(dest)
+                done.append((dest, os.fstat(fd)))
             if not (synced and all([syncfs(fd) for fd in per_device.values()])):
-                for directory in {dest.parent for dest in done}:
+                for directory in {dest.parent for dest, _stat in done}:
                     fsync_dir(directory)
         finally:
             for fd, _tmp, _dest in self._staged:
                 os.close(fd)
-            # What was not renamed is left for discard, its fd already closed (-1).
-            self._staged = [(-1, tmp, dest) for _fd, tmp, dest in self._staged
-                            if dest not in done]
+            # What was not renamed (the files after the first failed rename) is left
+            # for discard, its fd already closed (-1).
+            self._staged = [(-1, tmp, dest) for _fd, tmp, dest in self._staged[len(done):]]
         return done
 
     def discard(self) -> None:

@@ -173,7 +173,11 @@ class Copy(DataType):
         mtime). Equal to the one recorded at the last verification means "probably
         unchanged"; different sends the copy to full verification. Raises OSError
         if the copy is gone."""
-        stat = path.stat()
+        return cls.fingerprint_of(path.stat())
+
+    @classmethod
+    def fingerprint_of(cls, stat: os.stat_result) -> str:
+        """``fingerprint`` from a stat already taken of a file copy (blobs)."""
         return f"{stat.st_size}:{stat.st_mtime_ns}"
 
     @classmethod

@@ -94,8 +94,8 @@ class BlobCopy(Copy):
             except OSError as exc:
                 landed = []
                 results.update((item.id, exc) for item, _checksum, _verified in staged)
-        for (item, checksum, verified), dest in zip(staged, landed, strict=False):
-            results[item.id] = Arrival(checksum, cls.fingerprint(dest)) if verified else None
+        for (item, checksum, verified), (_dest, stat) in zip(staged, landed, strict=False):
+            results[item.id] = Arrival(checksum, cls.fingerprint_of(stat)) if verified else None
         for item in wanted:
             if item.id not in results and item not in alone:
                 results[item.id] = broken or IntegrityError(
