@@ -188,3 +188,9 @@ def test_the_scale_benchmark_runs_both_rounds_against_rsync_with_every_process_m
     printed = json.loads(output.strip().splitlines()[-1])
     assert [row["tool"] for row in printed] == list(rows)
     assert all({"tool", "round", "seconds", "rate", "ratio"} <= set(row) for row in printed)
+
+
+def test_the_file_creation_benchmark_runs_fresh_and_after_deletions() -> None:
+    rows = _rows(_run("bench.file_create", "--files", "200", "--deleted", "300"))
+    assert set(rows) == {"create 200 files of 4096 bytes, fresh tree",
+                         "the same right after deleting 300 files"}, rows
