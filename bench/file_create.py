@@ -15,8 +15,8 @@ to measure that one):
 1. create ``--files`` files of 4 KiB (open O_EXCL, write, close) in a fresh tree;
 2. delete ``--deleted`` other files, then at once create ``--files`` more.
 
-The filesystem's type and whether it has a journal (``/proc/fs/jbd2``) go in the
-section. Only the creating loop is timed; making and deleting the other files is not.
+The filesystem's type and whether it has a journal go in the section (as in every
+benchmark's). Only the creating loop is timed; making and deleting the other files is not.
 """
 
 from __future__ import annotations
@@ -50,28 +50,6 @@ def _create(root: Path, count: int, data: bytes) -> float:
     return time.perf_counter() - started
 
 
-def filesystem_of(path: Path) -> str:
-    """``path``'s filesystem type and device, and whether it keeps a journal."""
-    best = ("", "?", "?")
-    with Path("/proc/self/mountinfo").open() as mounts:
-        for line in mounts:
-            fields = line.split()
-            mount_point = fields[4]
-            after = fields.index("-")
-            fstype, source = fields[after + 1], fields[after + 2]
-            if (str(path).startswith(mount_point.rstrip("/") + "/")
-                    and len(mount_point) > len(best[0])):
-                best = (mount_point, fstype, source)
-    mount_point, fstype, source = best
-    if fstype != "ext4":
-        return f"{fstype} ({source} on {mount_point})"
-    device = Path(source).name
-    journals = Path("/proc/fs/jbd2")  # one entry per journal in use: <device>-<inode>
-    journal = journals.is_dir() and any(entry.name.startswith(f"{device}-")
-                                         for entry in journals.iterdir())
-    return f"ext4 {'with' if journal else 'WITHOUT'} a journal ({source} on {mount_point})"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=10_000, help="files created per row")
@@ -87,7 +65,6 @@ def main() -> None:
         os.sync()  # as a finished run's files would be, long written
         shutil.rmtree(root / "doomed")
         after = _create(root / "after", args.files, data)
-        where = filesystem_of(root)
     rows = [(f"create {args.files:,} files of {SIZE} bytes, fresh tree", fresh),
             (f"the same right after deleting {args.deleted:,} files", after)]
     table = ["| what | seconds | files/s | µs per file | vs fresh |", "|---|---|---|---|---|"]
@@ -97,7 +74,7 @@ def main() -> None:
     text = "\n".join(table)
     print(text)
     append_section(args.output, "File creation after deletions", "bench.file_create",
-                   f"one thread, 100 files to a directory, TMPDIR on {where}", text)
+                   "one thread, 100 files to a directory", text)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,7 +59,32 @@ def table_rows(table: str) -> list[dict[str, float | str]]:
 
 
 def machine() -> str:
-    return f"{platform.machine()} with {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}"
+    return (f"{platform.machine()} with {os.cpu_count()} cores, scratch files (TMPDIR) on "
+            f"{filesystem_of(Path(tempfile.gettempdir()))}, {time.strftime('%Y-%m-%d')}")
+
+
+def filesystem_of(path: Path) -> str:
+    """``path``'s filesystem type and device, and whether it keeps a journal: creating
+    files on ext4 without one costs more the more files were deleted in the last
+    minutes (see bench.file_create), which moves every copying benchmark."""
+    best = ("", "?", "?")
+    with Path("/proc/self/mountinfo").open() as mounts:
+        for line in mounts:
+            fields = line.split()
+            mount_point = fields[4]
+            after = fields.index("-")
+            fstype, source = fields[after + 1], fields[after + 2]
+            if (str(path).startswith(mount_point.rstrip("/") + "/")
+                    and len(mount_point) > len(best[0])):
+                best = (mount_point, fstype, source)
+    mount_point, fstype, source = best
+    if fstype != "ext4":
+        return f"{fstype} ({source} on {mount_point})"
+    device = Path(source).name
+    journals = Path("/proc/fs/jbd2")  # one entry per journal in use: <device>-<inode>
+    journal = journals.is_dir() and any(entry.name.startswith(f"{device}-")
+                                         for entry in journals.iterdir())
+    return f"ext4 {'with' if journal else 'WITHOUT'} a journal ({source} on {mount_point})"
 
 
 def append_section(output: Path, title: str, module: str, details: str,

@@ -29,6 +29,7 @@ def _run(module: str, *args: str, timeout: float = 300) -> str:
         section = output.read_text()
     assert section.startswith("\n## ") and f"`python -m {module} " in section, section
     assert "cores" in section, "the machine is missing from the section"
+    assert "scratch files (TMPDIR) on " in section, "the filesystem is missing"
     return result.stdout
 
 
