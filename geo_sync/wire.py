@@ -192,7 +192,8 @@ class CatalogPage:
     #: As sent; ``entries()`` reads them one by one.
     items: list[Any]
     next_after: int | None
-    total: int
+    #: Items of the type in the catalog; None when the page was asked for without it.
+    total: int | None
 
     def to_json(self) -> dict[str, Any]:
         return {"type": self.type,
@@ -202,7 +203,7 @@ class CatalogPage:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CatalogPage:
         return cls(str(data["type"]), list(data["items"]), _opt_int(data.get("next_after")),
-                   int(data["total"]))
+                   _opt_int(data.get("total")))
 
     def entries(self) -> Iterator[CatalogEntry | InvalidInput]:
         """Each item as an entry, or the InvalidInput saying why it is not one: a bad

@@ -60,9 +60,10 @@ def test_a_catalog_entry_round_trips(entry: CatalogEntry) -> None:
     assert CatalogEntry.from_json(_through_json(entry)) == entry
 
 
-@given(st.lists(entries, max_size=5), st.none() | st.integers(0, 2**62), st.integers(0, 2**40))
+@given(st.lists(entries, max_size=5), st.none() | st.integers(0, 2**62),
+       st.none() | st.integers(0, 2**40))
 def test_a_catalog_page_round_trips_entry_by_entry(
-        items: list[CatalogEntry], next_after: int | None, total: int) -> None:
+        items: list[CatalogEntry], next_after: int | None, total: int | None) -> None:
     page = CatalogPage.from_json(_through_json(  # type: ignore[arg-type]
         CatalogPage("widget", list(items), next_after, total)))
     assert (page.type, page.next_after, page.total) == ("widget", next_after, total)

@@ -38,7 +38,7 @@ def _new_catalog(settings: SecondarySettings) -> dict[tuple[str, str], tuple[str
         for replicator in REPLICATORS.values():
             after: int | None = 0
             while after is not None:
-                page = client.catalog_page(replicator.name, after, 1000)
+                page = client.catalog_page(replicator.name, after, 1000, total=False)
                 for entry in page.entries():
                     if not isinstance(entry, InvalidInput) and entry.checksum:
                         found[(replicator.name, entry.record_id)] = (entry.path,

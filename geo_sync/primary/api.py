@@ -288,6 +288,10 @@ class GeoApi:
         replicator = original_for(request.path_params["type"])
         after = _int_param(request, "after", 0, 0, 2**62)
         limit = _int_param(request, "limit", 500, 1, MAX_LIMIT)
+        # Counting the type's items scans its part of the catalog (0.15-0.4 s a page at
+        # 1,000,000 items, and more than the page itself): a backfill asks on its first
+        # page only and sends total=0 after it.
+        with_total = _int_param(request, "total", 1, 0, 1) == 1
 
         def run() -> dict[str, Any]:
             with self.engine.connect() as conn:
@@ -299,7 +303,7 @@ class GeoApi:
                 ).all()
                 total = conn.execute(
                     select(func.count()).where(CatalogItem.replicable_type == replicator.name)
-                ).scalar_one()
+                ).scalar_one() if with_total else None
             items = [CatalogEntry(row.id, row.record_id, row.path, row.size, row.checksum,
                                   row.checksum_at, row.updated_at) for row in rows]
             next_after = items[-1].id if len(items) == limit else None

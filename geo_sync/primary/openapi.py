@@ -86,7 +86,7 @@ _SCHEMAS: dict[str, Any] = {
             "type": {"type": "string"},
             "items": {"type": "array",
                       "items": {"$ref": "#/components/schemas/CatalogItem"}},
-            "next_after": _NULLABLE_INT, "total": {"type": "integer"},
+            "next_after": _NULLABLE_INT, "total": _NULLABLE_INT,
         },
     },
     "ItemState": {
@@ -166,6 +166,8 @@ def openapi_document() -> dict[str, Any]:
                                  "default": 0}, "catalog id to continue after"),
                 _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000,
                                  "default": 500}, "items per page"),
+                _query("total", {"type": "integer", "minimum": 0, "maximum": 1, "default": 1},
+                       "1: count the type's items (total); 0: skip the count, total is null"),
             ],
             "responses": {"200": _json({"$ref": "#/components/schemas/CatalogPage"},
                                        "a page"), **_COMMON_ERRORS},

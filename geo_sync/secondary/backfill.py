@@ -135,17 +135,19 @@ def backfill(runtime: Runtime, client: PrimaryClient, progress: Progress | None 
                      "`geo-sync orphans --delete` removes them")
         after: int | None = 0
         seen: set[str] = set()
+        total = 0  # as counted with the first page: progress only, not a bound
         while after is not None:
-            page = client.catalog_page(replicator.name, after, PAGE)
+            page = client.catalog_page(replicator.name, after, PAGE, total=after == 0)
             with write_transaction(runtime.engine) as conn:
                 seen.update(_apply_page(conn, replicator, page, selection))
             after = page.next_after
-            text = f"{replicator.name}: {len(seen)}/{page.total}"
+            total = max(len(seen), page.total if page.total is not None else total)
+            text = f"{replicator.name}: {len(seen)}/{total}"
             _set_progress(runtime, text)
             log.info("backfill_progress", replicable=replicator.name, done=len(seen),
-                     total=page.total)
+                     total=total)
             if progress:
-                progress(replicator.name, len(seen), page.total)
+                progress(replicator.name, len(seen), total)
         vanished = _tombstone_vanished(runtime, replicator.registry_table, seen, started)
         if vanished:
             log.info("backfill_tombstoned_vanished", replicable=replicator.name, count=vanished)

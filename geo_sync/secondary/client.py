@@ -169,9 +169,13 @@ class PrimaryClient:
     def ack(self, cursor: str) -> None:
         self._request("POST", "/ack", json={"cursor": cursor})
 
-    def catalog_page(self, type_name: str, after: int, limit: int = 1000) -> CatalogPage:
-        response = self._request("GET", f"/catalog/{type_name}",
-                                 params={"after": after, "limit": limit})
+    def catalog_page(self, type_name: str, after: int, limit: int = 1000, *,
+                     total: bool = True) -> CatalogPage:
+        """Up to ``limit`` catalog items after id ``after``; with ``total``, also how many
+        items of the type there are (a count the primary makes for the page, so a caller
+        paging through asks once). A primary from before the flag counts every time."""
+        params = {"after": after, "limit": limit, **({} if total else {"total": 0})}
+        response = self._request("GET", f"/catalog/{type_name}", params=params)
         return CatalogPage.from_json(response.json())
 
     def catalog_item(self, type_name: str, path: str, *, recompute: bool = False,

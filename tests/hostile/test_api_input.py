@@ -59,7 +59,7 @@ def test_any_events_parameter_is_refused_naming_it_or_accepted(
 
 
 @FIXTURE
-@given(value=_hostile_values, field=st.sampled_from(["after", "limit"]))
+@given(value=_hostile_values, field=st.sampled_from(["after", "limit", "total"]))
 def test_any_catalog_parameter_is_refused_naming_it_or_accepted(
     primary: PrimarySite, value: str, field: str
 ) -> None:

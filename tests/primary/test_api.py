@@ -198,6 +198,27 @@ def test_catalog_pages_list_every_item_of_a_type_once(primary: PrimarySite) -> N
     assert unknown.status_code == 400
 
 
+def test_a_catalog_page_counts_the_type_unless_asked_not_to(primary: PrimarySite) -> None:
+    _publish(primary, *(Change("job_log", "created", f"j/{n}.log", size=n) for n in range(5)),
+             Change("artifact", "created", "other.bin"))
+    with primary.client() as client:
+        def page(**params: int) -> dict[str, Any]:
+            response = client.get("/catalog/job_log", params={"limit": 2, **params},
+                                  headers=primary.headers())
+            assert response.status_code == 200, response.text
+            return dict(response.json())
+
+        counted, uncounted = page(), page(total=0)
+        later = page(after=counted["next_after"], total=0)
+        refused = client.get("/catalog/job_log", params={"total": 2},
+                             headers=primary.headers())
+    assert counted["total"] == 5
+    assert uncounted["total"] is None and later["total"] is None
+    assert uncounted["items"] == counted["items"]  # the same page, only not counted
+    assert [item["path"] for item in later["items"]] == ["j/2.log", "j/3.log"]
+    assert refused.status_code == 400 and "total" in refused.json()["message"]
+
+
 def test_acknowledged_events_show_as_no_longer_pending_in_status(primary: PrimarySite) -> None:
     with primary.client() as client:
         cursor = _head(primary, client)

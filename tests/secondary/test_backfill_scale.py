@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, insert, select
 
 from geo_sync.db import utcnow, write_transaction
 from geo_sync.primary.models import CatalogItem, Event
+from geo_sync.secondary.backfill import backfill
 from geo_sync.secondary.cursor import LogCursor
 from geo_sync.secondary.runtime import open_runtime
 from geo_sync.tracking.models import CursorRow
@@ -50,6 +51,13 @@ def test_backfill_registers_twenty_thousand_existing_items(tmp_path: Path) -> No
                     ArtifactRegistry.state == "pending")).scalar_one()
                 progress = conn.execute(select(CursorRow.backfill_progress)).scalar_one()
                 needs = conn.execute(select(CursorRow.backfill_required)).scalar_one()
+            # Again, watching progress: the type's total (counted with its first page
+            # only) is shown with every page after it.
+            seen: list[tuple[str, int, int]] = []
+            backfill(runtime, runtime.client, progress=lambda *step: seen.append(step))
+            with runtime.engine.connect() as conn:
+                again = conn.execute(select(func.count()).select_from(ArtifactRegistry)
+                                     ).scalar_one()
         finally:
             runtime.close()
             secondary.engine.dispose()
@@ -58,3 +66,11 @@ def test_backfill_registers_twenty_thousand_existing_items(tmp_path: Path) -> No
     assert pending == artifacts, "every backfilled item waits for a worker"
     assert progress == f"done: {ITEMS} items"
     assert needs is False
+    assert again == artifacts, "a second backfill adds nothing"
+    totals: dict[str, set[int]] = {}
+    for name, _done, total in seen:
+        totals.setdefault(name, set()).add(total)
+    assert totals == {"artifact": {artifacts}, "job_log": {logs}, "repository": {0}}, totals
+    # A step a page of 1,000 (and one for the empty page that ends an exact multiple).
+    assert sorted({done for name, done, _total in seen if name == "artifact"}) == \
+        list(range(1000, artifacts + 1, 1000))
