@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, select, update
 
 from geo_sync.db import utcnow, write_transaction
 from geo_sync.errors import InvalidInput
@@ -62,13 +62,20 @@ def run_once(engine: Engine, storage_root: Path, reverify_after: float) -> int:
     """Checksum up to BATCH items that have none or whose checksum is older than
     ``reverify_after`` seconds; return how many were taken."""
     cutoff = utcnow() - timedelta(seconds=reverify_after)
+    # Two questions, each answered from its own index (migration 0009) rather than one
+    # OR over the whole catalog, sorted: items without a checksum first, then the
+    # oldest checksums past the interval.
     with engine.connect() as conn:
-        ids = conn.execute(
-            select(CatalogItem.id)
-            .where(or_(CatalogItem.checksum.is_(None), CatalogItem.checksum_at < cutoff))
-            .order_by(CatalogItem.checksum_at.is_not(None), CatalogItem.checksum_at)
-            .limit(BATCH)
-        ).scalars().all()
+        ids = list(conn.execute(
+            select(CatalogItem.id).where(CatalogItem.checksum.is_(None))
+            .order_by(CatalogItem.id).limit(BATCH)
+        ).scalars())
+        if len(ids) < BATCH:
+            ids += conn.execute(
+                select(CatalogItem.id)
+                .where(CatalogItem.checksum_at < cutoff, CatalogItem.checksum.is_not(None))
+                .order_by(CatalogItem.checksum_at).limit(BATCH - len(ids))
+            ).scalars()
     taken = sum(1 for row_id in ids if take_checksum(engine, storage_root, row_id))
     if taken:
         log.info("checksums_taken", count=taken)

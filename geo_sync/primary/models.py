@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from geo_sync.db import UTCDateTime
@@ -43,6 +53,11 @@ class CatalogItem(Base):
         UniqueConstraint("replicable_type", "record_id", name="uq_geo_catalog_record"),
         UniqueConstraint("replicable_type", "path", name="uq_geo_catalog_path"),
         Index("ix_geo_catalog_type_id", "replicable_type", "id"),
+        # The checksummer's work (migration 0009): items without a checksum, and the
+        # oldest checksums first.
+        Index("ix_geo_catalog_checksum_missing", "id",
+              postgresql_where=text("checksum IS NULL"), sqlite_where=text("checksum IS NULL")),
+        Index("ix_geo_catalog_checksum_at", "checksum_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
